@@ -1,0 +1,37 @@
+GO        ?= go
+PKGS      := ./...
+BENCHTIME ?= 1s
+
+.PHONY: run test lint fuzz bench build node-deps
+
+build:
+	$(GO) build -o bin/feathery ./cmd/feathery
+
+## run: the demo — fake Discord + embedded Redis + the gateway, events visible
+run:
+	$(GO) run ./cmd/feathery demo
+
+## test: everything, with the race detector
+test: lint node-deps
+	$(GO) test -race -count=1 -timeout 25m $(PKGS)
+
+node-deps:
+	@if command -v npm >/dev/null 2>&1 && [ -f consumers/node/package.json ]; then \
+		cd consumers/node && npm install --no-audit --no-fund --silent; fi
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+## fuzz: each fuzz target for FUZZTIME
+FUZZTIME ?= 20s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+			echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; done
+
+## bench: micro-benchmarks, benchstat-friendly (count=6)
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 6 -benchtime $(BENCHTIME) ./gateway/... ./broker/... ./luascripts/... | tee bench/micro.txt
