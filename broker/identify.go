@@ -1,0 +1,96 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/feathery/feathery/luascripts"
+	"github.com/redis/rueidis"
+)
+
+// IdentifyLimiter spaces IDENTIFYs through Redis, so every process of a
+// bot shares its buckets (shard % max_concurrency, one IDENTIFY per window
+// each) and its daily session starts. It implements gateway.IdentifyLimiter
+// once cmd/ converts Limits.
+type IdentifyLimiter struct {
+	c    rueidis.Client
+	keys Keys
+	log  *slog.Logger
+	// MaxPoll caps one sleep between attempts; default 1s.
+	maxPoll time.Duration
+}
+
+// IdentifyConfig configures an IdentifyLimiter.
+type IdentifyConfig struct {
+	Keys Keys
+	// MaxPoll caps one sleep between attempts; default 1s.
+	MaxPoll time.Duration
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// NewIdentifyLimiter returns a limiter using c.
+func NewIdentifyLimiter(c rueidis.Client, cfg IdentifyConfig) *IdentifyLimiter {
+	if cfg.MaxPoll <= 0 {
+		cfg.MaxPoll = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &IdentifyLimiter{c: c, keys: cfg.Keys, log: cfg.Logger, maxPoll: cfg.MaxPoll}
+}
+
+// Default identify limits used when Limits leaves them zero.
+const (
+	defaultIdentifyWindow = 5 * time.Second
+	defaultResetAfter     = 24 * time.Hour
+)
+
+// Wait blocks until shard may IDENTIFY, then takes the slot. The daily
+// counter is initialised from lim.Remaining (TTL lim.ResetAfter) when Redis
+// has none. It returns an error wrapping ErrStartLimitExhausted (with the
+// time left until the reset) when no start is left, or ctx's error.
+func (l *IdentifyLimiter) Wait(ctx context.Context, bot string, shard int, lim Limits) error {
+	for {
+		r, err := l.try(ctx, bot, shard, lim)
+		if err != nil {
+			return err
+		}
+		switch r.Outcome {
+		case luascripts.IdentifyTaken:
+			return nil
+		case luascripts.IdentifyExhausted:
+			return fmt.Errorf("identify %s shard %d: %w (resets in %s)", bot, shard, ErrStartLimitExhausted, r.Wait.Round(time.Second))
+		}
+		d := min(max(r.Wait, time.Millisecond), l.maxPoll)
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("identify %s shard %d: %w", bot, shard, ctx.Err())
+		}
+	}
+}
+
+// try makes one attempt at the slot.
+func (l *IdentifyLimiter) try(ctx context.Context, bot string, shard int, lim Limits) (luascripts.IdentifyResult, error) {
+	conc := max(lim.MaxConcurrency, 1)
+	window := lim.Window
+	if window <= 0 {
+		window = defaultIdentifyWindow
+	}
+	reset := lim.ResetAfter
+	if reset <= 0 {
+		reset = defaultResetAfter
+	}
+	bucket := shard % conc
+	r, err := luascripts.Identify(ctx, l.c, l.keys.IdentifyBucket(bot, bucket), l.keys.IdentifyRemaining(bot),
+		window, lim.Remaining, reset)
+	if err != nil {
+		return r, fmt.Errorf("identify %s shard %d: %w", bot, shard, err)
+	}
+	return r, nil
+}

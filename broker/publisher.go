@@ -1,0 +1,185 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/redis/rueidis"
+)
+
+// CacheWriter applies a batch of events to the cache. The Publisher calls
+// it before the batch's publish script, with the events in shard order
+// (ignored events and events already published are left out). before has
+// len(evs) nil entries; Apply sets before[i] to the cached object evs[i]
+// replaced (UPDATE/DELETE), which becomes the entry's "before" field. The
+// events and their Data are valid only during the call. Apply must be
+// idempotent: after an error the Publisher calls it again with the same
+// batch.
+type CacheWriter interface {
+	Apply(ctx context.Context, evs []*Event, before [][]byte) error
+}
+
+// Publisher is the gateway's Sink: it turns each shard's events into
+// entries of Redis streams, in order, once, and advances the shard's
+// checkpoint in the same atomic step.
+//
+// Each (bot, shard) has a bounded queue and one flusher goroutine that
+// sends micro-batches: filters, then Cache.Apply, then one publish script.
+// While Redis fails the flusher retries with backoff; the queue fills and
+// Publish blocks — backpressure for the shard.
+type Publisher struct {
+	c    rueidis.Client
+	cfg  PublisherConfig
+	keys Keys
+	log  *slog.Logger
+
+	prefixes *prefixCache
+	control  *controlWriter
+
+	mu      sync.Mutex // guards creation in bots and shards
+	bots    atomic.Pointer[map[string]*botState]
+	closing atomic.Bool
+	ctx     context.Context // stops the goroutines
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	closeMu sync.Mutex
+	closed  bool
+}
+
+// NewPublisher validates cfg and returns a Publisher writing through c. It
+// does not touch Redis: consumer groups are created before a bot's first
+// batch (or by EnsureGroups).
+func NewPublisher(c rueidis.Client, cfg PublisherConfig) (*Publisher, error) {
+	if c == nil {
+		return nil, errors.New("new publisher: nil redis client")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("publisher config: %w", err)
+	}
+	cfg.setDefaults()
+	cfg.Bots = append([]BotConfig(nil), cfg.Bots...)
+	p := &Publisher{c: c, cfg: cfg, keys: NewKeys(cfg.Prefix), log: cfg.Logger}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.prefixes = newPrefixCache(c, p.keys, cfg.ClientSideCaching, cfg.PrefixTTL)
+	bots := make(map[string]*botState, len(cfg.Bots))
+	for i := range cfg.Bots {
+		bots[cfg.Bots[i].Name] = newBotState(p, cfg.Bots[i])
+	}
+	p.bots.Store(&bots)
+	p.control = newControlWriter(p)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.control.run(p.ctx)
+	}()
+	return p, nil
+}
+
+// Keys is the key layout the Publisher writes.
+func (p *Publisher) Keys() Keys { return p.keys }
+
+// Publish queues ev for publishing. It copies what it keeps (ev.Data is
+// only valid during the call) and returns once the event is queued; it
+// blocks while the shard's queue is full, until ctx ends.
+func (p *Publisher) Publish(ctx context.Context, ev *Event) error {
+	if p.closing.Load() {
+		return ErrClosed
+	}
+	b, err := p.bot(ev.Bot)
+	if err != nil {
+		return err
+	}
+	sq, err := b.shard(ev.Shard)
+	if err != nil {
+		return err
+	}
+	return sq.enqueue(ctx, ev)
+}
+
+// Flush waits until every event Published for (bot, shard) before the
+// call is durable on its stream and in the checkpoint.
+func (p *Publisher) Flush(ctx context.Context, bot string, shard int) error {
+	b := (*p.bots.Load())[bot]
+	if b == nil {
+		return nil
+	}
+	sq := b.lookup(shard)
+	if sq == nil {
+		return nil
+	}
+	if err := sq.flush(ctx); err != nil {
+		return fmt.Errorf("flush %s shard %d: %w", bot, shard, err)
+	}
+	return nil
+}
+
+// EnsureGroups creates the consumer groups of every configured bot's
+// streams now, instead of before each bot's first batch.
+func (p *Publisher) EnsureGroups(ctx context.Context) error {
+	for _, b := range *p.bots.Load() {
+		if err := b.ensureGroups(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close refuses new events, waits (bounded by ctx) until every queued
+// event is durable and the control queue is written, then stops and joins
+// every goroutine. Events still queued when ctx ends are not published and
+// not checkpointed; Discord replays them on RESUME.
+func (p *Publisher) Close(ctx context.Context) error {
+	p.closeMu.Lock()
+	defer p.closeMu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	p.closing.Store(true)
+	var errs []error
+	for _, b := range *p.bots.Load() {
+		for _, sq := range b.all() {
+			if err := sq.flush(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("flush %s shard %d: %w", b.name, sq.shard, err))
+			}
+		}
+	}
+	if err := p.control.flush(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("flush control events: %w", err))
+	}
+	p.cancel()
+	p.wg.Wait()
+	if len(errs) > 0 {
+		return fmt.Errorf("close publisher: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// bot returns the state of the named bot, creating a default one for a bot
+// that is not configured.
+func (p *Publisher) bot(name string) (*botState, error) {
+	if b := (*p.bots.Load())[name]; b != nil {
+		return b, nil
+	}
+	if err := CheckName(name); err != nil {
+		return nil, fmt.Errorf("publish: bot name: %w", err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := *p.bots.Load()
+	if b := old[name]; b != nil {
+		return b, nil
+	}
+	next := make(map[string]*botState, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	b := newBotState(p, BotConfig{Name: name})
+	next[b.name] = b
+	p.bots.Store(&next)
+	return b, nil
+}

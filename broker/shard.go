@@ -1,0 +1,520 @@
+package broker
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/feathery/feathery/luascripts"
+)
+
+// item is one queued event with its own copy of Data.
+type item struct {
+	ev   Event
+	buf  []byte
+	info *typeInfo
+}
+
+var itemPool = sync.Pool{New: func() any { return new(item) }}
+
+// maxPooledBuf is the largest Data buffer kept for reuse.
+const maxPooledBuf = 64 << 10
+
+func putItem(it *item) {
+	if cap(it.buf) > maxPooledBuf {
+		it.buf = nil
+	}
+	it.ev = Event{}
+	it.info = nil
+	itemPool.Put(it)
+}
+
+// decision is what a batch does with one item.
+type decision uint8
+
+const (
+	decPublish   decision = iota
+	decDuplicate          // at or below the checkpoint of its session
+	decIgnore
+	decCacheOnly
+	decBot
+	decWebhook
+	decPrefix        // dropped by the prefix filter
+	decPrefixPending // needs the guild's prefixes
+)
+
+// filterIndex maps a decision to ShardStats.Filtered's counter, -1 if none.
+var filterIndex = [...]int{decIgnore: 0, decCacheOnly: 1, decBot: 2, decWebhook: 3, decPrefix: 4}
+
+var filterNames = [...]string{FilterIgnore, FilterCacheOnly, FilterBot, FilterWebhook, FilterPrefix}
+
+// shardQueue is one shard's bounded queue and the state of its flusher.
+type shardQueue struct {
+	b     *botState
+	shard int
+	q     chan *item
+
+	pubMu     sync.Mutex // Publish side: interned strings
+	session   string
+	resumeURL string
+
+	enq    atomic.Uint64 // events accepted by Publish
+	done   atomic.Uint64 // events handled (durable, filtered or duplicate)
+	waitMu sync.Mutex
+	waitCh chan struct{} // closed when done advances; nil without waiters
+
+	published  atomic.Uint64
+	duplicates atomic.Uint64
+	batches    atomic.Uint64
+	errCount   atomic.Uint64
+	filtered   [len(filterNames)]atomic.Uint64
+	ckStat     atomic.Pointer[checkpoint]
+	lastErr    atomic.Pointer[string]
+
+	// Owned by the flusher goroutine.
+	ck      checkpoint
+	batch   []*item
+	carry   *item
+	timer   *time.Timer
+	sc      scratch
+	failing int       // consecutive failed attempts
+	lastLog time.Time // last failure log line
+}
+
+type checkpoint struct {
+	session string
+	seq     int64
+}
+
+func newShardQueue(b *botState, shard int) *shardQueue {
+	return &shardQueue{b: b, shard: shard, q: make(chan *item, b.p.cfg.QueueSize)}
+}
+
+// enqueue copies ev into a pooled item and queues it.
+func (sq *shardQueue) enqueue(ctx context.Context, ev *Event) error {
+	ti := sq.b.typeInfo(ev.Type)
+	it := itemPool.Get().(*item)
+	sq.pubMu.Lock()
+	if ev.Session != sq.session {
+		sq.session = strings.Clone(ev.Session)
+	}
+	if ev.ResumeURL != sq.resumeURL {
+		sq.resumeURL = strings.Clone(ev.ResumeURL)
+	}
+	it.ev = Event{
+		Bot: sq.b.name, Shard: sq.shard, ShardCount: ev.ShardCount, Intents: ev.Intents,
+		Session: sq.session, ResumeURL: sq.resumeURL, Seq: ev.Seq, Type: ti.name,
+		GuildID: ev.GuildID, Received: ev.Received,
+	}
+	sq.pubMu.Unlock()
+	if ti.action != actIgnore || ti.ready {
+		it.buf = append(it.buf[:0], ev.Data...)
+		it.ev.Data = it.buf
+	}
+	it.info = ti
+	select {
+	case sq.q <- it:
+		sq.enq.Add(1)
+		return nil
+	default:
+	}
+	select {
+	case sq.q <- it:
+		sq.enq.Add(1)
+		return nil
+	case <-ctx.Done():
+		putItem(it)
+		return ctx.Err()
+	case <-sq.b.p.ctx.Done():
+		putItem(it)
+		return ErrClosed
+	}
+}
+
+// flush waits until every event accepted before the call is handled.
+func (sq *shardQueue) flush(ctx context.Context) error {
+	target := sq.enq.Load()
+	for {
+		sq.waitMu.Lock()
+		if sq.waitCh == nil {
+			sq.waitCh = make(chan struct{})
+		}
+		ch := sq.waitCh
+		sq.waitMu.Unlock()
+		if sq.done.Load() >= target {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-sq.b.p.ctx.Done():
+			return ErrClosed
+		}
+	}
+}
+
+// advance marks n more events handled and wakes Flush waiters.
+func (sq *shardQueue) advance(n int) {
+	sq.done.Add(uint64(n))
+	sq.waitMu.Lock()
+	if sq.waitCh != nil {
+		close(sq.waitCh)
+		sq.waitCh = nil
+	}
+	sq.waitMu.Unlock()
+}
+
+// run is the flusher: it takes micro-batches off the queue until ctx ends.
+func (sq *shardQueue) run(ctx context.Context) {
+	cfg := &sq.b.p.cfg
+	for {
+		var first *item
+		if sq.carry != nil {
+			first, sq.carry = sq.carry, nil
+		} else {
+			select {
+			case first = <-sq.q:
+			case <-ctx.Done():
+				return
+			}
+		}
+		batch := append(sq.batch[:0], first)
+		size := len(first.ev.Data)
+		deadline := false
+	collect:
+		for len(batch) < cfg.MaxBatch {
+			var it *item
+			select {
+			case it = <-sq.q:
+			default:
+				if cfg.MaxDelay <= 0 || deadline {
+					break collect
+				}
+				if sq.timer == nil {
+					sq.timer = time.NewTimer(cfg.MaxDelay)
+				} else {
+					sq.timer.Reset(cfg.MaxDelay)
+				}
+				select {
+				case it = <-sq.q:
+					sq.timer.Stop()
+				case <-sq.timer.C:
+					deadline = true
+					continue
+				case <-ctx.Done():
+					sq.timer.Stop()
+					sq.batch = batch
+					return
+				}
+			}
+			if size+len(it.ev.Data) > cfg.MaxBatchBytes {
+				sq.carry = it
+				break
+			}
+			batch = append(batch, it)
+			size += len(it.ev.Data)
+		}
+		sq.batch = batch
+		ok := sq.process(ctx, batch)
+		clear(batch)
+		if !ok {
+			return
+		}
+	}
+}
+
+// process publishes batch, one run per session; false when stopped.
+func (sq *shardQueue) process(ctx context.Context, batch []*item) bool {
+	start := 0
+	for i := 1; i <= len(batch); i++ {
+		if i < len(batch) && batch[i].ev.Session == batch[start].ev.Session {
+			continue
+		}
+		if !sq.publishRun(ctx, batch[start:i]) {
+			return false
+		}
+		start = i
+	}
+	return true
+}
+
+// scratch holds the flusher's reusable batch buffers.
+type scratch struct {
+	dec      []decision
+	content  []string
+	evs      []*Event
+	before   [][]byte
+	cacheIdx []int // item index -> index in evs, -1 if not cached
+	entries  []luascripts.PublishEntry
+	streams  []luascripts.PublishStream
+	args     luascripts.PublishArgs
+	guilds   []uint64
+	resolved bool
+}
+
+// publishRun handles one run of items of one session, retrying until it
+// succeeds or ctx ends; false when stopped.
+func (sq *shardQueue) publishRun(ctx context.Context, run []*item) bool {
+	p := sq.b.p
+	sc := &sq.sc
+	sq.decide(run)
+	allDup := true
+	for _, d := range sc.dec {
+		if d != decDuplicate {
+			allDup = false
+			break
+		}
+	}
+	var res luascripts.PublishResult
+	tainted := false
+	if !allDup {
+		backoff := p.cfg.RetryMin
+		for {
+			var err error
+			res, err = sq.attempt(ctx, run)
+			if err == nil {
+				break
+			}
+			tainted = true
+			if ctx.Err() != nil {
+				return false
+			}
+			sq.failed(err)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return false
+			}
+			backoff = min(backoff*2, p.cfg.RetryMax)
+		}
+		sq.recovered()
+	}
+	// Commit: counters, checkpoint, waiters.
+	var dups uint64
+	for _, d := range sc.dec {
+		if d == decDuplicate {
+			dups++
+		} else if int(d) < len(filterIndex) && d != decPublish && d != decPrefixPending {
+			sq.filtered[filterIndex[d]].Add(1)
+		}
+	}
+	sq.published.Add(uint64(res.Added))
+	sq.duplicates.Add(dups + uint64(res.Skipped))
+	if !allDup {
+		sq.batches.Add(1)
+		last := run[len(run)-1].ev
+		if sq.ck.session != last.Session || last.Seq > sq.ck.seq {
+			sq.ck = checkpoint{session: last.Session, seq: last.Seq}
+			ck := sq.ck
+			sq.ckStat.Store(&ck)
+		}
+	}
+	n := len(run)
+	for _, it := range run {
+		if !tainted {
+			putItem(it)
+		}
+	}
+	sq.advance(n)
+	return true
+}
+
+// decide classifies every item of run (filters and local duplicates).
+func (sq *shardQueue) decide(run []*item) {
+	sc := &sq.sc
+	b := sq.b
+	f := &b.cfg.Filters
+	sc.dec = sc.dec[:0]
+	sc.content = sc.content[:0]
+	sc.resolved = false
+	for _, it := range run {
+		ev := &it.ev
+		d := decPublish
+		content := ""
+		switch {
+		case sq.ck.session == ev.Session && ev.Seq <= sq.ck.seq:
+			d = decDuplicate
+		case it.info.ready:
+			if id := peekReadyUserID(ev.Data); id != "" && b.cfg.Filters.BotUserID == "" && id != b.userIDValue() {
+				b.userID.Store(&id)
+			}
+			d = actionDecision(it.info.action)
+		case it.info.action != actPublish:
+			d = actionDecision(it.info.action)
+		case it.info.msg != msgNone && (f.DropBotMessages || f.DropWebhookMessages || (f.PrefixFilter && it.info.msg == msgCreate)):
+			m := peekMessage(ev.Data)
+			switch {
+			case f.DropBotMessages && m.bot:
+				d = decBot
+			case f.DropWebhookMessages && m.webhook:
+				d = decWebhook
+			case f.PrefixFilter && it.info.msg == msgCreate && m.hasContent:
+				switch {
+				case hasPrefix(m.content, f.Prefixes) || mentions(m.content, b.userIDValue()):
+				case ev.GuildID == 0:
+					d = decPrefix
+				default:
+					d = decPrefixPending
+					content = m.content
+				}
+			}
+		}
+		sc.dec = append(sc.dec, d)
+		sc.content = append(sc.content, content)
+	}
+}
+
+func actionDecision(a action) decision {
+	switch a {
+	case actIgnore:
+		return decIgnore
+	case actCacheOnly:
+		return decCacheOnly
+	}
+	return decPublish
+}
+
+// attempt resolves pending prefix checks, applies the cache and runs the
+// publish script once.
+func (sq *shardQueue) attempt(ctx context.Context, run []*item) (luascripts.PublishResult, error) {
+	p := sq.b.p
+	sc := &sq.sc
+	if !sc.resolved {
+		if err := sq.resolvePrefixes(ctx, run); err != nil {
+			return luascripts.PublishResult{}, err
+		}
+		sc.resolved = true
+	}
+	sc.evs = sc.evs[:0]
+	sc.cacheIdx = sc.cacheIdx[:0]
+	for i, it := range run {
+		switch sc.dec[i] {
+		case decDuplicate, decIgnore:
+			sc.cacheIdx = append(sc.cacheIdx, -1)
+		default:
+			sc.cacheIdx = append(sc.cacheIdx, len(sc.evs))
+			sc.evs = append(sc.evs, &it.ev)
+		}
+	}
+	sc.before = sc.before[:0]
+	for range sc.evs {
+		sc.before = append(sc.before, nil)
+	}
+	if p.cfg.Cache != nil && len(sc.evs) > 0 {
+		if err := p.cfg.Cache.Apply(ctx, sc.evs, sc.before); err != nil {
+			return luascripts.PublishResult{}, err
+		}
+	}
+	if err := sq.b.ensureGroups(ctx); err != nil {
+		return luascripts.PublishResult{}, err
+	}
+	now := time.Now()
+	sc.streams = sc.streams[:0]
+	for i := range sq.b.streams {
+		s := &sq.b.streams[i]
+		ps := luascripts.PublishStream{Key: s.key}
+		switch {
+		case s.MaxLen > 0:
+			ps.TrimKind, ps.Threshold = "MAXLEN", strconv.FormatInt(s.MaxLen, 10)
+		case s.MaxAge > 0:
+			ps.TrimKind, ps.Threshold = "MINID", strconv.FormatInt(now.Add(-s.MaxAge).UnixMilli(), 10)+"-0"
+		}
+		sc.streams = append(sc.streams, ps)
+	}
+	sc.entries = sc.entries[:0]
+	for i, it := range run {
+		if sc.dec[i] != decPublish {
+			continue
+		}
+		ev := &it.ev
+		at := ev.Received
+		if at.IsZero() {
+			at = now
+		}
+		e := luascripts.PublishEntry{
+			Stream: it.info.stream, Seq: ev.Seq, Type: ev.Type, Data: ev.Data,
+			Guild: ev.GuildID, At: at.UnixMilli(),
+		}
+		if j := sc.cacheIdx[i]; j >= 0 {
+			e.Before = sc.before[j]
+		}
+		sc.entries = append(sc.entries, e)
+	}
+	last := &run[len(run)-1].ev
+	call := luascripts.PublishCall{
+		Checkpoint: p.keys.Session(sq.b.name, sq.shard),
+		Streams:    sc.streams,
+		Session:    last.Session,
+		Seq:        last.Seq,
+		ResumeURL:  last.ResumeURL,
+		ShardCount: last.ShardCount,
+		Intents:    last.Intents,
+		Bot:        sq.b.name,
+		Shard:      sq.shard,
+		Entries:    sc.entries,
+	}
+	sc.args.Build(&call)
+	return luascripts.Publish(ctx, p.c, &sc.args)
+}
+
+// resolvePrefixes settles decPrefixPending items with the guilds' prefixes.
+func (sq *shardQueue) resolvePrefixes(ctx context.Context, run []*item) error {
+	sc := &sq.sc
+	sc.guilds = sc.guilds[:0]
+	for i, d := range sc.dec {
+		if d == decPrefixPending {
+			sc.guilds = append(sc.guilds, run[i].ev.GuildID)
+		}
+	}
+	if len(sc.guilds) == 0 {
+		return nil
+	}
+	sets, err := sq.b.p.prefixes.lookup(ctx, sq.b.name, sc.guilds)
+	if err != nil {
+		return err
+	}
+	k := 0
+	for i, d := range sc.dec {
+		if d != decPrefixPending {
+			continue
+		}
+		if hasPrefix(sc.content[i], sets[k]) {
+			sc.dec[i] = decPublish
+		} else {
+			sc.dec[i] = decPrefix
+		}
+		k++
+	}
+	return nil
+}
+
+// failLogEvery rate-limits the flusher's failure log.
+const failLogEvery = 10 * time.Second
+
+func (sq *shardQueue) failed(err error) {
+	sq.errCount.Add(1)
+	msg := err.Error()
+	sq.lastErr.Store(&msg)
+	sq.failing++
+	if sq.failing == 1 || time.Since(sq.lastLog) >= failLogEvery {
+		sq.lastLog = time.Now()
+		sq.b.p.log.Warn("publish batch failed, retrying", slog.String("bot", sq.b.name),
+			slog.Int("shard", sq.shard), slog.Int("attempts", sq.failing),
+			slog.Int("queue_depth", len(sq.q)), slog.Any("err", err))
+	}
+}
+
+func (sq *shardQueue) recovered() {
+	if sq.failing > 0 {
+		sq.b.p.log.Info("publish recovered", slog.String("bot", sq.b.name),
+			slog.Int("shard", sq.shard), slog.Int("failed_attempts", sq.failing))
+		sq.failing = 0
+	}
+}

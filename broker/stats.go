@@ -1,0 +1,77 @@
+package broker
+
+import "sort"
+
+// PublisherStats is a snapshot of the Publisher's counters, JSON-able.
+type PublisherStats struct {
+	Shards []ShardStats `json:"shards"`
+	// Control stream writer.
+	ControlQueued    int    `json:"control_queued"`
+	ControlPublished uint64 `json:"control_published"`
+	ControlDropped   uint64 `json:"control_dropped"` // dropped oldest-first while the queue was full
+	ControlErrors    uint64 `json:"control_errors"`
+}
+
+// ShardStats are the counters of one (bot, shard).
+type ShardStats struct {
+	Bot        string `json:"bot"`
+	Shard      int    `json:"shard"`
+	QueueDepth int    `json:"queue_depth"` // events waiting in the queue
+	QueueCap   int    `json:"queue_cap"`
+	Accepted   uint64 `json:"accepted"`  // events Publish accepted
+	Handled    uint64 `json:"handled"`   // events durable, filtered or duplicate
+	Published  uint64 `json:"published"` // entries added to streams
+	// Duplicates counts events skipped because the checkpoint of their
+	// session was already at or past their seq (a replay after RESUME).
+	Duplicates uint64 `json:"duplicates"`
+	// Filtered counts dropped events by filter name (FilterIgnore, ...).
+	Filtered map[string]uint64 `json:"filtered"`
+	Batches  uint64            `json:"batches"`
+	Errors   uint64            `json:"errors"` // failed publish attempts (each retried)
+	// LastError is the most recent failure's text.
+	LastError string `json:"last_error,omitempty"`
+	// Session and Seq are the checkpoint this process last wrote.
+	Session string `json:"session,omitempty"`
+	Seq     int64  `json:"seq,omitempty"`
+}
+
+// Stats returns the current counters, shards sorted by bot and shard id.
+func (p *Publisher) Stats() PublisherStats {
+	var st PublisherStats
+	for _, b := range *p.bots.Load() {
+		for _, sq := range b.all() {
+			s := ShardStats{
+				Bot: b.name, Shard: sq.shard,
+				QueueDepth: len(sq.q), QueueCap: cap(sq.q),
+				Accepted: sq.enq.Load(), Handled: sq.done.Load(),
+				Published: sq.published.Load(), Duplicates: sq.duplicates.Load(),
+				Batches: sq.batches.Load(), Errors: sq.errCount.Load(),
+				Filtered: make(map[string]uint64, len(filterNames)),
+			}
+			for i, name := range filterNames {
+				s.Filtered[name] = sq.filtered[i].Load()
+			}
+			if e := sq.lastErr.Load(); e != nil {
+				s.LastError = *e
+			}
+			if ck := sq.ckStat.Load(); ck != nil {
+				s.Session, s.Seq = ck.session, ck.seq
+			}
+			st.Shards = append(st.Shards, s)
+		}
+	}
+	sort.Slice(st.Shards, func(i, j int) bool {
+		if st.Shards[i].Bot != st.Shards[j].Bot {
+			return st.Shards[i].Bot < st.Shards[j].Bot
+		}
+		return st.Shards[i].Shard < st.Shards[j].Shard
+	})
+	w := p.control
+	w.mu.Lock()
+	st.ControlQueued = len(w.q)
+	w.mu.Unlock()
+	st.ControlPublished = w.published.Load()
+	st.ControlDropped = w.dropped.Load()
+	st.ControlErrors = w.errCount.Load()
+	return st
+}

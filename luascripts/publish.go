@@ -1,0 +1,166 @@
+package luascripts
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"strconv"
+
+	"github.com/redis/rueidis"
+)
+
+//go:embed publish.lua
+var publishSrc string
+
+var publishScript = rueidis.NewLuaScript(publishSrc)
+
+// EnvelopeVersion is the value of the "v" field of every stream entry.
+const EnvelopeVersion = "1"
+
+// PublishStream is one stream a publish call appends to, with its trim
+// policy: TrimKind "" (none), "MAXLEN" or "MINID", and the threshold that
+// goes after "~".
+type PublishStream struct {
+	Key       string
+	TrimKind  string
+	Threshold string
+}
+
+// PublishEntry is one dispatch. Stream indexes PublishCall.Streams. Data and
+// Before are passed to Redis without copying (rueidis.BinaryString): they
+// must stay unchanged until Publish returns. Guild is 0 and Before empty
+// when the event has none (the entry then has no such field).
+type PublishEntry struct {
+	Stream int
+	Seq    int64
+	Type   string
+	Data   []byte
+	Guild  uint64
+	Before []byte
+	At     int64 // unix ms
+}
+
+// PublishCall is one batch of one shard and one session.
+type PublishCall struct {
+	Checkpoint string // checkpoint hash key
+	Streams    []PublishStream
+	Session    string
+	Seq        int64 // seq of the batch's last event, the new checkpoint
+	ResumeURL  string
+	ShardCount int
+	Intents    uint64
+	Bot        string
+	Shard      int
+	Entries    []PublishEntry
+}
+
+// PublishResult is the script's reply.
+type PublishResult struct {
+	Added   int64 // entries appended
+	Skipped int64 // entries already published (seq not above the checkpoint)
+}
+
+// PublishArgs is a reusable argument buffer for Publish: keep one per
+// goroutine to build batches without allocating.
+type PublishArgs struct {
+	Keys []string
+	Args []string
+	num  []byte
+}
+
+// Build fills a with the KEYS and ARGV of call. The strings for Data and
+// Before reference call's byte slices.
+func (a *PublishArgs) Build(call *PublishCall) {
+	a.num = a.num[:0]
+	a.Keys = append(a.Keys[:0], call.Checkpoint)
+	for i := range call.Streams {
+		a.Keys = append(a.Keys, call.Streams[i].Key)
+	}
+	a.Args = append(a.Args[:0],
+		call.Session,
+		a.itoa(call.Seq),
+		call.ResumeURL,
+		a.itoa(int64(call.ShardCount)),
+		a.utoa(call.Intents),
+		call.Bot,
+		a.itoa(int64(call.Shard)),
+		a.itoa(int64(len(call.Streams))),
+		EnvelopeVersion,
+	)
+	for i := range call.Streams {
+		a.Args = append(a.Args, call.Streams[i].TrimKind, call.Streams[i].Threshold)
+	}
+	for i := range call.Entries {
+		e := &call.Entries[i]
+		a.Args = append(a.Args,
+			a.itoa(int64(e.Stream+1)),
+			a.itoa(e.Seq),
+			e.Type,
+			rueidis.BinaryString(e.Data),
+			a.guild(e.Guild),
+			rueidis.BinaryString(e.Before),
+			a.itoa(e.At),
+		)
+	}
+}
+
+// itoa formats n into a's number buffer and returns a string view of it.
+// The buffer only grows by appending within one Build: views stay valid
+// because a fresh backing array is taken when it runs out.
+func (a *PublishArgs) itoa(n int64) string {
+	if n >= 0 && n < int64(len(smallInts)) {
+		return smallInts[n]
+	}
+	return a.view(strconv.AppendInt(a.grow(20), n, 10))
+}
+
+func (a *PublishArgs) guild(id uint64) string {
+	if id == 0 {
+		return ""
+	}
+	return a.view(strconv.AppendUint(a.grow(20), id, 10))
+}
+
+func (a *PublishArgs) utoa(n uint64) string {
+	if n < uint64(len(smallInts)) {
+		return smallInts[n]
+	}
+	return a.view(strconv.AppendUint(a.grow(20), n, 10))
+}
+
+// grow makes room for n more bytes without moving bytes already handed out.
+func (a *PublishArgs) grow(n int) []byte {
+	if cap(a.num)-len(a.num) < n {
+		size := 2 * cap(a.num)
+		if size < 4096 {
+			size = 4096
+		}
+		a.num = make([]byte, 0, size)
+	}
+	return a.num[len(a.num):len(a.num)]
+}
+
+func (a *PublishArgs) view(b []byte) string {
+	a.num = a.num[:len(a.num)+len(b)]
+	return rueidis.BinaryString(b)
+}
+
+var smallInts = func() []string {
+	s := make([]string, 1024)
+	for i := range s {
+		s[i] = strconv.Itoa(i)
+	}
+	return s
+}()
+
+// Publish runs the publish script with the arguments in a (see Build).
+func Publish(ctx context.Context, c rueidis.Client, a *PublishArgs) (PublishResult, error) {
+	vals, err := publishScript.Exec(ctx, c, a.Keys, a.Args).AsIntSlice()
+	if err != nil {
+		return PublishResult{}, fmt.Errorf("run publish script: %w", err)
+	}
+	if len(vals) != 2 {
+		return PublishResult{}, fmt.Errorf("run publish script: reply has %d values, want 2", len(vals))
+	}
+	return PublishResult{Added: vals[0], Skipped: vals[1]}, nil
+}
