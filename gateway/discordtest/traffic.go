@@ -1,0 +1,420 @@
+package discordtest
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// genEvent is one generated dispatch.
+type genEvent struct {
+	t      string
+	d      []byte
+	before []byte
+	// dNoContent replaces d for sessions without MESSAGE_CONTENT.
+	dNoContent []byte
+}
+
+// generator makes one event in g, updating the model; ok=false when the
+// guild cannot have that event now (the traffic loop picks another).
+type generator struct {
+	intent uint64
+	gen    func(s *Server, g *guild) (genEvent, bool)
+}
+
+// generators is every event the live traffic can make.
+var generators map[string]generator
+
+func knownEvents() []string {
+	out := make([]string, 0, len(generators))
+	for k := range generators {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+type mixTable struct {
+	names []string
+	cum   []float64
+	total float64
+}
+
+func newMixTable(m map[string]float64) (mixTable, error) {
+	strict := m != nil
+	if m == nil {
+		m = DefaultMix()
+	}
+	var t mixTable
+	for _, name := range knownEvents() {
+		w, ok := m[name]
+		if !ok || w == 0 {
+			continue
+		}
+		t.total += w
+		t.names = append(t.names, name)
+		t.cum = append(t.cum, t.total)
+	}
+	for name := range m {
+		if _, ok := generators[name]; !ok && strict {
+			return t, fmt.Errorf("mix %s: unknown event (known: %v)", name, knownEvents())
+		}
+	}
+	return t, nil
+}
+
+func (t mixTable) pick(x float64) string {
+	x *= t.total
+	i := sort.SearchFloat64s(t.cum, x)
+	if i >= len(t.names) {
+		i = len(t.names) - 1
+	}
+	return t.names[i]
+}
+
+// maxPending bounds the dispatches queued on connections; beyond it the
+// traffic loop waits for the writers instead of buffering without bound.
+const maxPending = 20000
+
+// trafficLoop generates live dispatches at the configured rate.
+func (s *Server) trafficLoop() {
+	defer s.wg.Done()
+	const tick = 5 * time.Millisecond
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	last := time.Now()
+	var debt float64
+	for {
+		s.mu.Lock()
+		rate := s.rate
+		s.mu.Unlock()
+		if rate == 0 || len(s.mix.names) == 0 {
+			select {
+			case <-s.quit:
+				return
+			case <-s.rateChanged:
+				last, debt = time.Now(), 0
+				continue
+			}
+		}
+		select {
+		case <-s.quit:
+			return
+		case <-s.rateChanged:
+			continue
+		case <-t.C:
+		}
+		now := time.Now()
+		debt += rate * now.Sub(last).Seconds()
+		last = now
+		if limit := rate/10 + 1; debt > limit {
+			debt = limit // at most 100ms of backlog
+		}
+		if s.pending.Load() > maxPending {
+			continue
+		}
+		n := int(debt)
+		debt -= float64(n)
+		s.generate(n)
+	}
+}
+
+// generate makes n live events over the live sessions.
+func (s *Server) generate(n int) int {
+	made := 0
+	for made < n {
+		s.mu.Lock()
+		batch := min(n-made, 256)
+		for i := 0; i < batch; i++ {
+			if !s.generateOneLocked() {
+				s.mu.Unlock()
+				return made
+			}
+			made++
+		}
+		s.mu.Unlock()
+	}
+	return made
+}
+
+// generateOneLocked makes one event; false when there is no session to
+// receive it.
+func (s *Server) generateOneLocked() bool {
+	now := time.Now()
+	w := s.world
+	live := s.live[:0]
+	for _, ss := range s.live {
+		if ss.alive(now, s.cfg.ResumeWindow) {
+			live = append(live, ss)
+		}
+	}
+	clear(s.live[len(live):])
+	s.live = live
+	if len(live) == 0 {
+		return false
+	}
+	for attempt := 0; attempt < 8; attempt++ {
+		ss := live[w.rng.IntN(len(live))]
+		s.refreshGuildsLocked(ss)
+		if len(ss.guilds) == 0 {
+			continue
+		}
+		g := ss.guilds[w.rng.IntN(len(ss.guilds))]
+		name := s.mix.pick(w.rng.Float64())
+		gen := generators[name]
+		if gen.intent != 0 && ss.intents&gen.intent == 0 {
+			continue
+		}
+		ev, ok := gen.gen(s, g)
+		if !ok {
+			continue
+		}
+		s.deliverLocked(ev, g, gen.intent, now)
+		return true
+	}
+	return true
+}
+
+// deliverLocked sends ev to every live session that sees g and has the
+// event's intent.
+func (s *Server) deliverLocked(ev genEvent, g *guild, intent uint64, now time.Time) {
+	for _, ss := range s.live {
+		if ss.dead || (intent != 0 && ss.intents&intent == 0) || g.shardOf(ss.shards) != ss.shard {
+			continue
+		}
+		d := ev.d
+		if ev.dNoContent != nil && ss.intents&intentMessageContent == 0 {
+			d = ev.dNoContent
+		}
+		s.sendLocked(ss, ev.t, d, g.info.ID, ev.before)
+	}
+}
+
+// appendString appends s as a JSON string.
+func appendString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			b = append(b, c)
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}
+
+func appendKV(b []byte, key, val string) []byte {
+	b = append(b, '"')
+	b = append(b, key...)
+	b = append(b, `":"`...)
+	b = append(b, val...)
+	return append(b, '"')
+}
+
+var words = []string{"hello", "there", "anyone", "up", "for", "a", "game", "tonight", "nice", "build", "lol", "gg", "who", "broke", "prod"}
+
+func (w *world) sentence(n int) string {
+	b := make([]byte, 0, 8*n)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, words[w.rng.IntN(len(words))]...)
+	}
+	return string(b)
+}
+
+// pickMember returns a random member other than the bot, or nil.
+func (w *world) pickMember(g *guild) *member {
+	n := g.members.len()
+	if n < 2 {
+		return nil
+	}
+	for i := 0; i < 4; i++ {
+		m := g.members.at(w.rng.IntN(n))
+		if m.User.ID != w.bot.ID {
+			return m
+		}
+	}
+	return nil
+}
+
+func genMessage(s *Server, g *guild) (genEvent, bool) {
+	w := s.world
+	ch := g.pickChannel(w.rng, 0)
+	if ch == nil {
+		return genEvent{}, false
+	}
+	m := w.pickMember(g)
+	if m == nil {
+		return genEvent{}, false
+	}
+	id := w.newID()
+	variant := w.rng.IntN(100)
+	var content string
+	webhook := ""
+	mention := false
+	switch {
+	case variant < 40:
+		content = w.sentence(1 + w.rng.IntN(8))
+	case variant < 65:
+		content = s.cfg.Prefixes[w.rng.IntN(len(s.cfg.Prefixes))] + w.sentence(1+w.rng.IntN(3))
+	case variant < 75:
+		content, mention = "<@"+w.bot.ID+"> "+w.sentence(1+w.rng.IntN(4)), true
+	case variant < 90:
+		for i := 0; i < 8; i++ {
+			if c := g.members.at(w.rng.IntN(g.members.len())); c.User.Bot && c.User.ID != w.bot.ID {
+				m = c
+				break
+			}
+		}
+		content = s.cfg.Prefixes[0] + w.sentence(2)
+	default:
+		webhook = w.newID()
+		content = w.sentence(3)
+	}
+	build := func(content string) []byte {
+		b := make([]byte, 0, 900)
+		b = append(b, `{"type":0,"tts":false,"timestamp":"`...)
+		b = append(b, isoTime(id)...)
+		b = append(b, `","pinned":false,"mentions":[`...)
+		if mention {
+			b = append(b, w.bot.json()...)
+		}
+		b = append(b, `],"mention_roles":[],"mention_everyone":false,`...)
+		if webhook == "" {
+			b = append(b, `"member":`...)
+			b = append(b, m.jsonNoUser()...)
+			b = append(b, `,"author":`...)
+			b = append(b, m.User.json()...)
+		} else {
+			b = appendKV(b, "webhook_id", webhook)
+			b = append(b, `,"author":{"id":"`...)
+			b = append(b, webhook...)
+			b = append(b, `","username":"Captain Hook","discriminator":"0000","avatar":null,"bot":true}`...)
+		}
+		b = append(b, `,`...)
+		b = appendKV(b, "id", id)
+		b = append(b, `,"flags":0,"embeds":[],"edited_timestamp":null,"content":`...)
+		b = appendString(b, content)
+		b = append(b, `,"components":[],`...)
+		b = appendKV(b, "channel_id", ch.ID)
+		b = append(b, `,"attachments":[],`...)
+		b = appendKV(b, "guild_id", g.info.ID)
+		return append(b, '}')
+	}
+	ev := genEvent{t: "MESSAGE_CREATE", d: build(content)}
+	if !mention {
+		ev.dNoContent = build("")
+	}
+	return ev, true
+}
+
+func genTyping(s *Server, g *guild) (genEvent, bool) {
+	w := s.world
+	ch := g.pickChannel(w.rng, 0)
+	m := w.pickMember(g)
+	if ch == nil || m == nil {
+		return genEvent{}, false
+	}
+	b := make([]byte, 0, 400)
+	b = append(b, '{')
+	b = appendKV(b, "user_id", m.User.ID)
+	b = append(b, `,"timestamp":`...)
+	b = strconv.AppendInt(b, snowflakeTime(w.newID()).Unix(), 10)
+	b = append(b, `,"member":`...)
+	b = append(b, m.json()...)
+	b = append(b, ',')
+	b = appendKV(b, "channel_id", ch.ID)
+	b = append(b, ',')
+	b = appendKV(b, "guild_id", g.info.ID)
+	return genEvent{t: "TYPING_START", d: append(b, '}')}, true
+}
+
+func genPresence(s *Server, g *guild) (genEvent, bool) {
+	w := s.world
+	m := w.pickMember(g)
+	if m == nil {
+		return genEvent{}, false
+	}
+	var before []byte
+	if old, ok := g.presences.get(m.User.ID); ok {
+		before = mustJSON(old)
+	}
+	p := w.newPresence(m.User.ID)
+	if w.rng.IntN(5) == 0 {
+		p.Status, p.ClientStatus = "offline", clientStatus{}
+	}
+	if p.Status == "offline" {
+		g.presences.del(m.User.ID)
+	} else {
+		g.presences.set(m.User.ID, p)
+	}
+	p.GuildID = g.info.ID
+	d := mustJSON(p)
+	p.GuildID = ""
+	return genEvent{t: "PRESENCE_UPDATE", d: d, before: before}, true
+}
+
+func genInteraction(s *Server, g *guild) (genEvent, bool) {
+	w := s.world
+	ch := g.pickChannel(w.rng, 0)
+	m := w.pickMember(g)
+	if ch == nil || m == nil {
+		return genEvent{}, false
+	}
+	id := w.newID()
+	b := make([]byte, 0, 1200)
+	b = append(b, `{"version":1,"type":2,"token":"interaction-token-`...)
+	b = append(b, id...)
+	b = append(b, `","member":`...)
+	b = append(b, m.json()...)
+	b = append(b, `,"locale":"en-US","guild_locale":"en-US","entitlements":[],"context":0,"authorizing_integration_owners":{"0":"`...)
+	b = append(b, g.info.ID...)
+	b = append(b, `"},"app_permissions":"2248473465835073",`...)
+	b = appendKV(b, "id", id)
+	b = append(b, `,"data":{"type":1,"name":"ping","id":"`...)
+	b = append(b, w.appID...)
+	b = append(b, `"},"channel":`...)
+	b = append(b, mustJSON(ch)...)
+	b = append(b, ',')
+	b = appendKV(b, "channel_id", ch.ID)
+	b = append(b, ',')
+	b = appendKV(b, "application_id", w.appID)
+	b = append(b, ',')
+	b = appendKV(b, "guild_id", g.info.ID)
+	return genEvent{t: "INTERACTION_CREATE", d: append(b, '}')}, true
+}
+
+func init() {
+	generators = map[string]generator{
+		"MESSAGE_CREATE":     {intentGuildMessages, genMessage},
+		"TYPING_START":       {intentGuildTyping, genTyping},
+		"PRESENCE_UPDATE":    {intentGuildPresences, genPresence},
+		"INTERACTION_CREATE": {0, genInteraction},
+	}
+	registerModelEvents()
+}
