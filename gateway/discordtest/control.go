@@ -177,4 +177,3 @@ func statusFor(err error) int {
 	}
 	return http.StatusBadRequest
 }
-

@@ -26,24 +26,24 @@ type Server struct {
 
 	// mu guards everything below it: the world, the sessions and their
 	// ledgers, the stats and the connection set.
-	mu            sync.Mutex
-	ln            net.Listener
-	hs            *http.Server
-	accepting     bool
-	closed        bool
-	conns         map[*gwConn]struct{}
-	sessions      map[string]*session
-	shardSessions map[int][]*session
-	live          []*session // sessions that may still receive events
-	world         *world
-	identifyLast  map[int]time.Time
-	remaining     int
-	stats         statsCounters
-	violations    []Violation
-	rate          float64
-	mix           mixTable
-	restWindow    time.Time
-	restCount     int
+	mu             sync.Mutex
+	ln             net.Listener
+	hs             *http.Server
+	accepting      bool
+	closed         bool
+	conns          map[*gwConn]struct{}
+	sessions       map[string]*session
+	shardSessions  map[int][]*session
+	live           []*session // sessions that may still receive events
+	world          *world
+	identifyLast   map[int]time.Time
+	remaining      int
+	stats          statsCounters
+	violations     []Violation
+	rate           float64
+	mix            mixTable
+	restWindow     time.Time
+	restCount      int
 	guildsVer      int
 	sessionCounter uint64
 
@@ -57,8 +57,8 @@ type Server struct {
 
 type statsCounters struct {
 	identifies, resumes, invalidSessions, connections int64
-	resumesOffResumeURL                              int64
-	dispatches                                       map[int]int64
+	resumesOffResumeURL                               int64
+	dispatches                                        map[int]int64
 }
 
 // Stats is a JSON-able summary of what the fake saw.
