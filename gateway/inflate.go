@@ -1,0 +1,218 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/klauspost/compress/zlib"
+	"github.com/klauspost/compress/zstd"
+)
+
+// ErrPayloadTooLarge is wrapped by read errors for a websocket message or a
+// decompressed gateway payload larger than ManagerConfig.MaxPayload.
+var ErrPayloadTooLarge = errors.New("payload too large")
+
+// maxZstdWindow bounds the zstd window a server may ask for (the decoder
+// keeps that much history per connection).
+const maxZstdWindow = 32 << 20
+
+// zlibSuffix ends every complete zlib-stream message (Z_SYNC_FLUSH).
+var zlibSuffix = []byte{0x00, 0x00, 0xff, 0xff}
+
+// inflater turns websocket messages into gateway payloads for one
+// connection. It keeps one decompression context for the connection's life
+// and reuses every buffer, so steady-state decoding allocates nothing.
+//
+// The decompressor reads from a bytes.Reader over the compressed input that
+// has arrived. It is asked for output only while the JSON object being
+// assembled is incomplete, so it never reaches the end of the input and never
+// sees EOF in a healthy stream; a payload that ends early surfaces as an
+// error that closes the connection.
+type inflater struct {
+	comp Compression
+	max  int
+
+	in  []byte        // compressed bytes not yet handed to the decompressor
+	src bytes.Reader  // what the decompressor reads
+	zr  io.ReadCloser // zlib context; nil until the first message
+	zd  *zstd.Decoder // zstd context; nil until first needed
+
+	out     []byte // decompressed bytes, reused
+	scanned int    // bytes of out already fed to scan
+	scan    objScanner
+	zrReady bool // zr has read this connection's zlib header
+}
+
+func newInflater(comp Compression, maxPayload int) *inflater {
+	return &inflater{comp: comp, max: maxPayload}
+}
+
+// reset starts a new connection: a fresh decompression context, the same
+// buffers.
+func (f *inflater) reset() {
+	f.in = f.in[:0]
+	f.out = f.out[:0]
+	f.scanned = 0
+	f.src.Reset(nil)
+	f.scan.reset()
+	// The zlib header is read again with the next connection's first message.
+	f.zrReady = false
+	if f.zd != nil {
+		f.zd.Reset(&f.src)
+	}
+}
+
+// close releases the decompression contexts.
+func (f *inflater) close() {
+	if f.zd != nil {
+		f.zd.Close()
+		f.zd = nil
+	}
+}
+
+// feed hands one complete websocket message to the inflater and calls fn for
+// every gateway payload it completes. The payload passed to fn is valid only
+// during the call.
+func (f *inflater) feed(msg []byte, fn func(payload []byte) error) error {
+	switch f.comp {
+	case CompressionNone:
+		if len(msg) > f.max {
+			return fmt.Errorf("read message of %d bytes (limit %d): %w", len(msg), f.max, ErrPayloadTooLarge)
+		}
+		return fn(msg)
+	case CompressionZlibStream:
+		if len(f.in)+len(msg) > f.max {
+			return fmt.Errorf("buffer zlib-stream input of %d bytes (limit %d): %w", len(f.in)+len(msg), f.max, ErrPayloadTooLarge)
+		}
+		if len(f.in) == 0 && bytes.HasSuffix(msg, zlibSuffix) {
+			return f.inflate(msg, fn)
+		}
+		f.in = append(f.in, msg...)
+		if !bytes.HasSuffix(f.in, zlibSuffix) {
+			return nil // the message continues in the next websocket message
+		}
+		return f.inflate(f.in, fn)
+	case CompressionZstdStream:
+		if len(f.in) == 0 {
+			return f.inflate(msg, fn)
+		}
+		f.in = append(f.in, msg...)
+		return f.inflate(f.in, fn)
+	}
+	return fmt.Errorf("inflate: unknown compression %d", f.comp)
+}
+
+// inflate decompresses the complete input in and emits the payloads it
+// holds. Unread input (the tail of a sync flush the decompressor has not
+// pulled yet) is kept in f.in for the next message.
+func (f *inflater) inflate(in []byte, fn func(payload []byte) error) error {
+	f.src.Reset(in)
+	var dec io.Reader
+	switch f.comp {
+	case CompressionZlibStream:
+		if !f.zrReady {
+			if err := f.openZlib(); err != nil {
+				return err
+			}
+		}
+		dec = f.zr
+	case CompressionZstdStream:
+		if f.zd == nil {
+			zd, err := zstd.NewReader(&f.src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(maxZstdWindow))
+			if err != nil {
+				return fmt.Errorf("open zstd decoder: %w", err)
+			}
+			f.zd = zd
+		}
+		dec = f.zd
+	}
+	err := f.readPayloads(dec, fn)
+	// Keep what the decompressor has not consumed, at the front of f.in.
+	rest := f.src.Len()
+	if rest == 0 {
+		f.in = f.in[:0]
+	} else {
+		tail := in[len(in)-rest:]
+		if len(f.in) > 0 && &tail[0] != &f.in[0] {
+			n := copy(f.in, tail)
+			f.in = f.in[:n]
+		} else if len(f.in) == 0 {
+			f.in = append(f.in, tail...)
+		}
+	}
+	f.src.Reset(nil)
+	return err
+}
+
+func (f *inflater) openZlib() error {
+	if f.zr == nil {
+		zr, err := zlib.NewReader(&f.src)
+		if err != nil {
+			return fmt.Errorf("read zlib header: %w", err)
+		}
+		f.zr = zr
+	} else if err := f.zr.(zlib.Resetter).Reset(&f.src, nil); err != nil {
+		return fmt.Errorf("read zlib header: %w", err)
+	}
+	f.zrReady = true
+	return nil
+}
+
+// readPayloads reads decompressed bytes until the JSON object in progress is
+// complete and emits it, then emits any further complete objects already
+// read. It stops as soon as nothing is left over, so the decompressor is
+// never asked for output the input cannot hold.
+func (f *inflater) readPayloads(dec io.Reader, fn func(payload []byte) error) error {
+	for {
+		if f.scanned < len(f.out) {
+			end, err := f.scan.feed(f.out[f.scanned:])
+			if err != nil {
+				return fmt.Errorf("inflate payload: %w", err)
+			}
+			if end >= 0 {
+				end += f.scanned
+				perr := fn(f.out[:end])
+				rest := f.out[end:]
+				i := skipWS(rest, 0)
+				n := copy(f.out, rest[i:])
+				f.out = f.out[:n]
+				f.scanned = 0
+				f.scan.reset()
+				if perr != nil {
+					return perr
+				}
+				if n == 0 {
+					return nil
+				}
+				continue
+			}
+			f.scanned = len(f.out)
+		}
+		if len(f.out) == cap(f.out) {
+			if len(f.out) >= f.max {
+				return fmt.Errorf("inflate payload over %d bytes: %w", f.max, ErrPayloadTooLarge)
+			}
+			f.out = growBytes(f.out, min(max(2*cap(f.out), 32<<10), f.max))
+		}
+		n, err := dec.Read(f.out[len(f.out):cap(f.out)])
+		f.out = f.out[:len(f.out)+n]
+		if n == 0 && err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return fmt.Errorf("inflate payload: input ended inside a payload: %w", io.ErrUnexpectedEOF)
+			}
+			return fmt.Errorf("inflate payload: %w", err)
+		}
+	}
+}
+
+// growBytes returns b with its contents and a capacity of at least n.
+func growBytes(b []byte, n int) []byte {
+	if cap(b) >= n {
+		return b
+	}
+	nb := make([]byte, len(b), n)
+	copy(nb, b)
+	return nb
+}

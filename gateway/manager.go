@@ -1,0 +1,356 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Version is feathery's version, sent in the REST User-Agent.
+var Version = "0.1.0"
+
+// Defaults of ManagerConfig.
+const (
+	DefaultRESTURL        = "https://discord.com/api/v10"
+	DefaultIdentifyWindow = 5 * time.Second
+	DefaultMaxPayload     = 16 << 20
+)
+
+// ManagerConfig configures a Manager.
+type ManagerConfig struct {
+	// Bots are the bots to run; at least one.
+	Bots []BotConfig
+	// Sink receives every dispatch of every shard. Required.
+	Sink Sink
+	// Sessions loads the checkpoints the Sink saved; nil = a fresh
+	// MemorySessionStore (nothing to resume from).
+	Sessions SessionStore
+	// Limiter spaces IDENTIFYs; nil = NewMemoryIdentifyLimiter().
+	Limiter IdentifyLimiter
+	// RESTURL is Discord's REST base; default "https://discord.com/api/v10".
+	RESTURL string
+	// IdentifyWindow is the identify rate-limit window per bucket; default 5s.
+	IdentifyWindow time.Duration
+	// MaxPayload bounds a websocket message and a decompressed payload;
+	// default 16 MiB. A larger one closes the connection (the shard resumes).
+	MaxPayload int
+	// HTTPClient calls REST; default a client with a 30 s timeout.
+	HTTPClient *http.Client
+	// Logger; nil = discard.
+	Logger *slog.Logger
+	// OnControl is called, from the shard's goroutine, on state changes,
+	// identifies, resumes, lost sessions and fatal errors. It must not block.
+	OnControl func(ControlEvent)
+	// Dial opens a gateway websocket (tests); nil = gobwas/ws with a 15 s
+	// timeout. The returned reader, if not nil, holds bytes that arrived with
+	// the handshake and reads on from the connection.
+	Dial func(ctx context.Context, url string) (net.Conn, *bufio.Reader, error)
+}
+
+// ShardStatus is a snapshot of one shard.
+type ShardStatus struct {
+	Bot        string        `json:"bot"`
+	Shard      int           `json:"shard"`
+	ShardCount int           `json:"shard_count"`
+	State      State         `json:"state"`
+	Session    string        `json:"session,omitempty"`
+	Seq        int64         `json:"seq"`
+	Latency    time.Duration `json:"latency_ns"` // last heartbeat round trip
+	Events     uint64        `json:"events"`
+	Bytes      uint64        `json:"bytes"`
+	Reconnects uint64        `json:"reconnects"`
+	Resumes    uint64        `json:"resumes"`
+	Identifies uint64        `json:"identifies"`
+	LastError  string        `json:"last_error,omitempty"`
+}
+
+// Manager runs the shards of one or more bots.
+type Manager struct {
+	cfg        ManagerConfig
+	log        *slog.Logger
+	sessions   SessionStore
+	limiter    IdentifyLimiter
+	maxPayload int
+	http       *http.Client
+
+	mu      sync.Mutex
+	bots    []*botRun
+	started bool
+	closed  bool
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// botRun is a bot with what GET /gateway/bot said.
+type botRun struct {
+	cfg    BotConfig
+	count  int
+	url    string
+	limits Limits
+	shards map[int]*shard
+	order  []*shard
+}
+
+// NewManager validates cfg and returns a Manager; Start connects.
+func NewManager(cfg ManagerConfig) (*Manager, error) {
+	if cfg.Sink == nil {
+		return nil, errors.New("new manager: Sink is required")
+	}
+	if len(cfg.Bots) == 0 {
+		return nil, errors.New("new manager: no bots configured")
+	}
+	names := map[string]bool{}
+	for i, b := range cfg.Bots {
+		switch {
+		case b.Name == "":
+			return nil, fmt.Errorf("new manager: bot %d has no name", i)
+		case names[b.Name]:
+			return nil, fmt.Errorf("new manager: bot name %q used twice", b.Name)
+		case b.Token == "":
+			return nil, fmt.Errorf("new manager: bot %q has no token", b.Name)
+		case b.Shards < 0:
+			return nil, fmt.Errorf("new manager: bot %q: shard count %d is negative", b.Name, b.Shards)
+		case b.LargeThreshold != 0 && (b.LargeThreshold < 50 || b.LargeThreshold > 250):
+			return nil, fmt.Errorf("new manager: bot %q: large threshold %d not in 50..250", b.Name, b.LargeThreshold)
+		case b.Compression < CompressionNone || b.Compression > CompressionZstdStream:
+			return nil, fmt.Errorf("new manager: bot %q: unknown compression %d", b.Name, b.Compression)
+		case len(b.Presence) > 0 && !json.Valid(b.Presence):
+			return nil, fmt.Errorf("new manager: bot %q: presence is not valid JSON", b.Name)
+		}
+		names[b.Name] = true
+	}
+	if cfg.RESTURL == "" {
+		cfg.RESTURL = DefaultRESTURL
+	}
+	if cfg.IdentifyWindow <= 0 {
+		cfg.IdentifyWindow = DefaultIdentifyWindow
+	}
+	if cfg.MaxPayload <= 0 {
+		cfg.MaxPayload = DefaultMaxPayload
+	}
+	m := &Manager{cfg: cfg, maxPayload: cfg.MaxPayload}
+	m.log = cfg.Logger
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	m.sessions = cfg.Sessions
+	if m.sessions == nil {
+		m.sessions = NewMemorySessionStore()
+	}
+	m.limiter = cfg.Limiter
+	if m.limiter == nil {
+		m.limiter = NewMemoryIdentifyLimiter()
+	}
+	m.http = cfg.HTTPClient
+	if m.http == nil {
+		m.http = &http.Client{Timeout: 30 * time.Second}
+	}
+	return m, nil
+}
+
+// Start asks Discord for each bot's gateway URL, shard count and identify
+// limits, then starts every shard and returns; shards identify in the
+// background, bucket by bucket. ctx bounds the REST calls only.
+func (m *Manager) Start(ctx context.Context) error {
+	m.mu.Lock()
+	if m.started || m.closed {
+		m.mu.Unlock()
+		return errors.New("start manager: already started or closed")
+	}
+	m.started = true
+	m.mu.Unlock()
+
+	var bots []*botRun
+	for _, b := range m.cfg.Bots {
+		info, err := m.gatewayBot(ctx, b)
+		if err != nil {
+			return fmt.Errorf("start bot %q: %w", b.Name, err)
+		}
+		br := &botRun{cfg: b, url: info.URL, count: b.Shards, shards: map[int]*shard{}}
+		if br.count == 0 {
+			br.count = max(info.Shards, 1)
+		}
+		br.limits = Limits{
+			MaxConcurrency: max(info.Limit.MaxConcurrency, 1),
+			Window:         m.cfg.IdentifyWindow,
+			Total:          info.Limit.Total,
+			Remaining:      info.Limit.Remaining,
+			ResetAfter:     time.Duration(info.Limit.ResetAfter) * time.Millisecond,
+		}
+		ids := b.ShardIDs
+		if ids == nil {
+			ids = make([]int, br.count)
+			for i := range ids {
+				ids[i] = i
+			}
+		}
+		for _, id := range ids {
+			if id < 0 || id >= br.count {
+				return fmt.Errorf("start bot %q: shard id %d not in 0..%d", b.Name, id, br.count-1)
+			}
+			if br.shards[id] != nil {
+				return fmt.Errorf("start bot %q: shard id %d listed twice", b.Name, id)
+			}
+			s := newShard(m, br, id)
+			br.shards[id] = s
+			br.order = append(br.order, s)
+		}
+		identifies := 0
+		for _, s := range br.order {
+			if sess, err := m.sessions.Load(ctx, b.Name, s.id); err != nil || sess.ID == "" {
+				identifies++
+			}
+		}
+		if br.limits.Remaining < identifies {
+			m.log.Error("session start limit exhausted: shards without a saved session wait for the reset",
+				"bot", b.Name, "remaining", br.limits.Remaining, "needed", identifies, "reset_after", br.limits.ResetAfter)
+		}
+		m.log.Info("starting bot", "bot", b.Name, "shards", br.count, "running", len(br.order),
+			"max_concurrency", br.limits.MaxConcurrency, "session_starts_remaining", br.limits.Remaining)
+		bots = append(bots, br)
+	}
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errors.New("start manager: closed while starting")
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	m.bots = bots
+	for _, br := range bots {
+		for _, s := range br.order {
+			m.wg.Add(1)
+			go func() {
+				defer m.wg.Done()
+				s.run(runCtx)
+			}()
+		}
+	}
+	return nil
+}
+
+type gatewayBotInfo struct {
+	URL    string `json:"url"`
+	Shards int    `json:"shards"`
+	Limit  struct {
+		Total          int   `json:"total"`
+		Remaining      int   `json:"remaining"`
+		ResetAfter     int64 `json:"reset_after"`
+		MaxConcurrency int   `json:"max_concurrency"`
+	} `json:"session_start_limit"`
+}
+
+// gatewayBot calls GET /gateway/bot for b. Errors never carry the token.
+func (m *Manager) gatewayBot(ctx context.Context, b BotConfig) (gatewayBotInfo, error) {
+	var info gatewayBotInfo
+	u := strings.TrimRight(m.cfg.RESTURL, "/") + "/gateway/bot"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return info, fmt.Errorf("build GET /gateway/bot: %w", err)
+	}
+	req.Header.Set("Authorization", "Bot "+b.Token)
+	req.Header.Set("User-Agent", "DiscordBot (https://github.com/feathery/feathery, "+Version+")")
+	resp, err := m.http.Do(req)
+	if err != nil {
+		return info, fmt.Errorf("GET /gateway/bot: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return info, fmt.Errorf("read GET /gateway/bot reply: %w", err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized:
+		return info, fmt.Errorf("GET /gateway/bot: %w: token rejected (401)", ErrFatal)
+	case resp.StatusCode != http.StatusOK:
+		return info, fmt.Errorf("GET /gateway/bot: status %d: %s", resp.StatusCode, truncate(body))
+	}
+	if err := json.Unmarshal(body, &info); err != nil {
+		return info, fmt.Errorf("decode GET /gateway/bot reply: %w", err)
+	}
+	if info.URL == "" {
+		return info, errors.New("decode GET /gateway/bot reply: no url")
+	}
+	return info, nil
+}
+
+// Close stops every shard: each stops reading, flushes the Sink (if it is a
+// Flusher) and closes its connection with code 4000, which keeps the session
+// resumable for the next process. ctx bounds the flushes and the wait.
+func (m *Manager) Close(ctx context.Context) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	for _, br := range m.bots {
+		for _, s := range br.order {
+			s.mu.Lock()
+			s.closeCtx = ctx
+			s.mu.Unlock()
+		}
+	}
+	cancel := m.cancel
+	m.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	done := make(chan struct{})
+	go func() {
+		m.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("close manager: %w", ctx.Err())
+	}
+}
+
+// Status returns a snapshot of every shard, bot by bot in shard order.
+func (m *Manager) Status() []ShardStatus {
+	m.mu.Lock()
+	bots := m.bots
+	m.mu.Unlock()
+	var out []ShardStatus
+	for _, br := range bots {
+		for _, s := range br.order {
+			out = append(out, s.status())
+		}
+	}
+	return out
+}
+
+// RequestGuildMembers queues a Request Guild Members (op 8, every member)
+// for guildID on the shard of bot that holds it. It is sent within the send
+// limit once that shard is ready, and again after RATE_LIMITED.
+func (m *Manager) RequestGuildMembers(bot string, guildID uint64) error {
+	m.mu.Lock()
+	bots := m.bots
+	m.mu.Unlock()
+	for _, br := range bots {
+		if br.cfg.Name != bot {
+			continue
+		}
+		id := int((guildID >> 22) % uint64(br.count))
+		s := br.shards[id]
+		if s == nil {
+			return fmt.Errorf("request guild members of %d: shard %d of bot %q does not run here", guildID, id, bot)
+		}
+		s.members.push(guildID, time.Time{})
+		return nil
+	}
+	return fmt.Errorf("request guild members of %d: unknown bot %q", guildID, bot)
+}

@@ -1,0 +1,185 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+)
+
+func TestPeekEnvelope(t *testing.T) {
+	cases := []struct {
+		name   string
+		in     string
+		op     int
+		seq    int64
+		hasSeq bool
+		typ    string
+		d      string
+	}{
+		{"dispatch", `{"t":"MESSAGE_CREATE","s":42,"op":0,"d":{"guild_id":"1"}}`, 0, 42, true, "MESSAGE_CREATE", `{"guild_id":"1"}`},
+		{"ack", `{"t":null,"s":null,"op":11,"d":null}`, 11, 0, false, "", "null"},
+		{"ack docs form", `{"op":11}`, 11, 0, false, "", ""},
+		{"hello with spaces", " {\n \"op\" : 10 , \"d\" : {\"heartbeat_interval\":41250,\"_trace\":[\"x\"]} } ", 10, 0, false, "", `{"heartbeat_interval":41250,"_trace":["x"]}`},
+		{"invalid session", `{"op":9,"d":false}`, 9, 0, false, "", "false"},
+		{"escaped content", `{"op":0,"s":1,"t":"X","d":{"c":"a\"}\\\u00e9"}}`, 0, 1, true, "X", `{"c":"a\"}\\\u00e9"}`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			env, err := peekEnvelope([]byte(c.in))
+			if err != nil {
+				t.Fatalf("peek: %v", err)
+			}
+			if env.Op != c.op || env.Seq != c.seq || env.HasSeq != c.hasSeq || string(env.T) != c.typ || string(env.D) != c.d {
+				t.Fatalf("got op %d seq %d/%v t %q d %q, want op %d seq %d/%v t %q d %q",
+					env.Op, env.Seq, env.HasSeq, env.T, env.D, c.op, c.seq, c.hasSeq, c.typ, c.d)
+			}
+		})
+	}
+}
+
+func TestPeekEnvelope_Bad(t *testing.T) {
+	for _, in := range []string{
+		``, `[]`, `"op"`, `{`, `{"op":1`, `{"op":}`, `{"op":1,}`, `{"op":"1"}`, `{"d":1}`, `{"op":1} x`,
+		`{"op":1,"d":{"a":tru}}`, `{"op":1,"d":"\x"}`, `{"op":1,"d":[1 2]}`, `{"op":1.5}`, `{"op":0,"s":"1"}`,
+		`{"op":0,"t":5}`, `{"op":99999999999999999999999}`, `{op:1}`,
+	} {
+		if _, err := peekEnvelope([]byte(in)); err == nil {
+			t.Errorf("peek %q: got no error", in)
+		}
+	}
+}
+
+func TestGuildIDOf(t *testing.T) {
+	cases := []struct {
+		t, d string
+		want uint64
+	}{
+		{"MESSAGE_CREATE", `{"id":"5","nested":{"guild_id":"9"},"guild_id":"41771983444115456"}`, 41771983444115456},
+		{"GUILD_CREATE", `{"guild_id":"7","id":"81384788765712384","channels":[{"guild_id":"1"}]}`, 81384788765712384},
+		{"GUILD_DELETE", `{"id":"3","unavailable":true}`, 3},
+		{"TYPING_START", `{"channel_id":"1","user_id":"2"}`, 0},
+		{"RESUMED", `null`, 0},
+		{"MESSAGE_CREATE", `{"guild_id":null}`, 0},
+		{"MESSAGE_CREATE", `{"guild_id":"abc"}`, 0},
+	}
+	for _, c := range cases {
+		if got := guildIDOf(c.t, []byte(c.d)); got != c.want {
+			t.Errorf("guildIDOf(%s, %s) = %d, want %d", c.t, c.d, got, c.want)
+		}
+	}
+}
+
+func TestPeek_NoAllocs(t *testing.T) {
+	p := []byte(`{"t":"MESSAGE_CREATE","s":42,"op":0,"d":{"id":"1","guild_id":"41771983444115456","content":"hi"}}`)
+	allocs := testing.AllocsPerRun(100, func() {
+		env, err := peekEnvelope(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = eventName(env.T)
+		_ = guildIDOf("MESSAGE_CREATE", env.D)
+	})
+	if allocs != 0 {
+		t.Fatalf("got %v allocs per peek, want 0", allocs)
+	}
+}
+
+func TestObjScanner(t *testing.T) {
+	in := []byte(`  {"a":"}\"{","b":[{},{"c":"\\"}]} {"next":1}`)
+	for split := 0; split <= len(in); split++ {
+		var s objScanner
+		end, err := s.feed(in[:split])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if end < 0 {
+			end, err = s.feed(in[split:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			end += split
+		}
+		if got := string(in[:end]); got != `  {"a":"}\"{","b":[{},{"c":"\\"}]}` {
+			t.Fatalf("split %d: got %q", split, got)
+		}
+	}
+	var s objScanner
+	if _, err := s.feed([]byte(`x{}`)); err == nil {
+		t.Fatal("got no error for a payload that is not an object")
+	}
+}
+
+func FuzzPeekEnvelope(f *testing.F) {
+	for _, s := range []string{
+		`{"t":"MESSAGE_CREATE","s":42,"op":0,"d":{"guild_id":"1"}}`,
+		`{"t":null,"s":null,"op":11,"d":null}`,
+		`{"op":10,"d":{"heartbeat_interval":41250}}`,
+		`{"op":0,"s":1,"t":"GUILD_CREATE","d":{"id":"81384788765712384","members":[{"user":{"id":"1"}}]}}`,
+		`{"op":9,"d":true}`, `{"a":[[[[]]]],"op":-1}`, `{"op":0,"d":"\ud83c\udf89"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, p []byte) {
+		env, err := peekEnvelope(p)
+		if err != nil {
+			if errors.Is(err, errTooDeep) {
+				return
+			}
+			// What the peek rejects must not be a valid envelope.
+			var v struct {
+				Op *int `json:"op"`
+			}
+			if json.Unmarshal(p, &v) == nil && v.Op != nil && json.Valid(p) {
+				var raw map[string]json.RawMessage
+				if json.Unmarshal(p, &raw) == nil && len(raw) > 0 && validEnvelopeFields(raw) {
+					t.Fatalf("peek rejected valid envelope %q: %v", p, err)
+				}
+			}
+			return
+		}
+		var v struct {
+			Op int             `json:"op"`
+			D  json.RawMessage `json:"d"`
+		}
+		if json.Valid(p) {
+			if err := json.Unmarshal(p, &v); err == nil && v.Op != env.Op {
+				t.Fatalf("peek op %d, encoding/json op %d", env.Op, v.Op)
+			}
+		}
+		_ = guildIDOf(string(env.T), env.D)
+	})
+}
+
+// validEnvelopeFields reports whether s and t, when present, have the types
+// the peek accepts.
+func validEnvelopeFields(raw map[string]json.RawMessage) bool {
+	if s, ok := raw["s"]; ok {
+		var n *int64
+		if json.Unmarshal(s, &n) != nil {
+			return false
+		}
+		if n != nil {
+			var f float64
+			_ = json.Unmarshal(s, &f)
+			if string(s) != "null" && (f != float64(*n) || len(s) > 0 && (s[0] == '-' && false)) {
+				return false
+			}
+		}
+	}
+	if tt, ok := raw["t"]; ok {
+		var str *string
+		if json.Unmarshal(tt, &str) != nil {
+			return false
+		}
+	}
+	var op int64
+	if json.Unmarshal(raw["op"], &op) != nil {
+		return false
+	}
+	for _, c := range raw["op"] {
+		if c == '.' || c == 'e' || c == 'E' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,861 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// Reasons a connection ends, besides CloseError and read errors.
+var (
+	errStopping        = errors.New("shard stopping")
+	errReconnect       = errors.New("gateway asked to reconnect (op 7)")
+	errZombie          = errors.New("no heartbeat ACK between two heartbeats (zombie connection)")
+	errSink            = errors.New("sink refused event")
+	errResumeExhausted = errors.New("resume failed repeatedly")
+)
+
+// invalidSessionError is INVALID_SESSION (op 9).
+type invalidSessionError struct{ resumable bool }
+
+func (e *invalidSessionError) Error() string {
+	return "gateway invalidated the session (op 9, resumable " + strconv.FormatBool(e.resumable) + ")"
+}
+
+// Reconnect policy.
+const (
+	backoffMin = 250 * time.Millisecond
+	backoffMax = 30 * time.Second
+	// After this many connections in a row that failed to resume, the shard
+	// resumes through the main gateway URL instead of resume_gateway_url...
+	resumeFailsMainURL = 2
+	// ...and after this many it gives the session up and identifies.
+	resumeFailsIdentify = 5
+	// helloTimeout bounds the wait for HELLO after the handshake.
+	helloTimeout = 20 * time.Second
+	dialTimeout  = 15 * time.Second
+)
+
+// shard owns one gateway connection at a time for (bot, id).
+type shard struct {
+	m   *Manager
+	bot *botRun
+	id  int
+	log *slog.Logger
+
+	// Owner-goroutine state.
+	session   string
+	resumeURL string
+	resumeTry int // connections in a row that did not get a resume accepted
+	attempt   int // consecutive failed connections, for backoff
+	resumed   bool
+	ev        Event
+	fr        *frameReader
+	inf       *inflater
+	onPayload func([]byte) error
+	cur       *conn
+	connCtx   context.Context
+
+	seq atomic.Int64 // last seq the Sink accepted
+
+	mu       sync.Mutex
+	state    State
+	lastErr  string
+	latency  time.Duration
+	closeCtx context.Context // set by stop: bounds Flush and the close frame
+	// pubSession mirrors session for status readers.
+	pubSession string
+
+	events, bytes, reconnects, resumes, identifies atomic.Uint64
+
+	members memberQueue
+}
+
+func newShard(m *Manager, b *botRun, id int) *shard {
+	s := &shard{
+		m:   m,
+		bot: b,
+		id:  id,
+		log: m.log.With("bot", b.cfg.Name, "shard", id),
+		fr:  newFrameReader(nil, m.maxPayload),
+		inf: newInflater(b.cfg.Compression, m.maxPayload),
+	}
+	s.members.wake = make(chan struct{}, 1)
+	s.onPayload = s.handlePayload
+	return s
+}
+
+// setState records st and reports it.
+func (s *shard) setState(st State) {
+	s.mu.Lock()
+	changed := s.state != st
+	s.state = st
+	s.mu.Unlock()
+	if changed {
+		s.control(ControlEvent{Kind: "state", State: st, Session: s.session, Seq: s.seq.Load()})
+	}
+}
+
+func (s *shard) control(ev ControlEvent) {
+	if s.m.cfg.OnControl == nil {
+		return
+	}
+	ev.Bot, ev.Shard = s.bot.cfg.Name, s.id
+	if ev.At.IsZero() {
+		ev.At = time.Now()
+	}
+	if ev.Kind != "state" {
+		s.mu.Lock()
+		ev.State = s.state
+		s.mu.Unlock()
+	}
+	s.m.cfg.OnControl(ev)
+}
+
+// setSession changes the session (owner goroutine only).
+func (s *shard) setSession(id, resumeURL string) {
+	s.session, s.resumeURL = id, resumeURL
+	s.mu.Lock()
+	s.pubSession = id
+	s.mu.Unlock()
+}
+
+func (s *shard) setErr(err error) {
+	s.mu.Lock()
+	s.lastErr = err.Error()
+	s.mu.Unlock()
+}
+
+// run is the shard's owner loop: connect, read until the connection ends,
+// decide what to do next, repeat until ctx ends or a fatal error.
+func (s *shard) run(ctx context.Context) {
+	defer s.inf.close()
+	s.loadSession(ctx)
+	for {
+		err := s.connectOnce(ctx)
+		if ctx.Err() != nil {
+			s.setState(StateStopped)
+			return
+		}
+		delay, fatal := s.decide(ctx, err)
+		if fatal != nil {
+			s.setErr(fatal)
+			s.log.Error("shard stopped", "err", fatal)
+			s.setState(StateFailed)
+			s.control(ControlEvent{Kind: "fatal", Err: fatal.Error(), Session: s.session, Seq: s.seq.Load()})
+			return
+		}
+		s.reconnects.Add(1)
+		s.setState(StateReconnecting)
+		if !sleepCtx(ctx, delay) {
+			s.setState(StateStopped)
+			return
+		}
+	}
+}
+
+// loadSession resumes a checkpoint the Sink saved in an earlier process, if
+// it was made with this shard count and these intents.
+func (s *shard) loadSession(ctx context.Context) {
+	if s.m.sessions == nil {
+		return
+	}
+	sess, err := s.m.sessions.Load(ctx, s.bot.cfg.Name, s.id)
+	switch {
+	case errors.Is(err, ErrNoSession):
+		return
+	case err != nil:
+		s.log.Warn("load saved session; identifying instead", "err", err)
+		return
+	}
+	if sess.ID == "" || sess.ShardCount != s.bot.count || sess.Intents != s.bot.cfg.Intents {
+		s.log.Info("discarding saved session made with other shard count or intents",
+			"session", sess.ID, "saved_shards", sess.ShardCount, "saved_intents", sess.Intents)
+		if err := s.m.sessions.Delete(ctx, s.bot.cfg.Name, s.id); err != nil {
+			s.log.Warn("delete saved session", "err", err)
+		}
+		return
+	}
+	s.setSession(sess.ID, sess.ResumeURL)
+	s.seq.Store(sess.Seq)
+	s.log.Info("resuming saved session", "session", sess.ID, "seq", sess.Seq)
+}
+
+// decide classifies why a connection ended and returns how long to wait
+// before the next one, or a fatal error.
+func (s *shard) decide(ctx context.Context, err error) (time.Duration, error) {
+	if s.session != "" && !s.resumed {
+		s.resumeTry++
+	}
+	s.attempt++
+	delay := backoff(s.attempt)
+	var ce *CloseError
+	var inv *invalidSessionError
+	switch {
+	case errors.As(err, &ce):
+		switch ce.action() {
+		case actionFatal:
+			return 0, fmt.Errorf("shard %d: %w: %w", s.id, ErrFatal, ce)
+		case actionNewSession:
+			s.log.Warn("session ended by gateway; identifying", "err", err)
+			s.loseSession(ctx, err.Error())
+			delay = backoff(1)
+		default:
+			s.log.Warn("connection closed; resuming", "err", err)
+		}
+	case errors.As(err, &inv):
+		if inv.resumable && s.session != "" {
+			s.log.Info("session invalidated as resumable; resuming")
+			delay = 0
+		} else {
+			s.log.Warn("session invalidated; identifying after a pause")
+			s.loseSession(ctx, err.Error())
+			delay = time.Second + rand.N(4*time.Second)
+		}
+	case errors.Is(err, errReconnect):
+		s.log.Info("gateway asked to reconnect; resuming")
+		if s.attempt <= 1 {
+			delay = 0
+		}
+	case errors.Is(err, ErrStartLimitExhausted):
+		s.log.Error("session start limit exhausted; waiting for its reset", "err", err)
+		delay = max(s.bot.limits.ResetAfter, time.Minute)
+	default:
+		s.log.Warn("connection lost; reconnecting", "err", err, "retry_in", delay)
+	}
+	if err != nil {
+		s.setErr(err)
+	}
+	if s.session != "" && s.resumeTry >= resumeFailsIdentify {
+		s.log.Warn("resume failed repeatedly; giving the session up and identifying", "session", s.session, "tries", s.resumeTry)
+		s.loseSession(ctx, errResumeExhausted.Error())
+	}
+	return delay, nil
+}
+
+// loseSession forgets the current session, deletes the saved checkpoint and
+// reports the gap.
+func (s *shard) loseSession(ctx context.Context, reason string) {
+	old, seq := s.session, s.seq.Load()
+	s.setSession("", "")
+	s.resumeTry = 0
+	s.seq.Store(0)
+	if s.m.sessions != nil {
+		if err := s.m.sessions.Delete(ctx, s.bot.cfg.Name, s.id); err != nil {
+			s.log.Warn("delete saved session", "err", err)
+		}
+	}
+	if old != "" {
+		s.control(ControlEvent{Kind: "session_lost", Session: old, Seq: seq, Err: reason})
+	}
+}
+
+// backoff returns the delay before connection attempt n (1-based): capped
+// exponential with jitter in [d/2, d].
+func backoff(n int) time.Duration {
+	d := backoffMin << min(n-1, 10)
+	d = min(d, backoffMax)
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// gatewayURL returns the URL to dial: the session's resume URL while
+// resuming (unless resuming through it failed repeatedly), else the main one,
+// with the query parameters for JSON and the compression.
+func (s *shard) gatewayURL() string {
+	base := s.bot.url
+	if s.session != "" && s.resumeURL != "" && s.resumeTry < resumeFailsMainURL {
+		base = s.resumeURL
+	}
+	if i := strings.IndexByte(base, '?'); i >= 0 {
+		base = base[:i]
+	}
+	q := url.Values{"v": {"10"}, "encoding": {"json"}}
+	if c := s.bot.cfg.Compression; c != CompressionNone {
+		q.Set("compress", c.String())
+	}
+	return strings.TrimRight(base, "/") + "/?" + q.Encode()
+}
+
+// conn is one websocket connection's shared state between the reader (the
+// owner goroutine) and the heartbeat goroutine.
+type conn struct {
+	nc      net.Conn
+	w       frameWriter
+	limit   sendLimiter
+	hello   chan time.Duration
+	beatNow chan struct{}
+
+	interval  atomic.Int64 // heartbeat interval, ns
+	acked     atomic.Bool  // ACK received since the last heartbeat
+	lastBeat  atomic.Int64 // unix ns of the last heartbeat sent
+	busySince atomic.Int64 // unix ns since the reader is blocked (sink, limiter); 0 = reading
+	busyNanos atomic.Int64 // time spent blocked since the last heartbeat
+	ready     atomic.Bool  // READY or RESUMED seen: member requests may go
+
+	mu    sync.Mutex
+	cause error // why the heartbeat goroutine ended the connection
+}
+
+func (c *conn) setCause(err error) {
+	c.mu.Lock()
+	if c.cause == nil {
+		c.cause = err
+	}
+	c.mu.Unlock()
+}
+
+func (c *conn) getCause() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cause
+}
+
+// busyStart marks the reader blocked (not reading the socket) until
+// busyEnd, so zombie detection does not count ACKs it cannot read.
+func (c *conn) busyStart() int64 {
+	start := time.Now().UnixNano()
+	c.busySince.Store(start)
+	return start
+}
+
+func (c *conn) busyEnd(start int64) {
+	c.busySince.Store(0)
+	c.busyNanos.Add(time.Now().UnixNano() - start)
+}
+
+// dial opens the websocket and returns the connection and a reader that
+// starts with whatever the server sent along with the handshake.
+func (s *shard) dial(ctx context.Context, u string) (net.Conn, *bufio.Reader, error) {
+	if s.m.cfg.Dial != nil {
+		return s.m.cfg.Dial(ctx, u)
+	}
+	d := ws.Dialer{Timeout: dialTimeout}
+	nc, br, _, err := d.Dial(ctx, u)
+	if err != nil {
+		return nil, nil, err
+	}
+	return nc, br, nil
+}
+
+// connectOnce runs one connection from dial to close.
+func (s *shard) connectOnce(ctx context.Context) error {
+	s.setState(StateConnecting)
+	s.resumed = false
+	u := s.gatewayURL()
+	nc, br, err := s.dial(ctx, u)
+	if err != nil {
+		return fmt.Errorf("dial gateway %s: %w", redactURL(u), err)
+	}
+	var src *bufio.Reader
+	if br != nil {
+		// br holds what arrived with the handshake (often HELLO) and reads
+		// on from the connection once drained.
+		src = bufio.NewReaderSize(br, 64<<10)
+	} else {
+		src = bufio.NewReaderSize(nc, 64<<10)
+	}
+	c := &conn{nc: nc, hello: make(chan time.Duration, 1), beatNow: make(chan struct{}, 1)}
+	c.w.w = nc
+	c.acked.Store(true)
+	s.fr.reset(src)
+	s.inf.reset()
+
+	connCtx, cancel := context.WithCancel(ctx)
+	s.cur, s.connCtx = c, connCtx
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.heartbeat(connCtx, c)
+	}()
+
+	rerr := s.readLoop(ctx, c)
+	if cause := c.getCause(); cause != nil {
+		rerr = cause
+	}
+	cancel()
+	wg.Wait()
+	s.cur, s.connCtx = nil, nil
+
+	if ctx.Err() != nil {
+		s.shutdownConn(c)
+		return errStopping
+	}
+	var ce *CloseError
+	if !errors.As(rerr, &ce) {
+		// We end the connection: say so with a resumable code.
+		_ = c.w.write(ws.OpClose, closeFramePayload(clientCloseCode, "reconnecting"))
+	} else {
+		// Echo the server's close frame.
+		_ = c.w.write(ws.OpClose, closeFramePayload(ce.Code, ""))
+	}
+	nc.Close()
+	return rerr
+}
+
+// shutdownConn ends a connection gracefully: flush what the Sink holds, then
+// close with a resumable code so the next process resumes the session.
+func (s *shard) shutdownConn(c *conn) {
+	s.mu.Lock()
+	ctx := s.closeCtx
+	s.mu.Unlock()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	s.flush(ctx)
+	if err := c.w.write(ws.OpClose, closeFramePayload(clientCloseCode, "shutting down")); err != nil {
+		s.log.Debug("write close frame", "err", err)
+	}
+	c.nc.Close()
+}
+
+func (s *shard) flush(ctx context.Context) {
+	f, ok := s.m.cfg.Sink.(Flusher)
+	if !ok {
+		return
+	}
+	if err := f.Flush(ctx, s.bot.cfg.Name, s.id); err != nil {
+		s.log.Warn("flush sink on shutdown", "err", err)
+	}
+}
+
+// readLoop reads frames until the connection ends and returns why.
+func (s *shard) readLoop(ctx context.Context, c *conn) error {
+	for {
+		if ctx.Err() != nil {
+			return errStopping
+		}
+		timeout := helloTimeout
+		if iv := time.Duration(c.interval.Load()); iv > 0 {
+			timeout = 2*iv + 5*time.Second
+		}
+		if err := c.nc.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+			return fmt.Errorf("set read deadline: %w", err)
+		}
+		kind, _, p, err := s.fr.next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return errStopping
+			}
+			if errors.Is(err, ErrBadFrame) || errors.Is(err, ErrPayloadTooLarge) {
+				s.log.Error("closing connection after bad frame", "err", err)
+			}
+			return fmt.Errorf("read frame: %w", err)
+		}
+		switch kind {
+		case framePing:
+			if err := c.w.write(ws.OpPong, p); err != nil {
+				return fmt.Errorf("answer ping: %w", err)
+			}
+		case framePong:
+		case frameClose:
+			code, reason := parseClose(p)
+			return &CloseError{Code: code, Reason: reason}
+		case frameData:
+			if err := s.inf.feed(p, s.onPayload); err != nil {
+				if ctx.Err() != nil {
+					return errStopping
+				}
+				if !errors.Is(err, errSink) && !isFlowError(err) {
+					s.log.Error("closing connection after bad payload", "err", err)
+				}
+				return err
+			}
+		}
+	}
+}
+
+// isFlowError reports errors that end a connection on purpose (not bad
+// input).
+func isFlowError(err error) bool {
+	var inv *invalidSessionError
+	return errors.Is(err, errReconnect) || errors.As(err, &inv) || errors.Is(err, ErrStartLimitExhausted) ||
+		errors.Is(err, errStopping) || errors.Is(err, context.Canceled)
+}
+
+// handlePayload handles one gateway payload. p is valid only during the call.
+func (s *shard) handlePayload(p []byte) error {
+	env, err := peekEnvelope(p)
+	if err != nil {
+		return fmt.Errorf("peek payload: %w", err)
+	}
+	c := s.cur
+	s.bytes.Add(uint64(len(p)))
+	switch env.Op {
+	case opDispatch:
+		return s.dispatch(c, &env)
+	case opHeartbeat:
+		select {
+		case c.beatNow <- struct{}{}:
+		default:
+		}
+	case opHeartbeatACK:
+		c.acked.Store(true)
+		if sent := c.lastBeat.Load(); sent > 0 {
+			rtt := time.Duration(time.Now().UnixNano() - sent)
+			s.mu.Lock()
+			s.latency = rtt
+			s.mu.Unlock()
+		}
+	case opHello:
+		v, _ := topLevelValue(env.D, "heartbeat_interval")
+		ms, ok := parseInt(v)
+		if !ok || ms <= 0 {
+			return fmt.Errorf("read HELLO: bad heartbeat_interval %q", truncate(v))
+		}
+		iv := time.Duration(ms) * time.Millisecond
+		c.interval.Store(int64(iv))
+		c.limit.setHeartbeat(iv)
+		c.hello <- iv
+		return s.authenticate(c)
+	case opReconnect:
+		return errReconnect
+	case opInvalidSession:
+		return &invalidSessionError{resumable: string(env.D) == "true"}
+	default:
+		s.log.Debug("ignoring unknown opcode", "op", env.Op)
+	}
+	return nil
+}
+
+func truncate(b []byte) string {
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	return string(b)
+}
+
+// authenticate sends RESUME when the shard has a session, else IDENTIFY
+// once the identify limiter grants a slot.
+func (s *shard) authenticate(c *conn) error {
+	ctx := s.connCtx
+	if s.session != "" {
+		s.setState(StateResuming)
+		p, err := resumePayload(s.bot.cfg.Token, s.session, s.seq.Load())
+		if err != nil {
+			return err
+		}
+		if err := s.send(ctx, c, p); err != nil {
+			return fmt.Errorf("send resume: %w", err)
+		}
+		s.log.Debug("resume sent", "session", s.session, "seq", s.seq.Load())
+		return nil
+	}
+	s.setState(StateIdentifying)
+	p, err := identifyPayload(&s.bot.cfg, s.id, s.bot.count)
+	if err != nil {
+		return err
+	}
+	start := c.busyStart()
+	err = s.m.limiter.Wait(ctx, s.bot.cfg.Name, s.id, s.bot.limits)
+	c.busyEnd(start)
+	if err != nil {
+		return fmt.Errorf("wait for identify slot: %w", err)
+	}
+	if err := s.send(ctx, c, p); err != nil {
+		return fmt.Errorf("send identify: %w", err)
+	}
+	s.identifies.Add(1)
+	s.log.Debug("identify sent")
+	return nil
+}
+
+func (s *shard) send(ctx context.Context, c *conn, p []byte) error {
+	start := c.busyStart()
+	err := c.limit.wait(ctx, false)
+	c.busyEnd(start)
+	if err != nil {
+		return err
+	}
+	return c.w.write(ws.OpText, p)
+}
+
+// dispatch hands one op 0 to the Sink and advances the seq once accepted.
+func (s *shard) dispatch(c *conn, env *envelope) error {
+	t := eventName(env.T)
+	switch t {
+	case "READY":
+		id, _ := topLevelString(env.D, "session_id")
+		ru, _ := topLevelString(env.D, "resume_gateway_url")
+		if id == "" {
+			return fmt.Errorf("read READY: no session_id")
+		}
+		if s.session != "" && s.session != id {
+			s.loseSession(s.connCtx, "new session identified")
+		}
+		s.setSession(id, ru)
+		s.resumeTry, s.attempt = 0, 0
+		s.seq.Store(0)
+		c.ready.Store(true)
+		s.setState(StateReady)
+		s.log.Info("identified", "session", id)
+		s.control(ControlEvent{Kind: "identified", Session: id})
+	case "RESUMED":
+		s.attempt = 0
+		s.resumes.Add(1)
+		c.ready.Store(true)
+		s.setState(StateReady)
+		s.log.Info("resumed", "session", s.session, "seq", s.seq.Load())
+		s.control(ControlEvent{Kind: "resumed", Session: s.session, Seq: s.seq.Load()})
+	}
+	if !s.resumed {
+		// The gateway accepted our RESUME (or IDENTIFY): it is sending dispatches.
+		s.resumed = true
+		s.resumeTry = 0
+	}
+	if env.HasSeq && env.Seq <= s.seq.Load() {
+		s.log.Warn("skipping dispatch already accepted", "type", t, "seq", env.Seq, "accepted", s.seq.Load())
+		return nil
+	}
+	ev := &s.ev
+	ev.Bot = s.bot.cfg.Name
+	ev.Shard = s.id
+	ev.ShardCount = s.bot.count
+	ev.Intents = s.bot.cfg.Intents
+	ev.Session = s.session
+	ev.ResumeURL = s.resumeURL
+	ev.Seq = env.Seq
+	ev.Type = t
+	ev.GuildID = guildIDOf(t, env.D)
+	ev.Data = env.D
+	ev.Received = time.Now()
+	start := c.busyStart()
+	err := s.m.cfg.Sink.Publish(s.connCtx, ev)
+	c.busyEnd(start)
+	ev.Data = nil
+	if err != nil {
+		if s.connCtx.Err() != nil {
+			return errStopping
+		}
+		s.log.Warn("sink refused event; reconnecting to resume from the last accepted seq",
+			"type", t, "seq", env.Seq, "err", err)
+		return fmt.Errorf("publish %s seq %d: %w: %w", t, env.Seq, errSink, err)
+	}
+	if env.HasSeq {
+		s.seq.Store(env.Seq)
+	}
+	s.events.Add(1)
+	switch t {
+	case "GUILD_CREATE":
+		if s.bot.cfg.RequestMembers && ev.GuildID != 0 {
+			if v, ok := topLevelValue(env.D, "unavailable"); !ok || string(v) != "true" {
+				s.members.push(ev.GuildID, time.Time{})
+			}
+		}
+	case "RATE_LIMITED":
+		s.rateLimited(env.D)
+	}
+	return nil
+}
+
+// rateLimited re-queues a Request Guild Members the gateway refused.
+func (s *shard) rateLimited(d []byte) {
+	op, _ := topLevelValue(d, "opcode")
+	if n, ok := parseInt(op); !ok || n != opRequestMembers {
+		return
+	}
+	ra, _ := topLevelValue(d, "retry_after")
+	secs, err := strconv.ParseFloat(string(ra), 64)
+	if err != nil || secs < 0 || secs > 3600 {
+		secs = 30
+	}
+	meta, _ := topLevelValue(d, "meta")
+	g := guildIDOf("", meta)
+	if g == 0 {
+		return
+	}
+	s.log.Debug("request guild members rate limited", "guild", g, "retry_after", secs)
+	s.members.push(g, time.Now().Add(time.Duration(secs*float64(time.Second))))
+}
+
+// heartbeat runs beside the reader for one connection: heartbeats, zombie
+// detection and queued member requests. It unblocks the reader when the
+// shard stops or the connection is a zombie.
+func (s *shard) heartbeat(ctx context.Context, c *conn) {
+	defer func() {
+		// Unblock the reader if it is still in a read.
+		_ = c.nc.SetReadDeadline(time.Now())
+	}()
+	var iv time.Duration
+	select {
+	case <-ctx.Done():
+		return
+	case iv = <-c.hello:
+	}
+	beat := time.NewTimer(time.Duration(rand.Float64() * float64(iv)))
+	defer beat.Stop()
+	memberTimer := time.NewTimer(time.Hour)
+	defer memberTimer.Stop()
+	var buf []byte
+	send := func(check bool) bool {
+		if check && !c.acked.Load() {
+			busyFor := c.busyNanos.Swap(0)
+			if since := c.busySince.Load(); since != 0 {
+				busyFor += time.Now().UnixNano() - since
+			}
+			if time.Duration(busyFor) < iv/4 {
+				s.log.Warn("closing zombie connection", "err", errZombie)
+				c.setCause(errZombie)
+				return false
+			}
+			// The reader was blocked in the Sink: the ACK may be unread.
+		} else if check {
+			c.busyNanos.Store(0)
+		}
+		if err := c.limit.wait(ctx, true); err != nil {
+			return false
+		}
+		buf = appendHeartbeat(buf[:0], s.seq.Load())
+		c.acked.Store(false)
+		c.lastBeat.Store(time.Now().UnixNano())
+		if err := c.w.write(ws.OpText, buf); err != nil {
+			c.setCause(fmt.Errorf("send heartbeat: %w", err))
+			return false
+		}
+		return true
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-beat.C:
+			if !send(true) {
+				return
+			}
+			beat.Reset(iv)
+		case <-c.beatNow:
+			if !send(false) {
+				return
+			}
+		case <-s.members.wake:
+			s.sendMembers(c, memberTimer, &buf)
+		case <-memberTimer.C:
+			s.sendMembers(c, memberTimer, &buf)
+		}
+	}
+}
+
+// sendMembers sends the due member requests the send limit allows and arms
+// t for the next one.
+func (s *shard) sendMembers(c *conn, t *time.Timer, buf *[]byte) {
+	if !c.ready.Load() {
+		t.Reset(100 * time.Millisecond)
+		return
+	}
+	for {
+		g, wait := s.members.pop()
+		if g == 0 {
+			if wait > 0 {
+				t.Reset(wait)
+			}
+			return
+		}
+		if d := c.limit.try(false); d > 0 {
+			s.members.push(g, time.Time{})
+			t.Reset(d)
+			return
+		}
+		*buf = appendRequestMembers((*buf)[:0], g)
+		if err := c.w.write(ws.OpText, *buf); err != nil {
+			s.members.push(g, time.Time{})
+			return
+		}
+	}
+}
+
+// memberQueue holds guilds waiting for a Request Guild Members. It outlives
+// connections.
+type memberQueue struct {
+	mu    sync.Mutex
+	items []memberReq
+	wake  chan struct{}
+}
+
+type memberReq struct {
+	guild     uint64
+	notBefore time.Time
+}
+
+func (q *memberQueue) push(g uint64, notBefore time.Time) {
+	q.mu.Lock()
+	q.items = append(q.items, memberReq{g, notBefore})
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// pop returns a due guild, or 0 and how long until the next one is due (0
+// when the queue is empty).
+func (q *memberQueue) pop() (uint64, time.Duration) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	now := time.Now()
+	var next time.Duration
+	for i, it := range q.items {
+		if !it.notBefore.After(now) {
+			q.items = append(q.items[:i], q.items[i+1:]...)
+			return it.guild, 0
+		}
+		if d := it.notBefore.Sub(now); next == 0 || d < next {
+			next = d
+		}
+	}
+	return 0, next
+}
+
+// redactURL drops the query string of a URL for logs.
+func redactURL(u string) string {
+	if i := strings.IndexByte(u, '?'); i >= 0 {
+		return u[:i]
+	}
+	return u
+}
+
+// status returns a snapshot of the shard.
+func (s *shard) status() ShardStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return ShardStatus{
+		Bot:        s.bot.cfg.Name,
+		Shard:      s.id,
+		ShardCount: s.bot.count,
+		State:      s.state,
+		Session:    s.pubSession,
+		Seq:        s.seq.Load(),
+		Latency:    s.latency,
+		Events:     s.events.Load(),
+		Bytes:      s.bytes.Load(),
+		Reconnects: s.reconnects.Load(),
+		Resumes:    s.resumes.Load(),
+		Identifies: s.identifies.Load(),
+		LastError:  s.lastErr,
+	}
+}

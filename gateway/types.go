@@ -1,0 +1,148 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Compression is the transport compression of a gateway connection.
+type Compression int
+
+const (
+	// CompressionNone sends plain JSON text frames.
+	CompressionNone Compression = iota
+	// CompressionZlibStream is Discord's zlib-stream: one zlib context per
+	// connection, each message ending with a sync flush.
+	CompressionZlibStream
+	// CompressionZstdStream is Discord's zstd-stream: one zstd context per
+	// connection, one gateway message per websocket message.
+	CompressionZstdStream
+)
+
+// ParseCompression reads "none" (or ""), "zlib-stream" or "zstd-stream".
+func ParseCompression(s string) (Compression, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "none":
+		return CompressionNone, nil
+	case "zlib-stream", "zlib":
+		return CompressionZlibStream, nil
+	case "zstd-stream", "zstd":
+		return CompressionZstdStream, nil
+	}
+	return 0, fmt.Errorf("parse compression %q: want none, zlib-stream or zstd-stream", s)
+}
+
+// String returns the name used in the gateway URL ("none" for none).
+func (c Compression) String() string {
+	switch c {
+	case CompressionNone:
+		return "none"
+	case CompressionZlibStream:
+		return "zlib-stream"
+	case CompressionZstdStream:
+		return "zstd-stream"
+	}
+	return fmt.Sprintf("Compression(%d)", int(c))
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (c Compression) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (c *Compression) UnmarshalText(b []byte) error {
+	v, err := ParseCompression(string(b))
+	if err != nil {
+		return err
+	}
+	*c = v
+	return nil
+}
+
+// State is the lifecycle state of a shard.
+type State int
+
+const (
+	// StateIdle: created, not started.
+	StateIdle State = iota
+	// StateConnecting: dialing the gateway and waiting for HELLO.
+	StateConnecting
+	// StateIdentifying: waiting for an identify slot, IDENTIFY sent, waiting for READY.
+	StateIdentifying
+	// StateResuming: RESUME sent, replay in progress until RESUMED.
+	StateResuming
+	// StateReady: receiving live dispatches.
+	StateReady
+	// StateReconnecting: the connection ended; waiting to connect again.
+	StateReconnecting
+	// StateStopped: stopped by Close.
+	StateStopped
+	// StateFailed: stopped for good by a fatal close code or error.
+	StateFailed
+)
+
+var stateNames = [...]string{"idle", "connecting", "identifying", "resuming", "ready", "reconnecting", "stopped", "failed"}
+
+// String returns the lower-case state name.
+func (s State) String() string {
+	if s >= 0 && int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("State(%d)", int(s))
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *State) UnmarshalText(b []byte) error {
+	for i, n := range stateNames {
+		if n == string(b) {
+			*s = State(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("parse shard state %q", b)
+}
+
+// BotConfig is one bot: its token, intents and shards.
+type BotConfig struct {
+	// Name identifies the bot in events, logs and keys.
+	Name string
+	// Token is the bot token. It is only ever written into IDENTIFY and
+	// RESUME payloads and the REST Authorization header.
+	Token string
+	// Intents is the gateway intents bitmask.
+	Intents uint64
+	// Shards is the total shard count; 0 = Discord's recommendation.
+	Shards int
+	// ShardIDs are the shards this process runs; nil = all.
+	ShardIDs []int
+	// Compression is the transport compression; default none.
+	Compression Compression
+	// LargeThreshold is IDENTIFY's large_threshold (50–250); 0 = Discord's default.
+	LargeThreshold int
+	// Presence is IDENTIFY's presence object, as raw JSON; nil = none.
+	Presence json.RawMessage
+	// RequestMembers sends Request Guild Members (op 8) for every guild
+	// that arrives in GUILD_CREATE.
+	RequestMembers bool
+}
+
+// ControlEvent reports what happens to a shard: state changes, sessions
+// identified and resumed, sessions lost (a gap in the event sequence) and
+// fatal errors.
+type ControlEvent struct {
+	Bot   string
+	Shard int
+	// Kind is "state", "identified", "resumed", "session_lost" or "fatal".
+	Kind  string
+	State State
+	// Session and Seq: the new session (identified, resumed) or, for
+	// session_lost, the lost session and the last seq the Sink accepted.
+	Session string
+	Seq     int64
+	Err     string
+	At      time.Time
+}
