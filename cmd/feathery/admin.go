@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"crypto/subtle"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+//go:embed dashboard.html
+var dashboardHTML []byte
+
+// adminBackend is what the admin API shows and acts on; the daemon
+// implements it.
+type adminBackend interface {
+	// Status is the snapshot behind GET /api/status.
+	Status(ctx context.Context) statusReport
+	// Health is the snapshot behind GET /healthz.
+	Health(ctx context.Context) healthReport
+	// WriteMetrics writes the Prometheus text exposition.
+	WriteMetrics(ctx context.Context, w *metricsWriter)
+	// Reconnect makes one shard reconnect (and resume).
+	Reconnect(ctx context.Context, bot string, shard int) error
+}
+
+// errNotFound is returned by adminBackend.Reconnect for an unknown shard.
+var errNotFound = errors.New("not found")
+
+// errUnsupported is returned by adminBackend for an action this build
+// cannot do.
+var errUnsupported = errors.New("not supported by this build")
+
+// healthReport is the body of GET /healthz.
+type healthReport struct {
+	OK          bool   `json:"ok"`
+	Redis       string `json:"redis"` // "ok" or the error
+	ShardsReady int    `json:"shards_ready"`
+	ShardsTotal int    `json:"shards_total"`
+	Detail      string `json:"detail,omitempty"`
+}
+
+// adminServer is the HTTP admin API and dashboard.
+type adminServer struct {
+	backend adminBackend
+	token   string
+	log     *slog.Logger
+	srv     *http.Server
+	ln      net.Listener
+	wg      sync.WaitGroup
+	err     error // from Serve, read after wg.Wait
+}
+
+// startAdmin listens on addr and serves the admin API until Close.
+func startAdmin(addr, token string, b adminBackend, log *slog.Logger) (*adminServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen admin API: %w", err)
+	}
+	a := &adminServer{backend: b, token: token, log: log, ln: ln}
+	a.srv = &http.Server{
+		Handler:           a.handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.err = err
+		}
+	}()
+	return a, nil
+}
+
+// Addr is the address the admin API listens on.
+func (a *adminServer) Addr() string { return a.ln.Addr().String() }
+
+// URL is the dashboard's URL.
+func (a *adminServer) URL() string { return "http://" + a.Addr() + "/" }
+
+// Close shuts the server down, waiting for requests in flight within ctx.
+func (a *adminServer) Close(ctx context.Context) error {
+	err := a.srv.Shutdown(ctx)
+	if err != nil {
+		a.srv.Close()
+	}
+	a.wg.Wait()
+	if err == nil {
+		err = a.err
+	}
+	if err != nil {
+		return fmt.Errorf("close admin API: %w", err)
+	}
+	return nil
+}
+
+func (a *adminServer) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", a.handleDashboard)
+	mux.HandleFunc("GET /healthz", a.handleHealthz)
+	mux.HandleFunc("GET /api/status", a.handleStatus)
+	mux.HandleFunc("GET /metrics", a.handleMetrics)
+	mux.HandleFunc("POST /api/bots/{bot}/shards/{id}/reconnect", a.requireToken(a.handleReconnect))
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v) // the client went away; nothing to do
+}
+
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func (a *adminServer) handleDashboard(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write(dashboardHTML)
+}
+
+func (a *adminServer) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	h := a.backend.Health(r.Context())
+	code := http.StatusOK
+	if !h.OK {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, h)
+}
+
+func (a *adminServer) handleStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.backend.Status(r.Context()))
+}
+
+func (a *adminServer) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	mw := newMetricsWriter(w)
+	a.backend.WriteMetrics(r.Context(), mw)
+	_ = mw.Flush() // the client went away
+}
+
+// requireToken guards a state-changing endpoint with the bearer token.
+func (a *adminServer) requireToken(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a.token == "" {
+			writeJSON(w, http.StatusForbidden, apiError{"state-changing endpoints are disabled: set admin.token in the config"})
+			return
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.token)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="feathery"`)
+			writeJSON(w, http.StatusUnauthorized, apiError{"missing or wrong bearer token"})
+			return
+		}
+		next(w, r)
+	}
+}
+
+func (a *adminServer) handleReconnect(w http.ResponseWriter, r *http.Request) {
+	bot := r.PathValue("bot")
+	id, err := strconv.Atoi(r.PathValue("id"))
+	if err != nil || id < 0 {
+		writeJSON(w, http.StatusBadRequest, apiError{"shard id must be a non-negative integer"})
+		return
+	}
+	if err := a.backend.Reconnect(r.Context(), bot, id); err != nil {
+		if errors.Is(err, errUnsupported) {
+			writeJSON(w, http.StatusNotImplemented, apiError{"reconnecting one shard is not supported by this build"})
+			return
+		}
+		if errors.Is(err, errNotFound) {
+			writeJSON(w, http.StatusNotFound, apiError{fmt.Sprintf("no shard %d of bot %q runs here", id, bot)})
+			return
+		}
+		a.log.Warn("reconnect shard from admin API", "bot", bot, "shard", id, "err", err)
+		writeJSON(w, http.StatusInternalServerError, apiError{"reconnect failed: " + err.Error()})
+		return
+	}
+	a.log.Info("shard reconnect requested", "bot", bot, "shard", id, "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusAccepted, map[string]any{"bot": bot, "shard": id, "reconnecting": true})
+}

@@ -1,0 +1,357 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/feathery/feathery/broker"
+	"github.com/feathery/feathery/gateway"
+)
+
+// The broker mirrors the gateway's types field for field, so pointers and
+// values convert for free. These fail to compile if the two ever differ.
+var (
+	_ = (*broker.Event)((*gateway.Event)(nil))
+	_ = broker.Session(gateway.Session{})
+	_ = gateway.Session(broker.Session{})
+	_ = broker.Limits(gateway.Limits{})
+
+	_ gateway.Sink            = publisherSink{}
+	_ gateway.Flusher         = publisherSink{}
+	_ gateway.SessionStore    = sessionStoreAdapter{}
+	_ gateway.IdentifyLimiter = limiterAdapter{}
+)
+
+// publisherSink is the gateway's Sink (and Flusher) over the broker's
+// Publisher.
+type publisherSink struct{ pub *broker.Publisher }
+
+func (s publisherSink) Publish(ctx context.Context, ev *gateway.Event) error {
+	return s.pub.Publish(ctx, (*broker.Event)(ev))
+}
+
+func (s publisherSink) Flush(ctx context.Context, bot string, shard int) error {
+	return s.pub.Flush(ctx, bot, shard)
+}
+
+// sessionStoreAdapter is the gateway's SessionStore over the broker's.
+type sessionStoreAdapter struct{ s *broker.SessionStore }
+
+func (a sessionStoreAdapter) Load(ctx context.Context, bot string, shard int) (gateway.Session, error) {
+	s, err := a.s.Load(ctx, bot, shard)
+	if errors.Is(err, broker.ErrNoSession) {
+		return gateway.Session{}, gateway.ErrNoSession
+	}
+	return gateway.Session(s), err
+}
+
+func (a sessionStoreAdapter) Delete(ctx context.Context, bot string, shard int) error {
+	return a.s.Delete(ctx, bot, shard)
+}
+
+// limiterAdapter is the gateway's IdentifyLimiter over the broker's.
+type limiterAdapter struct{ l *broker.IdentifyLimiter }
+
+func (a limiterAdapter) Wait(ctx context.Context, bot string, shard int, lim gateway.Limits) error {
+	err := a.l.Wait(ctx, bot, shard, broker.Limits(lim))
+	if errors.Is(err, broker.ErrStartLimitExhausted) && !errors.Is(err, gateway.ErrStartLimitExhausted) {
+		return fmt.Errorf("%w: %w", gateway.ErrStartLimitExhausted, err)
+	}
+	return err
+}
+
+// daemonDeps are what runDaemon takes from its caller besides the config.
+type daemonDeps struct {
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// HTTPClient for Discord's REST API; nil = the gateway's default.
+	HTTPClient *http.Client
+}
+
+// daemon is one running feathery: Redis client, publisher, gateway
+// manager and admin API. runDaemon starts it; Close stops it.
+type daemon struct {
+	cfg     *Config
+	log     *slog.Logger
+	started time.Time
+
+	redis *broker.Client
+	pub   *broker.Publisher
+	mgr   *gateway.Manager
+	admin *adminServer // nil when admin.addr is off
+
+	meter rateMeter
+
+	closeOnce sync.Once
+	closeErr  error
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+// runDaemon starts feathery from cfg: it connects to (or starts) Redis,
+// builds the publisher, starts the admin API and the gateway manager, and
+// returns once the shards are starting. ctx bounds the start-up only; the
+// daemon runs until Close.
+func runDaemon(ctx context.Context, cfg *Config, deps daemonDeps) (_ *daemon, err error) {
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &daemon{cfg: cfg, log: log, started: time.Now()}
+	defer func() {
+		if err != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = d.Close(cctx) // the start-up error is the one to report
+		}
+	}()
+
+	d.redis, err = broker.NewClient(redisConfig(cfg))
+	if err != nil {
+		return nil, err
+	}
+	log.Info("connected to redis", "redis", d.redis.String())
+
+	pcfg := publisherConfig(cfg, d.redis.ClientSideCaching(), log.With("component", "publisher"))
+	// TODO(cache): set pcfg.Cache once broker.Cache lands.
+	d.pub, err = broker.NewPublisher(d.redis.Redis(), pcfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.pub.EnsureGroups(ctx); err != nil {
+		return nil, fmt.Errorf("create consumer groups: %w", err)
+	}
+
+	keys := broker.NewKeys(cfg.Redis.Prefix)
+	mcfg := gateway.ManagerConfig{
+		Bots:           gatewayBots(cfg),
+		Sink:           publisherSink{d.pub},
+		Sessions:       sessionStoreAdapter{broker.NewSessionStore(d.redis.Redis(), keys)},
+		Limiter: limiterAdapter{broker.NewIdentifyLimiter(d.redis.Redis(), broker.IdentifyConfig{
+			Keys:   keys,
+			Logger: log.With("component", "identify"),
+		})},
+		RESTURL:        cfg.Discord.RESTURL,
+		IdentifyWindow: cfg.IdentifyWindow.D(),
+		HTTPClient:     deps.HTTPClient,
+		Logger:         log.With("component", "gateway"),
+		OnControl:      d.onControl,
+	}
+	d.mgr, err = gateway.NewManager(mcfg)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+
+	if cfg.Admin.Addr != "off" {
+		d.admin, err = startAdmin(cfg.Admin.Addr, cfg.Admin.Token, d, log.With("component", "admin"))
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	var mctx context.Context
+	mctx, d.cancel = context.WithCancel(context.Background())
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.meter.run(mctx, d.eventsTotal)
+	}()
+
+	if err := d.mgr.Start(ctx); err != nil {
+		return nil, fmt.Errorf("start gateway: %w", err)
+	}
+	return d, nil
+}
+
+// onControl forwards the gateway's control events to the control stream.
+// It must not block: the publisher queues them (dropping the oldest when
+// full).
+func (d *daemon) onControl(ev gateway.ControlEvent) {
+	kind := ev.Kind
+	if kind == "session_lost" {
+		kind = broker.ControlGap
+	}
+	d.pub.Control(broker.ControlEvent{
+		Bot: ev.Bot, Shard: ev.Shard, Kind: kind, State: ev.State.String(),
+		Session: ev.Session, Seq: ev.Seq, Err: ev.Err, At: ev.At,
+	})
+	switch ev.Kind {
+	case "fatal":
+		d.log.Error("shard stopped for good", "bot", ev.Bot, "shard", ev.Shard, "err", ev.Err)
+	case "session_lost":
+		d.log.Warn("session lost: events after the last published seq were not replayed", "bot", ev.Bot, "shard", ev.Shard, "session", ev.Session, "seq", ev.Seq)
+	}
+}
+
+// RedisAddr is the embedded Redis' address, "" when Redis is external.
+func (d *daemon) RedisAddr() string {
+	if d.redis == nil {
+		return ""
+	}
+	return d.redis.Addr()
+}
+
+// AdminURL is the dashboard's URL, "" when the admin API is off.
+func (d *daemon) AdminURL() string {
+	if d.admin == nil {
+		return ""
+	}
+	return d.admin.URL()
+}
+
+// Close stops the daemon: the gateway first (it flushes the publisher and
+// closes the shards with a resumable code), then the publisher, the admin
+// API and Redis. It is safe to call more than once.
+func (d *daemon) Close(ctx context.Context) error {
+	d.closeOnce.Do(func() {
+		var errs []error
+		if d.mgr != nil {
+			if err := d.mgr.Close(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("close gateway: %w", err))
+			}
+		}
+		if d.pub != nil {
+			if err := d.pub.Close(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if d.cancel != nil {
+			d.cancel()
+			d.wg.Wait()
+		}
+		if d.admin != nil {
+			if err := d.admin.Close(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if d.redis != nil {
+			d.redis.Close()
+		}
+		d.closeErr = errors.Join(errs...)
+	})
+	return d.closeErr
+}
+
+// eventsTotal is the number of dispatches the shards received.
+func (d *daemon) eventsTotal() uint64 {
+	var n uint64
+	for _, s := range d.mgr.Status() {
+		n += s.Events
+	}
+	return n
+}
+
+// Status implements adminBackend.
+func (d *daemon) Status(ctx context.Context) statusReport {
+	r := statusReport{
+		Version:         version(),
+		StartedAt:       d.started,
+		Uptime:          time.Since(d.started).Round(time.Second).String(),
+		EventsPerSecond: d.meter.rate(),
+		Redis:           d.redisStatus(ctx),
+	}
+	ps := d.pub.Stats()
+	queue := map[[2]any]int{}
+	for _, s := range ps.Shards {
+		queue[[2]any{s.Bot, s.Shard}] = s.QueueDepth
+	}
+	for _, s := range d.mgr.Status() {
+		row := shardRowOf(s)
+		row.QueueDepth = queue[[2]any{s.Bot, s.Shard}]
+		r.Shards = append(r.Shards, row)
+	}
+	sort.Slice(r.Shards, func(i, j int) bool {
+		if r.Shards[i].Bot != r.Shards[j].Bot {
+			return r.Shards[i].Bot < r.Shards[j].Bot
+		}
+		return r.Shards[i].Shard < r.Shards[j].Shard
+	})
+	r.Publisher = ps
+	r.Published, r.Filtered, r.Filters = publisherTotals(ps)
+	return r
+}
+
+func (d *daemon) redisStatus(ctx context.Context) redisStatus {
+	rs := redisStatus{Mode: "url", Addr: d.redis.String()}
+	switch {
+	case d.cfg.Redis.embedded():
+		rs.Mode = "embedded"
+		rs.Addr = d.redis.Addr()
+	case len(d.cfg.Redis.Cluster) > 0:
+		rs.Mode = "cluster"
+	}
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	c := d.redis.Redis()
+	if err := c.Do(pctx, c.B().Ping().Build()).Error(); err != nil {
+		rs.Error = err.Error()
+	} else {
+		rs.OK = true
+	}
+	return rs
+}
+
+// Health implements adminBackend: healthy when Redis answers and every
+// shard is ready.
+func (d *daemon) Health(ctx context.Context) healthReport {
+	rs := d.redisStatus(ctx)
+	h := healthReport{Redis: "ok"}
+	if !rs.OK {
+		h.Redis = rs.Error
+	}
+	for _, s := range d.mgr.Status() {
+		h.ShardsTotal++
+		if s.State == gateway.StateReady {
+			h.ShardsReady++
+		}
+	}
+	h.OK = rs.OK && h.ShardsTotal > 0 && h.ShardsReady == h.ShardsTotal
+	switch {
+	case !rs.OK:
+		h.Detail = "redis unreachable"
+	case h.ShardsTotal == 0:
+		h.Detail = "no shards yet"
+	case h.ShardsReady < h.ShardsTotal:
+		h.Detail = fmt.Sprintf("%d of %d shards not ready", h.ShardsTotal-h.ShardsReady, h.ShardsTotal)
+	}
+	return h
+}
+
+// Reconnect implements adminBackend.
+func (d *daemon) Reconnect(ctx context.Context, bot string, shard int) error {
+	found := false
+	for _, s := range d.mgr.Status() {
+		if s.Bot == bot && s.Shard == shard {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return errNotFound
+	}
+	// The gateway's Manager grows a Reconnect method; until it has one the
+	// endpoint answers that it is not available.
+	r, ok := any(d.mgr).(interface {
+		Reconnect(ctx context.Context, bot string, shard int) error
+	})
+	if !ok {
+		return errUnsupported
+	}
+	return r.Reconnect(ctx, bot, shard)
+}
+
+// portOf returns the port of a host:port address.
+func portOf(addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return port
+}

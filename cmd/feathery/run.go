@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+func (m *Main) runRun(ctx context.Context, g globalFlags, args []string) error {
+	fs := m.newFlagSet("run", "-c feathery.yaml", &g)
+	path := fs.String("c", "feathery.yaml", "config file")
+	fs.StringVar(path, "config", "feathery.yaml", "config file (same as -c)")
+	check := fs.Bool("check", false, "only check the config file and exit")
+	if err := parseFlags(fs, args); err != nil {
+		return helpOK(err)
+	}
+	cfg, err := loadConfigFile(*path, m.LookupEnv)
+	if err != nil {
+		return err
+	}
+	if *check {
+		fmt.Fprintf(m.Stdout, "%s: ok (%d bot(s))\n", *path, len(cfg.Bots))
+		return nil
+	}
+	log, err := m.newLogger(m.Stderr, logOptions{
+		Level:   firstNonEmpty(g.logLevel, cfg.Log.Level),
+		Format:  firstNonEmpty(g.logFormat, cfg.Log.Format),
+		Secrets: cfg.secrets(),
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("starting feathery", "version", version(), "config", *path, "bots", len(cfg.Bots))
+	d, err := runDaemon(ctx, cfg, daemonDeps{Logger: log})
+	if err != nil {
+		return err
+	}
+	if addr := d.RedisAddr(); addr != "" {
+		log.Info("embedded redis listening (in memory, lost on exit)", "addr", addr)
+		fmt.Fprintf(m.Stdout, "embedded Redis: %s (redis-cli -p %s)\n", addr, portOf(addr))
+	}
+	if d.admin != nil {
+		log.Info("admin API listening", "url", d.admin.URL())
+	}
+	<-ctx.Done()
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.D().String())
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout.D())
+	defer cancel()
+	start := time.Now()
+	if err := d.Close(sctx); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("shutdown did not finish within %s: %w", cfg.ShutdownTimeout.D(), err)
+		}
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond).String())
+	return nil
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, x := range s {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
+}

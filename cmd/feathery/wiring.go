@@ -1,0 +1,95 @@
+package main
+
+import (
+	"log/slog"
+
+	"github.com/feathery/feathery/broker"
+	"github.com/feathery/feathery/gateway"
+)
+
+// redisConfig maps the config's redis section onto the broker's.
+func redisConfig(cfg *Config) broker.RedisConfig {
+	r := cfg.Redis
+	return broker.RedisConfig{
+		URL:                   r.URL,
+		ClusterAddrs:          r.Cluster,
+		Embedded:              r.embedded(),
+		EmbeddedAddr:          r.EmbeddedAddr,
+		Username:              r.Username,
+		Password:              r.Password,
+		DB:                    r.DB,
+		TLS:                   r.TLS,
+		TLSServerName:         r.TLSServerName,
+		TLSInsecureSkipVerify: r.TLSInsecureSkipVerify,
+		DisableClientCache:    r.DisableClientCache,
+		DialTimeout:           r.DialTimeout.D(),
+	}
+}
+
+// publisherConfig maps the config onto the broker's publisher config.
+func publisherConfig(cfg *Config, clientCaching bool, log *slog.Logger) broker.PublisherConfig {
+	t := cfg.Publisher
+	pc := broker.PublisherConfig{
+		Prefix:            cfg.Redis.Prefix,
+		QueueSize:         t.QueueSize,
+		MaxBatch:          t.MaxBatch,
+		MaxBatchBytes:     t.MaxBatchBytes,
+		MaxDelay:          t.MaxDelay.D(),
+		PrefixTTL:         t.PrefixTTL.D(),
+		ControlMaxLen:     t.ControlMaxLen,
+		ClientSideCaching: clientCaching,
+		Logger:            log,
+	}
+	for i := range cfg.Bots {
+		b := &cfg.Bots[i]
+		bc := broker.BotConfig{
+			Name: b.Name,
+			Default: broker.StreamConfig{
+				Stream: b.DefaultStream.Stream,
+				MaxLen: b.DefaultStream.MaxLen,
+				MaxAge: b.DefaultStream.MaxAge.D(),
+				Groups: b.DefaultStream.Groups,
+			},
+			Filters: broker.FilterConfig{
+				Ignore:              b.Filters.Ignore,
+				CacheOnly:           b.Filters.CacheOnly,
+				DropBotMessages:     b.Filters.DropBots != nil && *b.Filters.DropBots,
+				DropWebhookMessages: b.Filters.DropWebhooks != nil && *b.Filters.DropWebhooks,
+				PrefixFilter:        len(b.Filters.Prefixes) > 0 || (b.Filters.MentionPrefix != nil && *b.Filters.MentionPrefix),
+				Prefixes:            b.Filters.Prefixes,
+			},
+		}
+		for _, r := range b.Routes {
+			bc.Routes = append(bc.Routes, broker.Route{
+				Events: r.Events,
+				StreamConfig: broker.StreamConfig{
+					Stream: r.Stream,
+					MaxLen: r.MaxLen,
+					MaxAge: r.MaxAge.D(),
+					Groups: r.Groups,
+				},
+			})
+		}
+		pc.Bots = append(pc.Bots, bc)
+	}
+	return pc
+}
+
+// gatewayBots maps the config's bots onto the gateway's.
+func gatewayBots(cfg *Config) []gateway.BotConfig {
+	out := make([]gateway.BotConfig, 0, len(cfg.Bots))
+	for _, b := range cfg.Bots {
+		comp, _ := gateway.ParseCompression(b.Compression) // validated with the config
+		out = append(out, gateway.BotConfig{
+			Name:           b.Name,
+			Token:          b.Token,
+			Intents:        b.Intents.Value,
+			Shards:         int(b.Shards),
+			ShardIDs:       b.ShardIDs,
+			Compression:    comp,
+			LargeThreshold: b.LargeThreshold,
+			RequestMembers: b.RequestMembers,
+		})
+	}
+	return out
+}
