@@ -131,9 +131,9 @@ func runDaemon(ctx context.Context, cfg *Config, deps daemonDeps) (_ *daemon, er
 
 	keys := broker.NewKeys(cfg.Redis.Prefix)
 	mcfg := gateway.ManagerConfig{
-		Bots:           gatewayBots(cfg),
-		Sink:           publisherSink{d.pub},
-		Sessions:       sessionStoreAdapter{broker.NewSessionStore(d.redis.Redis(), keys)},
+		Bots:     gatewayBots(cfg),
+		Sink:     publisherSink{d.pub},
+		Sessions: sessionStoreAdapter{broker.NewSessionStore(d.redis.Redis(), keys)},
 		Limiter: limiterAdapter{broker.NewIdentifyLimiter(d.redis.Redis(), broker.IdentifyConfig{
 			Keys:   keys,
 			Logger: log.With("component", "identify"),
