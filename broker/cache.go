@@ -1,0 +1,830 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+
+	"github.com/bytedance/sonic"
+	"github.com/redis/rueidis"
+
+	"github.com/feathery/feathery/luascripts"
+)
+
+// CacheEntities are the names of what the cache can keep, for
+// CacheBotConfig.Entities.
+var CacheEntities = []string{
+	"guilds", "channels", "threads", "roles", "emojis", "stickers",
+	"members", "users", "voice_states", "presences",
+}
+
+type cacheEntity uint16
+
+const (
+	entGuilds cacheEntity = 1 << iota
+	entChannels
+	entThreads
+	entRoles
+	entEmojis
+	entStickers
+	entMembers
+	entUsers
+	entVoiceStates
+	entPresences
+
+	entAll = entGuilds | entChannels | entThreads | entRoles | entEmojis | entStickers |
+		entMembers | entUsers | entVoiceStates | entPresences
+)
+
+func parseCacheEntities(names []string) (cacheEntity, error) {
+	if names == nil {
+		return entAll, nil
+	}
+	var e cacheEntity
+	for _, n := range names {
+		i := -1
+		for j, x := range CacheEntities {
+			if x == n {
+				i = j
+			}
+		}
+		if i < 0 {
+			return 0, fmt.Errorf("unknown cache entity %q (want one of %s)", n, strings.Join(CacheEntities, ", "))
+		}
+		e |= 1 << i
+	}
+	return e, nil
+}
+
+// CacheConfig configures the cache writer.
+type CacheConfig struct {
+	// Namespace prefixes every cache key; default DefaultCacheNamespace.
+	// Bots share it (one cache) unless given their own.
+	Namespace string
+	// Bots holds per-bot settings; a bot not listed is cached under
+	// Namespace with every entity.
+	Bots map[string]CacheBotConfig
+	// Logger receives skipped-payload warnings; nil discards.
+	Logger *slog.Logger
+}
+
+// CacheBotConfig is the cache setting of one bot.
+type CacheBotConfig struct {
+	// Disabled: the bot's events do not touch the cache.
+	Disabled bool
+	// Namespace gives the bot its own cache; "" = CacheConfig.Namespace.
+	Namespace string
+	// Entities lists what is kept (names of CacheEntities); nil = all.
+	// User objects and mutual-guild sets ("users") come from member
+	// objects, so they need "members" too.
+	Entities []string
+}
+
+// CacheStats counts what Apply did.
+type CacheStats struct {
+	// Events is the number of events that changed the cache.
+	Events uint64
+	// Skipped counts events whose payload could not be read (logged).
+	Skipped uint64
+	// Reloads counts script (re)loads after NOSCRIPT.
+	Reloads uint64
+}
+
+// Cache keeps Discord state in Redis through the cache scripts. It
+// implements CacheWriter; it is safe for concurrent use.
+type Cache struct {
+	client rueidis.Client
+	def    botCache
+	bots   map[string]*botCache
+	log    *slog.Logger
+
+	loaded  atomic.Bool
+	events  atomic.Uint64
+	skipped atomic.Uint64
+	reloads atomic.Uint64
+}
+
+type botCache struct {
+	keys CacheKeys
+	ent  cacheEntity
+	off  bool
+}
+
+// NewCache returns the cache writer over client.
+func NewCache(client rueidis.Client, cfg CacheConfig) (*Cache, error) {
+	if client == nil {
+		return nil, fmt.Errorf("new cache: no redis client")
+	}
+	if err := checkCacheNamespace(cfg.Namespace); err != nil {
+		return nil, fmt.Errorf("new cache: namespace %w", err)
+	}
+	c := &Cache{
+		client: client,
+		def:    botCache{keys: NewCacheKeys(cfg.Namespace), ent: entAll},
+		bots:   make(map[string]*botCache, len(cfg.Bots)),
+		log:    cfg.Logger,
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	for name, bc := range cfg.Bots {
+		ent, err := parseCacheEntities(bc.Entities)
+		if err != nil {
+			return nil, fmt.Errorf("new cache: bot %q: %w", name, err)
+		}
+		if err := checkCacheNamespace(bc.Namespace); err != nil {
+			return nil, fmt.Errorf("new cache: bot %q: namespace %w", name, err)
+		}
+		ns := bc.Namespace
+		if ns == "" {
+			ns = c.def.keys.Namespace()
+		}
+		c.bots[name] = &botCache{keys: NewCacheKeys(ns), ent: ent, off: bc.Disabled}
+	}
+	return c, nil
+}
+
+func checkCacheNamespace(ns string) error {
+	if strings.ContainsAny(ns, "{} \t\r\n") {
+		return fmt.Errorf("%q has a brace or whitespace", ns)
+	}
+	return nil
+}
+
+// Stats returns the counters.
+func (c *Cache) Stats() CacheStats {
+	return CacheStats{Events: c.events.Load(), Skipped: c.skipped.Load(), Reloads: c.reloads.Load()}
+}
+
+func (c *Cache) bot(name string) *botCache {
+	if b, ok := c.bots[name]; ok {
+		return b
+	}
+	return &c.def
+}
+
+// Handles reports whether events of type t change the cache (those a
+// cache_only filter may keep from the streams).
+func Handles(t string) bool {
+	_, ok := cacheKinds[t]
+	return ok
+}
+
+type cacheKind uint8
+
+const (
+	kNone cacheKind = iota
+	kGuildCreate
+	kGuildUpdate
+	kGuildDelete
+	kChannelSet
+	kChannelDel
+	kThreadSet
+	kThreadDel
+	kThreadSync
+	kRoleSet
+	kRoleDel
+	kMemberAdd
+	kMemberUpdate
+	kMemberRemove
+	kMemberChunk
+	kEmojis
+	kStickers
+	kVoice
+	kPresence
+	kUserUpdate
+)
+
+var cacheKinds = map[string]cacheKind{
+	"GUILD_CREATE": kGuildCreate, "GUILD_UPDATE": kGuildUpdate, "GUILD_DELETE": kGuildDelete,
+	"CHANNEL_CREATE": kChannelSet, "CHANNEL_UPDATE": kChannelSet, "CHANNEL_DELETE": kChannelDel,
+	"THREAD_CREATE": kThreadSet, "THREAD_UPDATE": kThreadSet, "THREAD_DELETE": kThreadDel,
+	"THREAD_LIST_SYNC":  kThreadSync,
+	"GUILD_ROLE_CREATE": kRoleSet, "GUILD_ROLE_UPDATE": kRoleSet, "GUILD_ROLE_DELETE": kRoleDel,
+	"GUILD_MEMBER_ADD": kMemberAdd, "GUILD_MEMBER_UPDATE": kMemberUpdate,
+	"GUILD_MEMBER_REMOVE": kMemberRemove, "GUILD_MEMBERS_CHUNK": kMemberChunk,
+	"GUILD_EMOJIS_UPDATE": kEmojis, "GUILD_STICKERS_UPDATE": kStickers,
+	"VOICE_STATE_UPDATE": kVoice, "PRESENCE_UPDATE": kPresence, "USER_UPDATE": kUserUpdate,
+}
+
+// beforeKind says how an event's before image is made from the replies.
+type beforeKind uint8
+
+const (
+	bNone   beforeKind = iota
+	bGuild             // phase-1 reply of a guild script
+	bString            // phase-1 bulk reply (entity, list)
+	bMember            // phase-1 member + phase-2 user
+	bUser              // phase-2 user reply
+)
+
+// cacheOp is the plan for one event.
+type cacheOp struct {
+	kind   cacheKind
+	bc     *botCache
+	guild  string
+	before beforeKind
+	// g is the index of the event's phase-1 (guild slot) call, -1 = none.
+	g int
+	// joins are users the payload shows as members (id, user JSON).
+	joins []luascripts.CacheField
+	// leave is a user the event ends the membership of ("" = none).
+	leave string
+	// update is a USER_UPDATE user (id, JSON).
+	update luascripts.CacheField
+	// u0, u1 is the range of the event's phase-2 (user slot) calls.
+	u0, u1 int
+}
+
+// Apply updates the cache for evs, one shard's events in order, and fills
+// before[i] with the cached object evs[i] replaced or removed (UPDATE,
+// DELETE and REMOVE events; nil when nothing was cached). Per-guild calls go
+// in one pipelined round trip, then the per-user calls they lead to in a
+// second. A payload that cannot be read is logged and leaves the cache
+// alone; an error means Redis failed, and applying the batch again is safe.
+func (c *Cache) Apply(ctx context.Context, evs []*Event, before [][]byte) error {
+	if len(before) < len(evs) {
+		return fmt.Errorf("apply cache: %d before slots for %d events", len(before), len(evs))
+	}
+	ops := make([]cacheOp, len(evs))
+	var guildCmds rueidis.Commands
+	b := c.client.B()
+	for i, ev := range evs {
+		before[i] = nil
+		op := &ops[i]
+		op.g = -1
+		cmd, has, err := c.plan(b, op, ev)
+		if err != nil {
+			c.skipped.Add(1)
+			c.log.Warn("cache: skip event payload", "bot", ev.Bot, "shard", ev.Shard, "seq", ev.Seq, "type", ev.Type, "err", err)
+			ops[i] = cacheOp{g: -1}
+			continue
+		}
+		if op.kind != kNone {
+			c.events.Add(1)
+		}
+		if has {
+			op.g = len(guildCmds)
+			guildCmds = append(guildCmds, cmd.Pin())
+		}
+	}
+	res1, err := c.do(ctx, guildCmds)
+	if err != nil {
+		return err
+	}
+	var userCmds rueidis.Commands
+	for i := range ops {
+		op := &ops[i]
+		op.u0 = len(userCmds)
+		if op.kind == kNone || op.bc.ent&entUsers == 0 || op.bc.ent&entMembers == 0 {
+			op.u1 = op.u0
+			continue
+		}
+		keys := op.bc.keys
+		join := func(uid, user string) {
+			userCmds = append(userCmds, luascripts.CacheUser(b, keys.CacheUser(uid), keys.CacheUserGuilds(uid),
+				luascripts.CacheUserJoin, op.guild, user).Pin())
+		}
+		leave := func(uid string) {
+			userCmds = append(userCmds, luascripts.CacheUser(b, keys.CacheUser(uid), keys.CacheUserGuilds(uid),
+				luascripts.CacheUserLeave, op.guild, "").Pin())
+		}
+		if op.leave != "" {
+			leave(op.leave)
+		}
+		for _, j := range op.joins {
+			join(j.ID, j.JSON)
+		}
+		if op.update.ID != "" {
+			userCmds = append(userCmds, luascripts.CacheUser(b, keys.CacheUser(op.update.ID), keys.CacheUserGuilds(op.update.ID),
+				luascripts.CacheUserUpdate, "", op.update.JSON).Pin())
+		}
+		if op.g >= 0 && (op.kind == kGuildCreate || op.kind == kGuildDelete) {
+			_, _, ids, err := luascripts.ParseCacheGuild(res1[op.g])
+			if err != nil {
+				return fmt.Errorf("apply cache: read %s reply (seq %d): %w", evs[i].Type, evs[i].Seq, err)
+			}
+			for _, uid := range ids {
+				leave(uid)
+			}
+		}
+		op.u1 = len(userCmds)
+	}
+	res2, err := c.do(ctx, userCmds)
+	if err != nil {
+		return err
+	}
+	for i := range ops {
+		op := &ops[i]
+		if op.before == bNone {
+			continue
+		}
+		v, err := op.beforeImage(res1, res2)
+		if err != nil {
+			return fmt.Errorf("apply cache: read %s reply (seq %d): %w", evs[i].Type, evs[i].Seq, err)
+		}
+		before[i] = v
+	}
+	return nil
+}
+
+func (op *cacheOp) beforeImage(res1, res2 []rueidis.RedisResult) ([]byte, error) {
+	switch op.before {
+	case bGuild:
+		s, ok, _, err := luascripts.ParseCacheGuild(res1[op.g])
+		if !ok || err != nil {
+			return nil, err
+		}
+		return []byte(s), nil
+	case bString:
+		s, ok, err := luascripts.ParseCacheEntity(res1[op.g])
+		if !ok || err != nil {
+			return nil, err
+		}
+		return []byte(s), nil
+	case bMember:
+		m, ok, err := luascripts.ParseCacheMember(res1[op.g])
+		if !ok || err != nil {
+			return nil, err
+		}
+		if op.u1 > op.u0 {
+			u, uok, err := luascripts.ParseCacheUser(res2[op.u0])
+			if err != nil {
+				return nil, err
+			}
+			if uok {
+				return withFirst("user", []byte(u), []byte(m)), nil
+			}
+		}
+		return []byte(m), nil
+	case bUser:
+		if op.u1 == op.u0 {
+			return nil, nil
+		}
+		u, ok, err := luascripts.ParseCacheUser(res2[op.u0])
+		if !ok || err != nil {
+			return nil, err
+		}
+		return []byte(u), nil
+	}
+	return nil, nil
+}
+
+// do sends cmds in one pipeline. When the server lost the scripts
+// (NOSCRIPT), it loads them and sends again from the first call that was
+// not run; calls are idempotent, so those after it running twice is safe.
+func (c *Cache) do(ctx context.Context, cmds rueidis.Commands) ([]rueidis.RedisResult, error) {
+	if len(cmds) == 0 {
+		return nil, nil
+	}
+	if !c.loaded.Load() {
+		if err := luascripts.LoadCacheScripts(ctx, c.client); err != nil {
+			return nil, fmt.Errorf("apply cache: %w", err)
+		}
+		c.loaded.Store(true)
+	}
+	res := c.client.DoMulti(ctx, cmds...)
+	for attempt := 0; ; attempt++ {
+		first := -1
+		for i, r := range res {
+			if err := r.Error(); err != nil && luascripts.IsNoScript(err) {
+				first = i
+				break
+			}
+		}
+		if first < 0 {
+			break
+		}
+		if attempt == 2 {
+			return nil, fmt.Errorf("apply cache: scripts missing after reload: %w", res[first].Error())
+		}
+		c.reloads.Add(1)
+		if err := luascripts.LoadCacheScripts(ctx, c.client); err != nil {
+			return nil, fmt.Errorf("apply cache: %w", err)
+		}
+		again := c.client.DoMulti(ctx, cmds[first:]...)
+		res = append(res[:first], again...)
+	}
+	for _, r := range res {
+		if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {
+			return nil, fmt.Errorf("apply cache: %w", err)
+		}
+	}
+	return res, nil
+}
+
+// listDrop are the lists a guild object is stored without.
+func listDrop(k string) bool {
+	switch k {
+	case "roles", "emojis", "stickers", "channels", "threads", "members", "voice_states", "presences":
+		return true
+	}
+	return false
+}
+
+func dropUser(k string) bool           { return k == "user" || k == "guild_id" }
+func dropGuildID(k string) bool        { return k == "guild_id" }
+func dropMember(k string) bool         { return k == "member" }
+func dropUserAndGuildID(k string) bool { return k == "user" || k == "guild_id" }
+
+// plan reads ev and fills op; it returns the event's per-guild call (nil if
+// none).
+func (c *Cache) plan(b rueidis.Builder, op *cacheOp, ev *Event) (rueidis.Completed, bool, error) {
+	var none rueidis.Completed
+	kind, ok := cacheKinds[ev.Type]
+	if !ok {
+		return none, false, nil
+	}
+	bc := c.bot(ev.Bot)
+	if bc.off {
+		return none, false, nil
+	}
+	if !sonic.Valid(ev.Data) {
+		return none, false, fmt.Errorf("payload is not valid JSON")
+	}
+	d := ev.Data
+	op.kind, op.bc = kind, bc
+	keys := bc.keys
+	ent := bc.ent
+	var err error
+	if kind == kUserUpdate {
+		id, err := idField(d, "id")
+		if err != nil {
+			return none, false, err
+		}
+		op.update = luascripts.CacheField{ID: id, JSON: rueidis.BinaryString(d)}
+		op.before = bUser
+		return none, false, nil
+	}
+	if kind == kGuildCreate || kind == kGuildUpdate || kind == kGuildDelete {
+		op.guild, err = idField(d, "id")
+	} else {
+		op.guild, err = idField(d, "guild_id")
+	}
+	if err != nil {
+		if kind == kChannelSet || kind == kChannelDel {
+			op.kind = kNone // a DM channel: not cached
+			return none, false, nil
+		}
+		return none, false, err
+	}
+	g := op.guild
+	gq := `"` + g + `"`
+	members := ent&entMembers != 0
+	users := members && ent&entUsers != 0
+	switch kind {
+	case kGuildCreate, kGuildUpdate:
+		return c.planGuild(b, op, ev, d, gq, users)
+	case kGuildDelete:
+		op.before = bGuild
+		return luascripts.CacheGuildDelete(b, keys.cacheGuildKeys(g), ev.Bot, isTrue(fieldOr(d, "unavailable"))), true, nil
+	case kChannelSet, kChannelDel, kThreadSet, kThreadDel:
+		hash, on := keys.CacheChannels(g), ent&entChannels != 0
+		if kind == kThreadSet || kind == kThreadDel {
+			hash, on = keys.CacheThreads(g), ent&entThreads != 0
+		}
+		if !on {
+			op.kind = kNone
+			return none, false, nil
+		}
+		id, err := idField(d, "id")
+		if err != nil {
+			return none, false, err
+		}
+		if strings.HasSuffix(ev.Type, "_UPDATE") || strings.HasSuffix(ev.Type, "_DELETE") {
+			op.before = bString
+		}
+		if kind == kChannelDel || kind == kThreadDel {
+			return luascripts.CacheEntityDel(b, hash, id), true, nil
+		}
+		return luascripts.CacheEntitySet(b, hash, id, rueidis.BinaryString(d)), true, nil
+	case kThreadSync:
+		if ent&entThreads == 0 {
+			op.kind = kNone
+			return none, false, nil
+		}
+		var parents []string
+		pr, hasParents := field(d, "channel_ids")
+		if hasParents && !isNull(pr) {
+			if err := eachElem(pr, func(e []byte) error {
+				id, err := snowflake(e)
+				parents = append(parents, id)
+				return err
+			}); err != nil {
+				return none, false, fmt.Errorf("channel_ids: %w", err)
+			}
+		} else {
+			hasParents = false
+		}
+		threads, err := objects(fieldOr(d, "threads"), "id", func(k string) bool { return false }, gq)
+		if err != nil {
+			return none, false, fmt.Errorf("threads: %w", err)
+		}
+		return luascripts.CacheThreadSync(b, keys.CacheThreads(g), !hasParents, parents, threads), true, nil
+	case kRoleSet, kRoleDel:
+		if ent&entRoles == 0 {
+			op.kind = kNone
+			return none, false, nil
+		}
+		if kind == kRoleSet {
+			role, ok := field(d, "role")
+			if !ok {
+				return none, false, fmt.Errorf("no role")
+			}
+			id, err := idField(role, "id")
+			if err != nil {
+				return none, false, fmt.Errorf("role: %w", err)
+			}
+			if ev.Type == "GUILD_ROLE_UPDATE" {
+				op.before = bString
+			}
+			return luascripts.CacheEntitySet(b, keys.CacheRoles(g), id, rueidis.BinaryString(role)), true, nil
+		}
+		id, err := idField(d, "role_id")
+		if err != nil {
+			return none, false, err
+		}
+		op.before = bString
+		return luascripts.CacheEntityDel(b, keys.CacheRoles(g), id), true, nil
+	case kMemberAdd, kMemberUpdate, kMemberRemove:
+		if !members {
+			op.kind = kNone
+			return none, false, nil
+		}
+		user, ok := field(d, "user")
+		if !ok {
+			return none, false, fmt.Errorf("no user")
+		}
+		uid, err := idField(user, "id")
+		if err != nil {
+			return none, false, fmt.Errorf("user: %w", err)
+		}
+		if kind != kMemberAdd {
+			op.before = bMember
+		}
+		if kind == kMemberRemove {
+			op.leave = uid
+			return luascripts.CacheMember(b, keys.CacheMembers(g), keys.CachePresences(g), luascripts.CacheMemberRemove, uid, ""), true, nil
+		}
+		drop := dropGuildID
+		if users {
+			drop = dropUser
+			op.joins = []luascripts.CacheField{{ID: uid, JSON: rueidis.BinaryString(user)}}
+		}
+		m, err := strip(d, drop)
+		if err != nil {
+			return none, false, err
+		}
+		mop := luascripts.CacheMemberSet
+		if kind == kMemberUpdate {
+			mop = luascripts.CacheMemberMerge
+		}
+		return luascripts.CacheMember(b, keys.CacheMembers(g), keys.CachePresences(g), mop, uid, string(m)), true, nil
+	case kMemberChunk:
+		if !members {
+			op.kind = kNone
+			return none, false, nil
+		}
+		ms, joins, err := memberList(fieldOr(d, "members"), users)
+		if err != nil {
+			return none, false, fmt.Errorf("members: %w", err)
+		}
+		op.joins = joins
+		var ps []luascripts.CacheField
+		if ent&entPresences != 0 {
+			if ps, err = presenceList(fieldOr(d, "presences")); err != nil {
+				return none, false, fmt.Errorf("presences: %w", err)
+			}
+		}
+		return luascripts.CacheMemberChunk(b, keys.CacheMembers(g), keys.CachePresences(g), ms, ps), true, nil
+	case kEmojis, kStickers:
+		name, key, on := "emojis", keys.CacheEmojis(g), ent&entEmojis != 0
+		if kind == kStickers {
+			name, key, on = "stickers", keys.CacheStickers(g), ent&entStickers != 0
+		}
+		if !on {
+			op.kind = kNone
+			return none, false, nil
+		}
+		list, ok := field(d, name)
+		if !ok || len(list) == 0 || list[0] != '[' {
+			return none, false, fmt.Errorf("no %s array", name)
+		}
+		op.before = bString
+		return luascripts.CacheListSet(b, key, rueidis.BinaryString(list)), true, nil
+	case kVoice:
+		if ent&entVoiceStates == 0 {
+			op.kind = kNone
+			return none, false, nil
+		}
+		uid, err := idField(d, "user_id")
+		if err != nil {
+			return none, false, err
+		}
+		op.before = bString
+		if isNull(fieldOr(d, "channel_id")) {
+			return luascripts.CacheEntityDel(b, keys.CacheVoiceStates(g), uid), true, nil
+		}
+		v, err := strip(d, dropMember)
+		if err != nil {
+			return none, false, err
+		}
+		return luascripts.CacheEntitySet(b, keys.CacheVoiceStates(g), uid, string(v)), true, nil
+	case kPresence:
+		if ent&entPresences == 0 {
+			op.kind = kNone
+			return none, false, nil
+		}
+		user, ok := field(d, "user")
+		if !ok {
+			return none, false, fmt.Errorf("no user")
+		}
+		uid, err := idField(user, "id")
+		if err != nil {
+			return none, false, fmt.Errorf("user: %w", err)
+		}
+		op.before = bString
+		p, err := strip(d, dropUserAndGuildID)
+		if err != nil {
+			return none, false, err
+		}
+		return luascripts.CacheEntitySet(b, keys.CachePresences(g), uid, string(p)), true, nil
+	}
+	return none, false, nil
+}
+
+// fieldOr is field without the found flag (nil when absent).
+func fieldOr(b []byte, name string) []byte {
+	v, _ := field(b, name)
+	return v
+}
+
+// planGuild plans GUILD_CREATE and GUILD_UPDATE.
+func (c *Cache) planGuild(b rueidis.Builder, op *cacheOp, ev *Event, d []byte, gq string, users bool) (rueidis.Completed, bool, error) {
+	var none rueidis.Completed
+	ent := op.bc.ent
+	keys := op.bc.keys.cacheGuildKeys(op.guild)
+	a := luascripts.CacheGuildArgs{Mode: luascripts.CacheGuildCreate, Bot: ev.Bot}
+	if op.kind == kGuildUpdate {
+		a.Mode = luascripts.CacheGuildUpdate
+		op.before = bGuild
+	} else if isTrue(fieldOr(d, "unavailable")) {
+		a.Mode = luascripts.CacheGuildUnavailable
+		return luascripts.CacheGuild(b, keys, a), true, nil
+	}
+	if ent&entGuilds != 0 {
+		g, err := strip(d, listDrop)
+		if err != nil {
+			return none, false, err
+		}
+		a.Guild = string(g)
+	}
+	a.Partial = isTrue(fieldOr(d, "large"))
+	section := func(on bool, name, idKey string, drop func(string) bool, inject string) (luascripts.CacheSection, error) {
+		raw, ok := field(d, name)
+		if !on || !ok || isNull(raw) {
+			return luascripts.CacheSection{}, nil
+		}
+		fs, err := objects(raw, idKey, drop, inject)
+		if err != nil {
+			return luascripts.CacheSection{}, fmt.Errorf("%s: %w", name, err)
+		}
+		return luascripts.CacheSection{Replace: true, Fields: fs}, nil
+	}
+	never := func(string) bool { return false }
+	var err error
+	if a.Channels, err = section(ent&entChannels != 0, "channels", "id", never, gq); err != nil {
+		return none, false, err
+	}
+	if a.Threads, err = section(ent&entThreads != 0, "threads", "id", never, gq); err != nil {
+		return none, false, err
+	}
+	if a.Roles, err = section(ent&entRoles != 0, "roles", "id", never, ""); err != nil {
+		return none, false, err
+	}
+	if a.VoiceStates, err = section(ent&entVoiceStates != 0, "voice_states", "user_id", dropMember, gq); err != nil {
+		return none, false, err
+	}
+	list := func(on bool, name string) (luascripts.CacheList, error) {
+		raw, ok := field(d, name)
+		if !on || !ok || isNull(raw) {
+			return luascripts.CacheList{}, nil
+		}
+		if raw[0] != '[' {
+			return luascripts.CacheList{}, fmt.Errorf("%s is not an array", name)
+		}
+		return luascripts.CacheList{Replace: true, JSON: rueidis.BinaryString(raw)}, nil
+	}
+	if a.Emojis, err = list(ent&entEmojis != 0, "emojis"); err != nil {
+		return none, false, err
+	}
+	if a.Stickers, err = list(ent&entStickers != 0, "stickers"); err != nil {
+		return none, false, err
+	}
+	if op.kind == kGuildCreate {
+		if raw, ok := field(d, "members"); ok && ent&entMembers != 0 && !isNull(raw) {
+			ms, joins, err := memberList(raw, users)
+			if err != nil {
+				return none, false, fmt.Errorf("members: %w", err)
+			}
+			a.Members = luascripts.CacheSection{Replace: true, Fields: ms}
+			op.joins = joins
+		}
+		if raw, ok := field(d, "presences"); ok && ent&entPresences != 0 && !isNull(raw) {
+			ps, err := presenceList(raw)
+			if err != nil {
+				return none, false, fmt.Errorf("presences: %w", err)
+			}
+			a.Presences = luascripts.CacheSection{Replace: true, Fields: ps}
+		}
+	}
+	return luascripts.CacheGuild(b, keys, a), true, nil
+}
+
+// objects splits a JSON array of objects into (id, JSON) fields: idKey
+// names the id member, drop the members left out, and inject (a quoted
+// guild id, or "") is added as "guild_id" where missing.
+func objects(arr []byte, idKey string, drop func(string) bool, inject string) ([]luascripts.CacheField, error) {
+	if isNull(arr) {
+		return nil, nil
+	}
+	var out []luascripts.CacheField
+	err := eachElem(arr, func(e []byte) error {
+		id, err := idField(e, idKey)
+		if err != nil {
+			return err
+		}
+		var js []byte
+		if inject != "" {
+			js, err = strip(e, drop, [2]string{"guild_id", inject})
+		} else {
+			js, err = strip(e, drop)
+		}
+		if err != nil {
+			return err
+		}
+		out = append(out, luascripts.CacheField{ID: id, JSON: rueidis.BinaryString(js)})
+		return nil
+	})
+	return out, err
+}
+
+// memberList splits member objects into (user id, member JSON without
+// user) and, when users are cached, (user id, user JSON) joins.
+func memberList(arr []byte, users bool) (ms, joins []luascripts.CacheField, err error) {
+	if isNull(arr) {
+		return nil, nil, nil
+	}
+	drop := dropGuildID
+	if users {
+		drop = dropUser
+	}
+	err = eachElem(arr, func(e []byte) error {
+		user, ok := field(e, "user")
+		if !ok {
+			return fmt.Errorf("member without user")
+		}
+		uid, err := idField(user, "id")
+		if err != nil {
+			return fmt.Errorf("user: %w", err)
+		}
+		m, err := strip(e, drop)
+		if err != nil {
+			return err
+		}
+		ms = append(ms, luascripts.CacheField{ID: uid, JSON: rueidis.BinaryString(m)})
+		if users {
+			joins = append(joins, luascripts.CacheField{ID: uid, JSON: rueidis.BinaryString(user)})
+		}
+		return nil
+	})
+	return ms, joins, err
+}
+
+// presenceList splits presences into (user id, presence JSON without user
+// and guild_id).
+func presenceList(arr []byte) ([]luascripts.CacheField, error) {
+	if isNull(arr) {
+		return nil, nil
+	}
+	var out []luascripts.CacheField
+	err := eachElem(arr, func(e []byte) error {
+		user, ok := field(e, "user")
+		if !ok {
+			return fmt.Errorf("presence without user")
+		}
+		uid, err := idField(user, "id")
+		if err != nil {
+			return fmt.Errorf("user: %w", err)
+		}
+		p, err := strip(e, dropUserAndGuildID)
+		if err != nil {
+			return err
+		}
+		out = append(out, luascripts.CacheField{ID: uid, JSON: rueidis.BinaryString(p)})
+		return nil
+	})
+	return out, err
+}
