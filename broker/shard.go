@@ -310,8 +310,8 @@ func (sq *shardQueue) publishRun(ctx context.Context, run []*item) bool {
 	if !allDup {
 		sq.batches.Add(1)
 		last := run[len(run)-1].ev
-		if sq.ck.session != last.Session || last.Seq > sq.ck.seq {
-			sq.ck = checkpoint{session: last.Session, seq: last.Seq}
+		if top := runMaxSeq(run); sq.ck.session != last.Session || top > sq.ck.seq {
+			sq.ck = checkpoint{session: last.Session, seq: top}
 			ck := sq.ck
 			sq.ckStat.Store(&ck)
 		}
@@ -334,12 +334,18 @@ func (sq *shardQueue) decide(run []*item) {
 	sc.dec = sc.dec[:0]
 	sc.content = sc.content[:0]
 	sc.resolved = false
+	top := int64(-1) // highest seq of the run's session handled so far
+	if len(run) > 0 && sq.ck.session == run[0].ev.Session {
+		top = sq.ck.seq
+	}
 	for _, it := range run {
 		ev := &it.ev
 		d := decPublish
 		content := ""
+		dup := ev.Seq <= top
+		top = max(top, ev.Seq)
 		switch {
-		case sq.ck.session == ev.Session && ev.Seq <= sq.ck.seq:
+		case dup:
 			d = decDuplicate
 		case it.info.ready:
 			if id := peekReadyUserID(ev.Data); id != "" && b.cfg.Filters.BotUserID == "" && id != b.userIDValue() {
@@ -369,6 +375,15 @@ func (sq *shardQueue) decide(run []*item) {
 		sc.dec = append(sc.dec, d)
 		sc.content = append(sc.content, content)
 	}
+}
+
+// runMaxSeq is the highest seq of run.
+func runMaxSeq(run []*item) int64 {
+	top := run[0].ev.Seq
+	for _, it := range run[1:] {
+		top = max(top, it.ev.Seq)
+	}
+	return top
 }
 
 func actionDecision(a action) decision {
@@ -452,7 +467,7 @@ func (sq *shardQueue) attempt(ctx context.Context, run []*item) (luascripts.Publ
 		Checkpoint: p.keys.Session(sq.b.name, sq.shard),
 		Streams:    sc.streams,
 		Session:    last.Session,
-		Seq:        last.Seq,
+		Seq:        runMaxSeq(run),
 		ResumeURL:  last.ResumeURL,
 		ShardCount: last.ShardCount,
 		Intents:    last.Intents,

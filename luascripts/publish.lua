@@ -18,20 +18,21 @@
 -- then per entry: stream index (1..S), seq, t, d, guild ("" = none),
 --                 before ("" = none), at (unix ms)
 --
--- An entry is skipped when the checkpoint holds the same session and a seq
--- >= the entry's seq: a batch replayed after RESUME adds nothing twice. A
--- batch of another session replaces the checkpoint's session. The checkpoint
--- seq never goes back within a session.
+-- An entry is skipped when its seq is not above the checkpoint's seq of the
+-- same session (nor above an earlier entry of the batch): a batch replayed
+-- after RESUME adds nothing twice. A batch of another session replaces the
+-- checkpoint's session. The checkpoint seq never goes back within a session.
 --
 -- Reply: {added, skipped}
 local ck = KEYS[1]
 local session = ARGV[1]
 local cur = redis.call('HMGET', ck, 'session', 'seq')
 local same = cur[1] == session
-local last = -1
+local ckseq = -1
 if same then
-  last = tonumber(cur[2]) or -1
+  ckseq = tonumber(cur[2]) or -1
 end
+local last = ckseq
 
 local nstreams = tonumber(ARGV[8])
 local version = ARGV[9]
@@ -43,9 +44,10 @@ local i = base
 local n = #ARGV
 while i + 6 <= n do
   local seq = tonumber(ARGV[i + 1])
-  if same and seq <= last then
+  if seq <= last then
     skipped = skipped + 1
   else
+    last = seq
     local si = tonumber(ARGV[i])
     local kind = ARGV[10 + 2 * (si - 1)]
     local args = {'XADD', KEYS[1 + si]}
@@ -86,7 +88,7 @@ while i + 6 <= n do
 end
 
 local newseq = ARGV[2]
-if same and tonumber(newseq) < last then
+if same and tonumber(newseq) < ckseq then
   newseq = cur[2]
 end
 redis.call('HSET', ck, 'session', session, 'seq', newseq,
