@@ -70,9 +70,12 @@ func TestFrameReader_Bad(t *testing.T) {
 			b.Write([]byte{0x89, 126, 0, 200})
 			b.Write(make([]byte, 200))
 		},
-		"fragmented ping":       func(b *bytes.Buffer) { must(t, ws.WriteFrame(b, ws.NewFrame(ws.OpPing, false, nil))) },
-		"stray continuation":    func(b *bytes.Buffer) { must(t, ws.WriteFrame(b, ws.NewFrame(ws.OpContinuation, true, []byte("x")))) },
-		"data inside fragments": func(b *bytes.Buffer) { must(t, ws.WriteFrame(b, ws.NewFrame(ws.OpText, false, []byte("x")))); must(t, ws.WriteFrame(b, ws.NewTextFrame([]byte("y")))) },
+		"fragmented ping":    func(b *bytes.Buffer) { must(t, ws.WriteFrame(b, ws.NewFrame(ws.OpPing, false, nil))) },
+		"stray continuation": func(b *bytes.Buffer) { must(t, ws.WriteFrame(b, ws.NewFrame(ws.OpContinuation, true, []byte("x")))) },
+		"data inside fragments": func(b *bytes.Buffer) {
+			must(t, ws.WriteFrame(b, ws.NewFrame(ws.OpText, false, []byte("x"))))
+			must(t, ws.WriteFrame(b, ws.NewTextFrame([]byte("y"))))
+		},
 		"huge length": func(b *bytes.Buffer) {
 			b.Write([]byte{0x82, 127})
 			_ = binary.Write(b, binary.BigEndian, uint64(1<<63))
