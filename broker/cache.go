@@ -218,6 +218,7 @@ const (
 	bString            // phase-1 bulk reply (entity, list)
 	bMember            // phase-1 member + phase-2 user
 	bUser              // phase-2 user reply
+	bPresence          // phase-1 bulk reply with {"user":{"id"}} put back
 )
 
 // cacheOp is the plan for one event.
@@ -297,7 +298,7 @@ func (c *Cache) Apply(ctx context.Context, evs []*Event, before [][]byte) error 
 		for _, j := range op.joins {
 			join(j.ID, j.JSON)
 		}
-		if op.update.ID != "" {
+		if op.update.ID != "" && op.kind == kUserUpdate {
 			userCmds = append(userCmds, luascripts.CacheUser(b, keys.CacheUser(op.update.ID), keys.CacheUserGuilds(op.update.ID),
 				luascripts.CacheUserUpdate, "", op.update.JSON).Pin())
 		}
@@ -344,6 +345,12 @@ func (op *cacheOp) beforeImage(res1, res2 []rueidis.RedisResult) ([]byte, error)
 			return nil, err
 		}
 		return []byte(s), nil
+	case bPresence:
+		s, ok, err := luascripts.ParseCacheEntity(res1[op.g])
+		if !ok || err != nil {
+			return nil, err
+		}
+		return withFirst("user", []byte(`{"id":"`+op.update.ID+`"}`), []byte(s)), nil
 	case bMember:
 		m, ok, err := luascripts.ParseCacheMember(res1[op.g])
 		if !ok || err != nil {
@@ -645,7 +652,11 @@ func (c *Cache) plan(b rueidis.Builder, op *cacheOp, ev *Event) (rueidis.Complet
 		if err != nil {
 			return none, false, fmt.Errorf("user: %w", err)
 		}
-		op.before = bString
+		op.before = bPresence
+		op.update.ID = uid // for the before image only; presences do not touch users
+		if st, _ := field(d, "status"); string(st) == `"offline"` {
+			return luascripts.CacheEntityDel(b, keys.CachePresences(g), uid), true, nil
+		}
 		p, err := strip(d, dropUserAndGuildID)
 		if err != nil {
 			return none, false, err

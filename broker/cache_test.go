@@ -380,7 +380,12 @@ func TestCacheEvents(t *testing.T) {
 
 	// presence
 	b = apply(t, c, ev("a", "PRESENCE_UPDATE", mustJSON(wPresence(g, 2, "idle", true))))
-	wantJSON(t, "PRESENCE_UPDATE before", string(b[0]), without(mustJSON(wPresence(g, 2, "online", false)), "user"))
+	wantJSON(t, "PRESENCE_UPDATE before", string(b[0]), mustJSON(wPresence(g, 2, "online", false)))
+	b = apply(t, c, ev("a", "PRESENCE_UPDATE", mustJSON(wPresence(g, 2, "offline", true))))
+	wantJSON(t, "PRESENCE_UPDATE offline before", string(b[0]), mustJSON(wPresence(g, 2, "idle", false)))
+	if _, ok := hget(t, client, k.CachePresences(g), wid(wUserBase, 2)); ok {
+		t.Error("offline presence kept")
+	}
 
 	// user update
 	b = apply(t, c, ev("a", "USER_UPDATE", mustJSON(wUser(0, 5))))

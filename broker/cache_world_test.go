@@ -243,7 +243,7 @@ func wRandomEvent(r *rand.Rand) wEvent {
 		vs["member"] = wMember(u, v, nil, "")
 		return wEvent{"VOICE_STATE_UPDATE", mustJSON(vs)}
 	case 20:
-		return wEvent{"PRESENCE_UPDATE", mustJSON(wPresence(g, u, []string{"online", "idle", "dnd"}[r.IntN(3)], true))}
+		return wEvent{"PRESENCE_UPDATE", mustJSON(wPresence(g, u, []string{"online", "idle", "dnd", "offline"}[r.IntN(4)], true))}
 	default:
 		return wEvent{"USER_UPDATE", mustJSON(wUser(u, v))}
 	}
