@@ -536,6 +536,21 @@ func (r *RedisConfig) validate() error {
 			if u.Host == "" {
 				return problem("redis.url", "missing host (want redis://host:port/db)")
 			}
+			if strings.Contains(strings.TrimPrefix(strings.TrimSuffix(u.Host, "]"), "["), ":") || strings.HasPrefix(u.Host, "[") {
+				host, port, err := net.SplitHostPort(u.Host)
+				if err != nil && strings.HasPrefix(u.Host, "[") && strings.HasSuffix(u.Host, "]") {
+					host, port, err = strings.Trim(u.Host, "[]"), "6379", nil
+				}
+				if err != nil {
+					return problem("redis.url", "host and port: %v", err)
+				}
+				if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+					return problem("redis.url", "port %s is not a port number", safeQuote(port))
+				}
+				if host == "" {
+					return problem("redis.url", "missing host (want redis://host:port/db)")
+				}
+			}
 		case "unix":
 			if u.Path == "" {
 				return problem("redis.url", "missing socket path (want unix:///path/to/redis.sock)")

@@ -208,3 +208,29 @@ func TestExampleConfig(t *testing.T) {
 		t.Errorf("without DISCORD_TOKEN: got %v, want an error naming it", err)
 	}
 }
+
+func TestRedisURLValidation(t *testing.T) {
+	good := []string{"redis://localhost", "redis://localhost:6379", "rediss://u:p@h:1/3", "redis://[::1]:6379/0", "redis://[::1]", "unix:///tmp/r.sock"}
+	bad := map[string]string{
+		"redis://host:6379:1/0": "redis.url: host and port",
+		"redis://host:0":        `redis.url: port "0" is not a port number`,
+		"redis://:6379":         "redis.url: missing host",
+		"redis:///0":            "redis.url: missing host",
+		"redis://h/x":           `redis.url: database "x" in the path is not a number`,
+		"ftp://h":               `redis.url: unsupported scheme "ftp"`,
+		"redis://u:p@h:99999":   "redis.url: ",
+	}
+	for _, u := range good {
+		r := RedisConfig{URL: u}
+		if err := r.validate(); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+	for u, want := range bad {
+		r := RedisConfig{URL: u}
+		err := r.validate()
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want %q", u, err, want)
+		}
+	}
+}

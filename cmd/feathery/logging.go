@@ -68,7 +68,7 @@ func (m *Main) newLogger(w io.Writer, o logOptions) (*slog.Logger, error) {
 }
 
 // isTerminal reports whether w is a character device (a terminal).
-func isTerminal(w io.Writer) bool {
+func isTerminal(w any) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false

@@ -23,7 +23,7 @@ type Main struct {
 	// LookupEnv reads the environment for ${VAR} expansion in the config.
 	LookupEnv func(string) (string, bool)
 	// IsTerminal reports whether w is a terminal (for --log-format auto).
-	IsTerminal func(w io.Writer) bool
+	IsTerminal func(w any) bool
 }
 
 // NewMain returns a Main bound to the process's standard streams and

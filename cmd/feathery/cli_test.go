@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// badConfigs are config files that must each stop "feathery run" with one
+// line naming the field.
+var badConfigs = []struct {
+	name, doc, want string
+}{
+	{"unknown field", "bots:\n  - name: main\n    token: ${TOKEN}\n    colour: red\n", "bots[0].colour: unknown field"},
+	{"wrong type", "bots:\n  - name: main\n    token: ${TOKEN}\n    shards: [1]\n", "bots[0].shards: want auto or a number, got a list"},
+	{"missing token", "bots:\n  - name: main\n", "bots[0].token: missing"},
+	{"bad redis url", "redis:\n  url: \"redis://user:${TOKEN}@host:x/0\"\nbots:\n  - name: main\n    token: ${TOKEN}\n", "redis.url: not a valid URL"},
+	{"bad intents", "bots:\n  - name: main\n    token: ${TOKEN}\n    intents: [GUILDS, NOT_AN_INTENT]\n", `bots[0].intents: item 1: unknown intent "NOT_AN_INTENT"`},
+	{"bad shard range", "bots:\n  - name: main\n    token: ${TOKEN}\n    shard_ids: 7-3\n", `bots[0].shard_ids: bad shard range "7-3": end before start`},
+	{"missing env var", "bots:\n  - name: main\n    token: ${NOT_SET_ANYWHERE}\n", "bots[0].token: environment variable NOT_SET_ANYWHERE is not set"},
+}
+
+func checkOneLine(t *testing.T, msg, want string) {
+	t.Helper()
+	if !strings.Contains(msg, want) {
+		t.Errorf("got %q, want it to contain %q", msg, want)
+	}
+	if strings.Count(strings.TrimRight(msg, "\n"), "\n") != 0 {
+		t.Errorf("message spans several lines: %q", msg)
+	}
+	for _, bad := range []string{testToken, "goroutine ", "panic", ".go:"} {
+		if strings.Contains(msg, bad) {
+			t.Errorf("message contains %q: %q", bad, msg)
+		}
+	}
+}
+
+func TestRun_BadConfig(t *testing.T) {
+	for _, c := range badConfigs {
+		t.Run(c.name, func(t *testing.T) {
+			path := writeFile(t, "feathery.yaml", c.doc)
+			m, out, errOut := testMain(map[string]string{"TOKEN": testToken})
+			err := m.Run(t.Context(), []string{"run", "-c", path})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if errors.Is(err, errUsage) {
+				t.Fatalf("usage error: %v", err)
+			}
+			checkOneLine(t, err.Error(), c.want)
+			if !strings.Contains(err.Error(), path) {
+				t.Errorf("error %q does not name the file", err)
+			}
+			if out.String() != "" || errOut.String() != "" {
+				t.Errorf("printed output besides the error: stdout %q stderr %q", out, errOut)
+			}
+		})
+	}
+}
+
+func TestRun_MissingFile(t *testing.T) {
+	m, _, _ := testMain(nil)
+	err := m.Run(t.Context(), []string{"run", "-c", filepath.Join(t.TempDir(), "nope.yaml")})
+	if err == nil || !strings.Contains(err.Error(), "nope.yaml: no such file or directory") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestRun_Check(t *testing.T) {
+	path := writeFile(t, "feathery.yaml", "bots:\n  - name: main\n    token: ${TOKEN}\n")
+	m, out, _ := testMain(map[string]string{"TOKEN": testToken})
+	if err := m.Run(t.Context(), []string{"run", "--check", "-c", path}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "ok (1 bot(s))") {
+		t.Errorf("got %q", out)
+	}
+}
+
+// buildBinary builds feathery once per test binary run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "feathery")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestBinary_ExitCodes runs the built binary: a bad config exits 1 with one
+// line on stderr; an unknown command exits 2; version exits 0.
+func TestBinary_ExitCodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+	run := func(env []string, args ...string) (string, string, int) {
+		cmd := exec.CommandContext(t.Context(), bin, args...)
+		cmd.Env = append(os.Environ(), env...)
+		var out, errOut syncBuffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return out.String(), errOut.String(), code
+	}
+	for _, c := range badConfigs {
+		path := writeFile(t, "feathery.yaml", c.doc)
+		out, errOut, code := run([]string{"TOKEN=" + testToken}, "run", "-c", path)
+		if code != 1 {
+			t.Errorf("%s: exit code %d, want 1 (stderr %q)", c.name, code, errOut)
+		}
+		if !strings.HasPrefix(errOut, "feathery: config ") {
+			t.Errorf("%s: stderr %q, want it to start with %q", c.name, errOut, "feathery: config ")
+		}
+		checkOneLine(t, errOut, c.want)
+		if out != "" {
+			t.Errorf("%s: stdout %q, want nothing", c.name, out)
+		}
+	}
+	if _, errOut, code := run(nil, "frobnicate"); code != 2 || !strings.Contains(errOut, `unknown command "frobnicate"`) {
+		t.Errorf("unknown command: exit %d, stderr %q", code, errOut)
+	}
+	if out, _, code := run(nil, "version"); code != 0 || !strings.HasPrefix(out, "feathery ") {
+		t.Errorf("version: exit %d, stdout %q", code, out)
+	}
+}
+
+func TestInit(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "feathery.yaml")
+	m, out, _ := testMain(nil)
+	if err := m.Run(t.Context(), []string{"init", "-o", path}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "wrote "+path) {
+		t.Errorf("stdout %q", out)
+	}
+	// What init wrote parses, validates and passes "run --check".
+	m2, out2, _ := testMain(map[string]string{"DISCORD_TOKEN": testToken})
+	if err := m2.Run(t.Context(), []string{"run", "--check", "-c", path}); err != nil {
+		t.Fatalf("the written config does not validate: %v", err)
+	}
+	if !strings.Contains(out2.String(), "ok") {
+		t.Errorf("check said %q", out2)
+	}
+	// It refuses to overwrite, unless --force.
+	if err := os.WriteFile(path, []byte("mine"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := m.Run(t.Context(), []string{"init", "-o", path})
+	if err == nil || !strings.Contains(err.Error(), "already exists (use --force") {
+		t.Fatalf("overwrite without --force: got %v", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "mine" {
+		t.Fatalf("file was changed: %q", b)
+	}
+	if err := m.Run(t.Context(), []string{"init", "-o", path, "--force"}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != string(exampleConfig) {
+		t.Fatal("--force did not write the example")
+	}
+}
+
+func TestUsage(t *testing.T) {
+	m, _, errOut := testMain(nil)
+	if err := m.Run(context.Background(), nil); !errors.Is(err, errUsage) {
+		t.Fatalf("no command: got %v, want errUsage", err)
+	}
+	for _, c := range commands() {
+		if !strings.Contains(errOut.String(), c.name) {
+			t.Errorf("usage does not list %s", c.name)
+		}
+	}
+	// Global flags are accepted before and after the command.
+	m, _, _ = testMain(nil)
+	if err := m.Run(context.Background(), []string{"--log-level", "debug", "version", "--log-format", "json"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(context.Background(), []string{"run", "--log-level"}); !errors.Is(err, errUsage) {
+		t.Errorf("flag without value: got %v, want errUsage", err)
+	}
+}

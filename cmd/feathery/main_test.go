@@ -1,0 +1,90 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// testMain returns a Main with captured output and the given environment.
+func testMain(env map[string]string) (*Main, *syncBuffer, *syncBuffer) {
+	out, errOut := &syncBuffer{}, &syncBuffer{}
+	return &Main{
+		Stdout:     out,
+		Stderr:     errOut,
+		LookupEnv:  envOf(env),
+		IsTerminal: func(any) bool { return false },
+	}, out, errOut
+}
+
+// waitFor polls cond every 20ms until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// runAsync runs m.Run in a goroutine. stop cancels it and returns its
+// error; done is closed when Run has returned (then stop returns at once).
+func runAsync(t *testing.T, m *Main, args ...string) (stop func() error, done <-chan struct{}) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan struct{})
+	var err error
+	go func() {
+		defer close(ch)
+		err = m.Run(ctx, args)
+	}()
+	stop = func() error {
+		cancel()
+		select {
+		case <-ch:
+			return err
+		case <-time.After(60 * time.Second):
+			t.Fatalf("feathery %s did not stop within 60s", strings.Join(args, " "))
+			return nil
+		}
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop, ch
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
