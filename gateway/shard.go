@@ -407,14 +407,9 @@ func (s *shard) connectOnce(ctx context.Context) error {
 		s.shutdownConn(c)
 		return errStopping
 	}
-	var ce *CloseError
-	if !errors.As(rerr, &ce) {
-		// We end the connection: say so with a resumable code.
-		_ = c.w.write(ws.OpClose, closeFramePayload(clientCloseCode, "reconnecting"))
-	} else {
-		// Echo the server's close frame.
-		_ = c.w.write(ws.OpClose, closeFramePayload(ce.Code, ""))
-	}
+	// End (or answer the server's close of) the connection with a resumable
+	// code: never 1000/1001, which would end the session.
+	_ = c.w.write(ws.OpClose, closeFramePayload(clientCloseCode, "reconnecting"))
 	nc.Close()
 	return rerr
 }

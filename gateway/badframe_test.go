@@ -1,0 +1,200 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+)
+
+// scriptServer is a tiny gateway for transport tests: REST /gateway/bot and
+// a websocket endpoint that runs script for each connection in turn.
+type scriptServer struct {
+	t      *testing.T
+	srv    *httptest.Server
+	mu     sync.Mutex
+	conns  int
+	script func(n int, c *scriptConn)
+}
+
+type scriptConn struct {
+	nc   net.Conn
+	wmu  sync.Mutex
+	msgs chan map[string]json.RawMessage
+}
+
+func (c *scriptConn) send(p string) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = wsutil.WriteServerText(c.nc, []byte(p))
+}
+
+func (c *scriptConn) raw(b []byte) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_, _ = c.nc.Write(b)
+}
+
+// next returns the next client payload that is not a heartbeat.
+func (c *scriptConn) next(t *testing.T) map[string]json.RawMessage {
+	select {
+	case m := <-c.msgs:
+		return m
+	case <-time.After(10 * time.Second):
+		t.Error("timed out waiting for a client payload")
+		return nil
+	}
+}
+
+func newScriptServer(t *testing.T, script func(n int, c *scriptConn)) *scriptServer {
+	s := &scriptServer{t: t, script: script}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/gateway/bot") {
+			fmt.Fprintf(w, `{"url":"ws://%s/","shards":1,"session_start_limit":{"total":1000,"remaining":1000,"reset_after":1000,"max_concurrency":1}}`, r.Host)
+			return
+		}
+		nc, _, _, err := ws.UpgradeHTTP(r, w)
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		n := s.conns
+		s.conns++
+		s.mu.Unlock()
+		c := &scriptConn{nc: nc, msgs: make(chan map[string]json.RawMessage, 16)}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				p, err := wsutil.ReadClientText(nc)
+				if err != nil {
+					close(c.msgs)
+					return
+				}
+				var m map[string]json.RawMessage
+				if json.Unmarshal(p, &m) != nil {
+					continue
+				}
+				if string(m["op"]) == "1" {
+					c.send(`{"op":11,"d":null}`)
+					continue
+				}
+				c.msgs <- m
+			}
+		}()
+		script(n, c)
+		<-done
+		nc.Close()
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+// TestShard_BadInputRecovers: a malformed or oversized frame or payload
+// closes that connection with a clear log line, and the shard resumes
+// without losing or repeating an event.
+func TestShard_BadInputRecovers(t *testing.T) {
+	cases := []struct {
+		name, log string
+		bad       func(c *scriptConn)
+	}{
+		{"reserved bits", "closing connection after bad frame", func(c *scriptConn) { c.raw([]byte{0xc1, 0x01, '{'}) }},
+		{"oversized message", "closing connection after bad frame", func(c *scriptConn) {
+			c.send(`{"op":0,"s":3,"t":"X","d":"` + strings.Repeat("a", 5000) + `"}`)
+		}},
+		{"malformed payload", "closing connection after bad payload", func(c *scriptConn) { c.send(`{"op":0,"s":3,"t":"X","d":{"a":}}`) }},
+		{"long control frame", "closing connection after bad frame", func(c *scriptConn) {
+			c.raw(append([]byte{0x89, 126, 0, 200}, make([]byte, 200)...))
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var logs bytes.Buffer
+			var lmu sync.Mutex
+			var gotResume map[string]json.RawMessage
+			srv := newScriptServer(t, func(n int, c *scriptConn) {
+				c.send(`{"op":10,"d":{"heartbeat_interval":1000}}`)
+				first := c.next(t)
+				switch n {
+				case 0:
+					if string(first["op"]) != "2" {
+						t.Errorf("first connection: got op %s, want IDENTIFY", first["op"])
+					}
+					c.send(`{"op":0,"s":1,"t":"READY","d":{"session_id":"s1","resume_gateway_url":"ws://` + c.nc.LocalAddr().String() + `/"}}`)
+					c.send(`{"op":0,"s":2,"t":"MESSAGE_CREATE","d":{"guild_id":"5"}}`)
+					tc.bad(c)
+				case 1:
+					gotResume = first
+					c.send(`{"op":0,"s":3,"t":"MESSAGE_CREATE","d":{"guild_id":"6"}}`)
+					c.send(`{"op":0,"s":4,"t":"RESUMED","d":null}`)
+				}
+				for range c.msgs { // until the client closes
+				}
+			})
+			var mu sync.Mutex
+			var seqs []int64
+			m, err := NewManager(ManagerConfig{
+				Bots: []BotConfig{{Name: "b", Token: "tok"}},
+				Sink: SinkFunc(func(_ context.Context, ev *Event) error {
+					mu.Lock()
+					seqs = append(seqs, ev.Seq)
+					mu.Unlock()
+					return nil
+				}),
+				RESTURL:    srv.srv.URL + "/api/v10",
+				MaxPayload: 4096,
+				Logger:     slog.New(slog.NewTextHandler(lockedWriter{&lmu, &logs}, nil)),
+			})
+			must(t, err)
+			must(t, m.Start(t.Context()))
+			deadline := time.Now().Add(15 * time.Second)
+			for {
+				st := m.Status()[0]
+				if st.Resumes == 1 && st.State == StateReady {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no resume; status %+v", st)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			must(t, m.Close(t.Context()))
+			mu.Lock()
+			defer mu.Unlock()
+			if fmt.Sprint(seqs) != "[1 2 3 4]" {
+				t.Errorf("sink got seqs %v, want [1 2 3 4]", seqs)
+			}
+			if string(gotResume["op"]) != "6" || !strings.Contains(string(gotResume["d"]), `"session_id":"s1","seq":2`) {
+				t.Errorf("second connection got %s %s, want RESUME of s1 at seq 2", gotResume["op"], gotResume["d"])
+			}
+			lmu.Lock()
+			defer lmu.Unlock()
+			if !strings.Contains(logs.String(), tc.log) {
+				t.Errorf("logs lack %q:\n%s", tc.log, logs.String())
+			}
+		})
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
