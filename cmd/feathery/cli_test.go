@@ -2,12 +2,18 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // badConfigs are config files that must each stop "feathery run" with one
@@ -135,6 +141,78 @@ func TestBinary_ExitCodes(t *testing.T) {
 	if out, _, code := run(nil, "version"); code != 0 || !strings.HasPrefix(out, "feathery ") {
 		t.Errorf("version: exit %d, stdout %q", code, out)
 	}
+
+	t.Run("SIGTERM shuts down gracefully", func(t *testing.T) {
+		cmd := exec.CommandContext(t.Context(), bin, "demo", "--admin-addr", "off", "--quiet", "--shards", "1", "--rate", "20")
+		var out, errOut syncBuffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 20*time.Second, "the demo to start", func() bool { return strings.Contains(out.String(), "Ctrl-C stops") })
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("exit: %v\n%s", err, errOut.String())
+		}
+		if !strings.Contains(errOut.String(), "shutting down") || !strings.Contains(out.String(), "demo stopped") {
+			t.Errorf("stdout %q\nstderr %q", out.String(), errOut.String())
+		}
+	})
+
+	t.Run("second signal exits at once", func(t *testing.T) {
+		// A Redis that accepts connections and never answers keeps the
+		// command busy connecting, so the first signal cannot finish it.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		accepted := make(chan net.Conn, 4)
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					close(accepted)
+					return
+				}
+				accepted <- c
+			}
+		}()
+		defer func() {
+			ln.Close()
+			for c := range accepted {
+				c.Close()
+			}
+		}()
+		cmd := exec.CommandContext(t.Context(), bin, "tail", "--redis", "redis://"+ln.Addr().String(), "--bot", "b")
+		var errOut syncBuffer
+		cmd.Stderr = &errOut
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-accepted:
+		case <-time.After(20 * time.Second):
+			t.Fatal("tail did not connect")
+		}
+		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "the first signal to be seen", func() bool { return strings.Contains(errOut.String(), "again to exit at once") })
+		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		err = cmd.Wait()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+			t.Fatalf("exit: %v, want code 130\n%s", err, errOut.String())
+		}
+		if !strings.Contains(errOut.String(), "second signal") {
+			t.Errorf("stderr %q", errOut.String())
+		}
+	})
 }
 
 func TestInit(t *testing.T) {
@@ -191,5 +269,37 @@ func TestUsage(t *testing.T) {
 	}
 	if err := m.Run(context.Background(), []string{"run", "--log-level"}); !errors.Is(err, errUsage) {
 		t.Errorf("flag without value: got %v, want errUsage", err)
+	}
+}
+
+func TestFakeDiscordCommand(t *testing.T) {
+	m, out, errOut := testMain(nil)
+	stop, _ := runAsync(t, m, "fakediscord", "--addr", "127.0.0.1:0", "--shards", "3", "--guilds", "2")
+	re := regexp.MustCompile(`REST:\s+(http://\S+)`)
+	var rest string
+	waitFor(t, 10*time.Second, "the REST URL", func() bool {
+		if m := re.FindStringSubmatch(out.String()); m != nil {
+			rest = m[1]
+			return true
+		}
+		return false
+	})
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", rest, nil)
+	req.Header.Set("Authorization", "Bot fake-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gb struct {
+		URL    string `json:"url"`
+		Shards int    `json:"shards"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&gb)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || gb.Shards != 3 || !strings.HasPrefix(gb.URL, "ws://") {
+		t.Errorf("GET %s: %d %+v %v", rest, resp.StatusCode, gb, err)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
 	}
 }

@@ -299,3 +299,56 @@ func TestDemo_Duration(t *testing.T) {
 		t.Errorf("stdout:\n%s", out)
 	}
 }
+
+// TestRun_FullRun: "feathery run -c" against the fake, with the token from
+// the environment and debug logs; entries arrive, the shutdown is clean and
+// the log capture never contains the token.
+func TestRun_FullRun(t *testing.T) {
+	fake := startFake(t, 2, 100)
+	path := writeFile(t, "feathery.yaml", `
+log: {level: debug, format: json}
+admin: {addr: "127.0.0.1:0"}
+discord: {rest_url: "${REST}"}
+identify_window: 200ms
+bots:
+  - name: full
+    token: ${DISCORD_TOKEN}
+    shards: 2
+    shard_ids: "0-1"
+`)
+	m, out, logs := testMain(map[string]string{"DISCORD_TOKEN": testToken, "REST": fake.URL() + "/api/v10"})
+	stop, done := runAsync(t, m, "run", "-c", path)
+	var addr string
+	waitFor(t, 20*time.Second, "the embedded Redis address", func() bool {
+		select {
+		case <-done:
+			t.Fatalf("run ended: %v\n%s", stop(), logs)
+		default:
+		}
+		if m := regexp.MustCompile(`embedded Redis: (127\.0\.0\.1:\d+)`).FindStringSubmatch(out.String()); m != nil {
+			addr = m[1]
+			return true
+		}
+		return false
+	})
+	rc := redisClient(t, addr)
+	key := broker.NewKeys("").Events("full")
+	waitFor(t, 20*time.Second, "entries on "+key, func() bool { return xlen(t, rc, key) > 10 })
+	if err := stop(); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	text := logs.String()
+	if strings.Contains(text, testToken) {
+		t.Error("the log contains the token")
+	}
+	for _, want := range []string{`"msg":"starting feathery"`, `"msg":"shutting down"`, `"msg":"stopped"`, `"level":"DEBUG"`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("log lacks %s", want)
+		}
+	}
+	for i, line := range strings.Split(strings.TrimSpace(text), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("log line %d is not JSON: %q", i, line)
+		}
+	}
+}
