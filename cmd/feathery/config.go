@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/feathery/feathery/broker"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -132,7 +133,8 @@ type StreamConfig struct {
 	Groups []string `yaml:"groups"`
 }
 
-// CacheConfig turns the Redis cache on and chooses what it keeps.
+// CacheConfig turns the Redis cache on (the default) or off and chooses what
+// it keeps.
 type CacheConfig struct {
 	Enabled   *bool    `yaml:"enabled"`
 	Namespace string   `yaml:"namespace"`
@@ -149,10 +151,7 @@ const (
 )
 
 // cacheEntities are the names accepted in cache.entities.
-var cacheEntities = []string{
-	"guilds", "channels", "threads", "roles", "emojis", "stickers",
-	"members", "users", "voice_states", "presences",
-}
+var cacheEntities = broker.CacheEntities
 
 // Duration is a time.Duration written like "5s" or "1h30m".
 type Duration time.Duration
@@ -704,6 +703,9 @@ func (b *BotConfig) validate(p string) error {
 			if !contains(cacheEntities, e) {
 				return problem(indexPath(p+".cache.entities", i), "unknown entity %s (want one of %s)", safeQuote(e), strings.Join(cacheEntities, ", "))
 			}
+		}
+		if contains(c.Entities, "users") && !contains(c.Entities, "members") {
+			return problem(p+".cache.entities", "users come from member objects: list members too")
 		}
 		if strings.ContainsAny(c.Namespace, " \t\r\n{}") {
 			return problem(p+".cache.namespace", "no spaces or braces")

@@ -84,6 +84,7 @@ type daemon struct {
 
 	redis *broker.Client
 	pub   *broker.Publisher
+	cache *broker.Cache // nil when no bot keeps a cache
 	mgr   *gateway.Manager
 	admin *adminServer // nil when admin.addr is off
 
@@ -120,7 +121,13 @@ func runDaemon(ctx context.Context, cfg *Config, deps daemonDeps) (_ *daemon, er
 	log.Info("connected to redis", "redis", d.redis.String())
 
 	pcfg := publisherConfig(cfg, d.redis.ClientSideCaching(), log.With("component", "publisher"))
-	// TODO(cache): set pcfg.Cache once broker.Cache lands.
+	if cc, ok := cacheConfig(cfg, log.With("component", "cache")); ok {
+		d.cache, err = broker.NewCache(d.redis.Redis(), cc)
+		if err != nil {
+			return nil, fmt.Errorf("cache: %w", err)
+		}
+		pcfg.Cache = d.cache
+	}
 	d.pub, err = broker.NewPublisher(d.redis.Redis(), pcfg)
 	if err != nil {
 		return nil, err
@@ -274,6 +281,10 @@ func (d *daemon) Status(ctx context.Context) statusReport {
 		return r.Shards[i].Shard < r.Shards[j].Shard
 	})
 	r.Publisher = ps
+	if d.cache != nil {
+		cs := d.cache.Stats()
+		r.Cache = &cs
+	}
 	r.Published, r.Filtered, r.Filters = publisherTotals(ps)
 	return r
 }

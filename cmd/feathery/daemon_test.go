@@ -136,6 +136,24 @@ func TestDaemon_EndToEnd(t *testing.T) {
 			}
 		}
 	}
+	// The cache is on by default: guilds are cached and UPDATE entries
+	// carry their before image.
+	guildKeys, err := rc.Do(t.Context(), rc.B().Keys().Pattern(broker.DefaultCacheNamespace+":*:guild").Build()).AsStrSlice()
+	if err != nil || len(guildKeys) != 6 {
+		t.Errorf("cached guilds: %d (%v), want 6", len(guildKeys), err)
+	}
+	waitFor(t, 20*time.Second, "an entry with a before image", func() bool {
+		entries, err := rc.Do(t.Context(), rc.B().Xrevrange().Key(events).End("+").Start("-").Count(200).Build()).AsXRange()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if _, ok := e.FieldValues["before"]; ok {
+				return true
+			}
+		}
+		return false
+	})
 	groups, err := rc.Do(t.Context(), rc.B().XinfoGroups().Key(msgs).Build()).ToArray()
 	if err != nil || len(groups) != 1 {
 		t.Errorf("groups on %s: %d, %v; want g1", msgs, len(groups), err)

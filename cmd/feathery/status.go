@@ -25,6 +25,8 @@ type statusReport struct {
 	Filters map[string]int64 `json:"filters"`
 	// Publisher is the broker's own statistics.
 	Publisher any `json:"publisher"`
+	// Cache counts what the cache writer did; absent when the cache is off.
+	Cache *broker.CacheStats `json:"cache,omitempty"`
 }
 
 type redisStatus struct {
@@ -116,6 +118,11 @@ func (d *daemon) WriteMetrics(ctx context.Context, w *metricsWriter) {
 	w.family("feathery_shard_events_total", "counter", "Dispatches received by the shard.", events...)
 	w.family("feathery_shard_reconnects_total", "counter", "Connections the shard lost and re-opened.", reconnects...)
 	d.writePublisherMetrics(w)
+	if d.cache != nil {
+		cs := d.cache.Stats()
+		w.family("feathery_cache_events_total", "counter", "Events that changed the cache.", smp(float64(cs.Events)))
+		w.family("feathery_cache_skipped_total", "counter", "Events whose payload the cache could not read.", smp(float64(cs.Skipped)))
+	}
 	up := 0.0
 	if d.redisStatus(ctx).OK {
 		up = 1

@@ -93,3 +93,29 @@ func gatewayBots(cfg *Config) []gateway.BotConfig {
 	}
 	return out
 }
+
+// cacheEnabled reports whether bot b keeps the cache (the default).
+func cacheEnabled(b *BotConfig) bool {
+	return b.Cache == nil || b.Cache.Enabled == nil || *b.Cache.Enabled
+}
+
+// cacheConfig maps the bots' cache sections onto the broker's cache
+// config; ok is false when no bot keeps a cache.
+func cacheConfig(cfg *Config, log *slog.Logger) (cc broker.CacheConfig, ok bool) {
+	cc = broker.CacheConfig{Bots: map[string]broker.CacheBotConfig{}, Logger: log}
+	if cfg.Redis.Prefix != "" {
+		cc.Namespace = cfg.Redis.Prefix + ":cache"
+	}
+	for i := range cfg.Bots {
+		b := &cfg.Bots[i]
+		if !cacheEnabled(b) {
+			cc.Bots[b.Name] = broker.CacheBotConfig{Disabled: true}
+			continue
+		}
+		ok = true
+		if b.Cache != nil {
+			cc.Bots[b.Name] = broker.CacheBotConfig{Namespace: b.Cache.Namespace, Entities: b.Cache.Entities}
+		}
+	}
+	return cc, ok
+}
