@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -123,24 +124,52 @@ func fuzzInflate(f *testing.F, comp Compression) {
 	for i := range 3 {
 		seed = append(seed, enc.encode(f, dispatchJSON(int64(i+1), "MESSAGE_CREATE", 1, 50, r))...)
 	}
-	f.Add(seed, uint16(0))
-	f.Add(seed, uint16(5))
-	f.Add([]byte{0x78, 0x9c, 0, 0, 0xff, 0xff}, uint16(1))
-	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd, 0, 0}, uint16(1))
-	f.Fuzz(func(t *testing.T, data []byte, cut uint16) {
+	f.Add(seed, uint16(0), true)
+	f.Add(seed, uint16(5), true)
+	f.Add([]byte{0x78, 0x9c, 0, 0, 0xff, 0xff}, uint16(1), true)
+	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd, 0, 0}, uint16(1), true)
+	f.Add(dispatchJSON(1, "TYPING_START", 2, 100, r), uint16(9), false)
+	f.Add([]byte(`{"op":0,"d":"}\"{"}`), uint16(3), false)
+	f.Fuzz(func(t *testing.T, data []byte, cut uint16, compressed bool) {
 		inf := newInflater(comp, 1<<20)
 		defer inf.close()
+		var got [][]byte
 		fn := func(p []byte) error {
 			_, _ = peekEnvelope(p)
+			got = append(got, bytes.Clone(p))
 			return nil
 		}
-		// Feed the input as one or two websocket messages; it must end in an
-		// error or payloads, never a panic or a hang.
-		c := int(cut) % (len(data) + 1)
-		if err := inf.feed(data[:c], fn); err != nil {
+		if compressed {
+			// Arbitrary bytes as one or two websocket messages: an error or
+			// payloads, never a panic or a hang.
+			c := int(cut) % (len(data) + 1)
+			if err := inf.feed(data[:c], fn); err != nil {
+				return
+			}
+			_ = inf.feed(data[c:], fn)
 			return
 		}
-		_ = inf.feed(data[c:], fn)
+		// data as a gateway message through a real compressor: a single JSON
+		// object comes back byte for byte, whatever the split.
+		if !json.Valid(data) || len(bytes.TrimSpace(data)) == 0 || bytes.TrimSpace(data)[0] != '{' {
+			return
+		}
+		wire := newStreamEncoder(t, comp).encode(t, data)
+		var err error
+		if comp == CompressionZlibStream {
+			c := int(cut) % (len(wire) + 1)
+			if err = inf.feed(wire[:c], fn); err == nil {
+				err = inf.feed(wire[c:], fn)
+			}
+		} else {
+			err = inf.feed(wire, fn)
+		}
+		if err != nil {
+			t.Fatalf("inflate %q: %v", data, err)
+		}
+		if len(got) != 1 || !bytes.Equal(got[0], bytes.TrimRight(bytes.TrimLeft(data, " \t\r\n"), " \t\r\n")) {
+			t.Fatalf("inflate %q: got %q", data, got)
+		}
 	})
 }
 

@@ -801,3 +801,75 @@ func TestManager_TokenNotLogged(t *testing.T) {
 		}
 	}
 }
+
+// TestManager_SeveralBots: two bots in one process, each with its shards,
+// its own identify scheduling and its own name on every event.
+func TestManager_SeveralBots(t *testing.T) {
+	t.Parallel()
+	fake := startFake(t, discordtest.Config{Shards: 2, Guilds: 4, Rate: 40})
+	var mu sync.Mutex
+	bots := map[int]map[string]bool{}
+	sink := gateway.SinkFunc(func(_ context.Context, ev *gateway.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if bots[ev.Shard] == nil {
+			bots[ev.Shard] = map[string]bool{}
+		}
+		bots[ev.Shard][ev.Bot] = true
+		return nil
+	})
+	m, err := gateway.NewManager(gateway.ManagerConfig{
+		Bots: []gateway.BotConfig{
+			{Name: "a", Token: testToken, Intents: 513, ShardIDs: []int{0}},
+			{Name: "b", Token: testToken, Intents: 513, ShardIDs: []int{1}, Compression: gateway.CompressionZstdStream},
+		},
+		Sink: sink, RESTURL: fake.URL() + "/api/v10", IdentifyWindow: 200 * time.Millisecond, Logger: testLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	waitFor(t, 10*time.Second, "both bots ready with traffic", func() bool {
+		st := m.Status()
+		return len(st) == 2 && st[0].State == gateway.StateReady && st[1].State == gateway.StateReady &&
+			st[0].Events > 5 && st[1].Events > 5
+	})
+	st := m.Status()
+	if st[0].Bot != "a" || st[0].Shard != 0 || st[1].Bot != "b" || st[1].Shard != 1 {
+		t.Fatalf("got status %+v", st)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(bots[0]) != 1 || !bots[0]["a"] || len(bots[1]) != 1 || !bots[1]["b"] {
+		t.Fatalf("got bots per shard %v, want shard 0 only a, shard 1 only b", bots)
+	}
+}
+
+// TestManager_StartLimitExhausted: with one session start left, one shard
+// identifies and the other waits, with a clear log and no IDENTIFY sent.
+func TestManager_StartLimitExhausted(t *testing.T) {
+	t.Parallel()
+	fake := startFake(t, discordtest.Config{Shards: 2, Guilds: 2, SessionStartRemaining: 1})
+	var buf syncBuffer
+	h := startManager(t, fake, gateway.BotConfig{}, newRecordingSink(), func(c *gateway.ManagerConfig) {
+		c.Logger = slog.New(slog.NewTextHandler(&buf, nil))
+	})
+	waitFor(t, 10*time.Second, "one shard ready, the other waiting", func() bool {
+		a, b := h.status(0), h.status(1)
+		ready, waiting := a, b
+		if b.State == gateway.StateReady {
+			ready, waiting = b, a
+		}
+		return ready.State == gateway.StateReady && strings.Contains(waiting.LastError, "session start limit exhausted")
+	})
+	if st := fake.Stats(); st.Identifies != 1 {
+		t.Errorf("got %d identifies, want 1", st.Identifies)
+	}
+	if !strings.Contains(buf.String(), "session start limit exhausted") {
+		t.Errorf("logs lack a clear line about the exhausted limit:\n%s", buf.String())
+	}
+	checkViolations(t, fake)
+}

@@ -146,6 +146,10 @@ func (s *shard) run(ctx context.Context) {
 	for {
 		err := s.connectOnce(ctx)
 		if ctx.Err() != nil {
+			if !errors.Is(err, errStopping) {
+				// Stopped with no connection open: flush all the same.
+				s.flush(s.stopCtx())
+			}
 			s.setState(StateStopped)
 			return
 		}
@@ -160,6 +164,7 @@ func (s *shard) run(ctx context.Context) {
 		s.reconnects.Add(1)
 		s.setState(StateReconnecting)
 		if !sleepCtx(ctx, delay) {
+			s.flush(s.stopCtx())
 			s.setState(StateStopped)
 			return
 		}
@@ -417,17 +422,21 @@ func (s *shard) connectOnce(ctx context.Context) error {
 // shutdownConn ends a connection gracefully: flush what the Sink holds, then
 // close with a resumable code so the next process resumes the session.
 func (s *shard) shutdownConn(c *conn) {
-	s.mu.Lock()
-	ctx := s.closeCtx
-	s.mu.Unlock()
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	s.flush(ctx)
+	s.flush(s.stopCtx())
 	if err := c.w.write(ws.OpClose, closeFramePayload(clientCloseCode, "shutting down")); err != nil {
 		s.log.Debug("write close frame", "err", err)
 	}
 	c.nc.Close()
+}
+
+// stopCtx is the context Close was called with.
+func (s *shard) stopCtx() context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closeCtx == nil {
+		return context.Background()
+	}
+	return s.closeCtx
 }
 
 func (s *shard) flush(ctx context.Context) {
