@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -215,6 +216,19 @@ func scanString(p []byte, i int) (s, e, next int, err error) {
 	i++
 	s = i
 	for i < len(p) {
+		// Skip 8 plain bytes at a time: none is '"', '\\' or a control byte.
+		for i+8 <= len(p) {
+			x := binary.LittleEndian.Uint64(p[i:])
+			q := x ^ (lsb * '"')
+			b := x ^ (lsb * '\\')
+			if ((q-lsb)&^q|(b-lsb)&^b|(x-lsb*0x20)&^x)&msb != 0 {
+				break
+			}
+			i += 8
+		}
+		if i >= len(p) {
+			break
+		}
 		c := p[i]
 		switch {
 		case c == '"':
@@ -249,6 +263,12 @@ func scanString(p []byte, i int) (s, e, next int, err error) {
 	}
 	return 0, 0, 0, errTruncated
 }
+
+// Word constants for scanning eight string bytes at once.
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
 
 func isHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'

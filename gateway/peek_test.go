@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -182,4 +183,18 @@ func validEnvelopeFields(raw map[string]json.RawMessage) bool {
 		}
 	}
 	return true
+}
+
+// BenchmarkPeek measures reading op, s, t, d and the guild id of a dispatch.
+func BenchmarkPeek(b *testing.B) {
+	p := dispatchJSON(42, "MESSAGE_CREATE", 41771983444115456, 600, rand.New(rand.NewPCG(1, 1)))
+	b.SetBytes(int64(len(p)))
+	b.ReportAllocs()
+	for range b.N {
+		env, err := peekEnvelope(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = guildIDOf(eventName(env.T), env.D)
+	}
 }
