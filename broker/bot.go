@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,7 +39,8 @@ type typeInfo struct {
 // streamSpec is one target stream of a bot.
 type streamSpec struct {
 	StreamConfig
-	key string
+	key    string
+	maxLen string // MaxLen formatted
 }
 
 // botState is everything per bot: compiled routes, the event-name table,
@@ -67,6 +69,9 @@ func newBotState(p *Publisher, cfg BotConfig) *botState {
 	b.streams = append(b.streams, streamSpec{StreamConfig: def, key: p.keys.Stream(b.name, def.Stream)})
 	for _, r := range cfg.Routes {
 		b.streams = append(b.streams, streamSpec{StreamConfig: r.StreamConfig, key: p.keys.Stream(b.name, r.Stream)})
+	}
+	for i := range b.streams {
+		b.streams[i].maxLen = strconv.FormatInt(b.streams[i].MaxLen, 10)
 	}
 	if cfg.Filters.BotUserID != "" {
 		id := cfg.Filters.BotUserID

@@ -7,7 +7,6 @@ import (
 	"unicode/utf8"
 )
 
-
 func TestMentions(t *testing.T) {
 	cases := []struct {
 		content, id string

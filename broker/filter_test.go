@@ -126,7 +126,7 @@ func TestFilters_Messages(t *testing.T) {
 		{"MESSAGE_CREATE", `{"content":"!x","webhook_id":"9","author":{"id":"9"}}`, false}, // webhook
 		{"MESSAGE_UPDATE", `{"id":"3","webhook_id":"9"}`, false},                           // webhook
 		{"MESSAGE_UPDATE", `{"content":"no prefix on updates","author":{"id":"1"}}`, true},
-		{"MESSAGE_UPDATE", `{"id":"3","embeds":[]}`, true},                       // partial update
+		{"MESSAGE_UPDATE", `{"id":"3","embeds":[]}`, true},                         // partial update
 		{"MESSAGE_CREATE", `{"content":"!x","webhook_id":null,"author":{}}`, true}, // null webhook_id
 		{"MESSAGE_CREATE", `{"author":{"id":"1"}}`, true},                          // no content: kept
 		{"MESSAGE_CREATE", `not json`, true},                                       // unreadable: kept

@@ -56,6 +56,7 @@ var filterNames = [...]string{FilterIgnore, FilterCacheOnly, FilterBot, FilterWe
 type shardQueue struct {
 	b     *botState
 	shard int
+	ckKey string // checkpoint hash
 	q     chan *item
 
 	pubMu     sync.Mutex // Publish side: interned strings
@@ -91,7 +92,7 @@ type checkpoint struct {
 }
 
 func newShardQueue(b *botState, shard int) *shardQueue {
-	return &shardQueue{b: b, shard: shard, q: make(chan *item, b.p.cfg.QueueSize)}
+	return &shardQueue{b: b, shard: shard, ckKey: b.p.keys.Session(b.name, shard), q: make(chan *item, b.p.cfg.QueueSize)}
 }
 
 // enqueue copies ev into a pooled item and queues it.
@@ -430,14 +431,21 @@ func (sq *shardQueue) attempt(ctx context.Context, run []*item) (luascripts.Publ
 	if err := sq.b.ensureGroups(ctx); err != nil {
 		return luascripts.PublishResult{}, err
 	}
-	now := time.Now()
+	sq.build(run, time.Now())
+	return luascripts.Publish(ctx, p.c, &sc.args)
+}
+
+// build fills the scratch's script arguments for run; decide and the cache
+// have run.
+func (sq *shardQueue) build(run []*item, now time.Time) {
+	sc := &sq.sc
 	sc.streams = sc.streams[:0]
 	for i := range sq.b.streams {
 		s := &sq.b.streams[i]
 		ps := luascripts.PublishStream{Key: s.key}
 		switch {
 		case s.MaxLen > 0:
-			ps.TrimKind, ps.Threshold = "MAXLEN", strconv.FormatInt(s.MaxLen, 10)
+			ps.TrimKind, ps.Threshold = "MAXLEN", s.maxLen
 		case s.MaxAge > 0:
 			ps.TrimKind, ps.Threshold = "MINID", strconv.FormatInt(now.Add(-s.MaxAge).UnixMilli(), 10)+"-0"
 		}
@@ -464,7 +472,7 @@ func (sq *shardQueue) attempt(ctx context.Context, run []*item) (luascripts.Publ
 	}
 	last := &run[len(run)-1].ev
 	call := luascripts.PublishCall{
-		Checkpoint: p.keys.Session(sq.b.name, sq.shard),
+		Checkpoint: sq.ckKey,
 		Streams:    sc.streams,
 		Session:    last.Session,
 		Seq:        runMaxSeq(run),
@@ -476,7 +484,6 @@ func (sq *shardQueue) attempt(ctx context.Context, run []*item) (luascripts.Publ
 		Entries:    sc.entries,
 	}
 	sc.args.Build(&call)
-	return luascripts.Publish(ctx, p.c, &sc.args)
 }
 
 // resolvePrefixes settles decPrefixPending items with the guilds' prefixes.

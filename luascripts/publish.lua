@@ -35,13 +35,15 @@ end
 local last = ckseq
 
 local nstreams = tonumber(ARGV[8])
-local version = ARGV[9]
-local bot = ARGV[6]
-local shard = ARGV[7]
 local base = 10 + 2 * nstreams
 local added, skipped = 0, 0
-local i = base
 local n = #ARGV
+-- One argument table, reused: the fields common to the batch are set once,
+-- the per-entry values are overwritten in place.
+local args = {'XADD'}
+local cur_si = -1
+local fixed = 0 -- index of the last common argument
+local i = base
 while i + 6 <= n do
   local seq = tonumber(ARGV[i + 1])
   if seq <= last then
@@ -49,39 +51,49 @@ while i + 6 <= n do
   else
     last = seq
     local si = tonumber(ARGV[i])
-    local kind = ARGV[10 + 2 * (si - 1)]
-    local args = {'XADD', KEYS[1 + si]}
-    if kind ~= '' then
-      args[#args + 1] = kind
-      args[#args + 1] = '~'
-      args[#args + 1] = ARGV[11 + 2 * (si - 1)]
+    if si ~= cur_si then
+      cur_si = si
+      local k = 2
+      args[k] = KEYS[1 + si]
+      local kind = ARGV[10 + 2 * (si - 1)]
+      if kind ~= '' then
+        args[k + 1] = kind
+        args[k + 2] = '~'
+        args[k + 3] = ARGV[11 + 2 * (si - 1)]
+        k = k + 3
+      end
+      args[k + 1] = '*'
+      args[k + 2] = 'v'
+      args[k + 3] = ARGV[9]
+      args[k + 4] = 't'
+      args[k + 6] = 'd'
+      args[k + 8] = 'bot'
+      args[k + 9] = ARGV[6]
+      args[k + 10] = 'shard'
+      args[k + 11] = ARGV[7]
+      args[k + 12] = 'session'
+      args[k + 13] = session
+      args[k + 14] = 'seq'
+      fixed = k
     end
-    args[#args + 1] = '*'
-    args[#args + 1] = 'v'
-    args[#args + 1] = version
-    args[#args + 1] = 't'
-    args[#args + 1] = ARGV[i + 2]
-    args[#args + 1] = 'd'
-    args[#args + 1] = ARGV[i + 3]
-    args[#args + 1] = 'bot'
-    args[#args + 1] = bot
-    args[#args + 1] = 'shard'
-    args[#args + 1] = shard
-    args[#args + 1] = 'session'
-    args[#args + 1] = session
-    args[#args + 1] = 'seq'
-    args[#args + 1] = ARGV[i + 1]
+    local k = fixed
+    args[k + 5] = ARGV[i + 2]
+    args[k + 7] = ARGV[i + 3]
+    args[k + 15] = ARGV[i + 1]
+    k = k + 15
     if ARGV[i + 4] ~= '' then
-      args[#args + 1] = 'guild'
-      args[#args + 1] = ARGV[i + 4]
+      args[k + 1] = 'guild'
+      args[k + 2] = ARGV[i + 4]
+      k = k + 2
     end
     if ARGV[i + 5] ~= '' then
-      args[#args + 1] = 'before'
-      args[#args + 1] = ARGV[i + 5]
+      args[k + 1] = 'before'
+      args[k + 2] = ARGV[i + 5]
+      k = k + 2
     end
-    args[#args + 1] = 'at'
-    args[#args + 1] = ARGV[i + 6]
-    redis.call(unpack(args))
+    args[k + 1] = 'at'
+    args[k + 2] = ARGV[i + 6]
+    redis.call(unpack(args, 1, k + 2))
     added = added + 1
   end
   i = i + 7
