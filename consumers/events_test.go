@@ -156,3 +156,14 @@ func TestDecodeOtherEvents(t *testing.T) {
 		t.Fatalf("DecodeBefore without image: %v %v", ok, err)
 	}
 }
+
+func BenchmarkDecodeMessageCreate(b *testing.B) {
+	m := msg("MESSAGE_CREATE", `{"type":0,"tts":false,"timestamp":"2024-05-01T10:20:30.123000+00:00","pinned":false,"mentions":[],"mention_roles":[],"mention_everyone":false,"member":{"roles":["555"],"pending":false,"mute":false,"joined_at":"2021-01-01T00:00:00.000000+00:00","flags":0,"deaf":false},"id":"1235000000000000001","flags":0,"embeds":[],"content":"!ping","channel_id":"1100000000000000002","author":{"username":"alice","id":"175928847299117063","discriminator":"0","avatar":"abc"},"attachments":[],"guild_id":"81384788765712384"}`)
+	b.SetBytes(int64(len(m.D)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := consumers.DecodeMessageCreate(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -120,3 +120,13 @@ func FuzzDecodeEntry(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkDecodeEntry(b *testing.B) {
+	f := entryFields("MESSAGE_CREATE", 123456, `{"id":"1235000000000000001","channel_id":"1100000000000000002","content":"!ping"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := consumers.DecodeEntry("1700000000123-0", f); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
