@@ -213,12 +213,12 @@ var cacheKinds = map[string]cacheKind{
 type beforeKind uint8
 
 const (
-	bNone   beforeKind = iota
-	bGuild             // phase-1 reply of a guild script
-	bString            // phase-1 bulk reply (entity, list)
-	bMember            // phase-1 member + phase-2 user
-	bUser              // phase-2 user reply
-	bPresence          // phase-1 bulk reply with {"user":{"id"}} put back
+	bNone     beforeKind = iota
+	bGuild               // phase-1 reply of a guild script
+	bString              // phase-1 bulk reply (entity, list)
+	bMember              // phase-1 member + phase-2 user
+	bUser                // phase-2 user reply
+	bPresence            // phase-1 bulk reply with {"user":{"id"}} put back
 )
 
 // cacheOp is the plan for one event.

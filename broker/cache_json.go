@@ -116,6 +116,9 @@ func eachField(b []byte, fn func(key, val []byte) bool) error {
 		if err != nil {
 			return err
 		}
+		if ve == vs {
+			return fmt.Errorf("missing value at offset %d", vs)
+		}
 		if !fn(key, b[vs:ve]) {
 			return nil
 		}
@@ -144,6 +147,9 @@ func eachElem(b []byte, fn func(elem []byte) error) error {
 		ve, err := valueEnd(b, i)
 		if err != nil {
 			return err
+		}
+		if ve == i {
+			return fmt.Errorf("missing value at offset %d", i)
 		}
 		if err := fn(b[i:ve]); err != nil {
 			return err
