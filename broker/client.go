@@ -2,10 +2,12 @@ package broker
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +39,9 @@ type RedisConfig struct {
 	TLS bool `yaml:"tls"`
 	// TLSServerName overrides the name checked in the server certificate.
 	TLSServerName string `yaml:"tls_server_name"`
+	// TLSCAFile is a PEM file of CA certificates to verify the server with
+	// (default: the system's).
+	TLSCAFile string `yaml:"tls_ca_file"`
 	// TLSInsecureSkipVerify skips certificate verification (tests only).
 	TLSInsecureSkipVerify bool `yaml:"tls_insecure_skip_verify"`
 	// DisableClientCache turns off RESP3 client-side caching (needed for
@@ -175,6 +180,19 @@ func clientOption(cfg RedisConfig) (rueidis.ClientOption, *miniredis.Miniredis, 
 		if opt.TLSConfig.ServerName == "" && len(opt.InitAddress) == 1 {
 			opt.TLSConfig.ServerName, _, _ = net.SplitHostPort(opt.InitAddress[0])
 		}
+		if cfg.TLSCAFile != "" {
+			pem, err := os.ReadFile(cfg.TLSCAFile)
+			if err != nil {
+				return opt, nil, "", fmt.Errorf("redis.tls_ca_file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return opt, nil, "", fmt.Errorf("redis.tls_ca_file: %s holds no PEM certificate", cfg.TLSCAFile)
+			}
+			opt.TLSConfig.RootCAs = pool
+		}
+	} else if cfg.TLSCAFile != "" || cfg.TLSServerName != "" || cfg.TLSInsecureSkipVerify {
+		return opt, nil, "", errors.New("redis.tls: TLS options set but TLS is off (set tls: true or use rediss://)")
 	}
 	if !cfg.Embedded {
 		return opt, nil, desc, nil

@@ -1,0 +1,139 @@
+package luascripts_test
+
+import (
+	"context"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/feathery/feathery/broker/redistest"
+	"github.com/feathery/feathery/luascripts"
+	"github.com/redis/rueidis"
+)
+
+// servers runs f against a real redis-server and against miniredis.
+func servers(t *testing.T, f func(t *testing.T, c rueidis.Client)) {
+	t.Run("redis", func(t *testing.T) {
+		f(t, redistest.Start(t, redistest.Options{}).Client(t))
+	})
+	t.Run("miniredis", func(t *testing.T) {
+		m := miniredis.RunT(t)
+		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{m.Addr()}, DisableCache: true, ForceSingleClient: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		f(t, c)
+	})
+}
+
+func fields(t *testing.T, c rueidis.Client, key string) [][]string {
+	t.Helper()
+	res, err := c.Do(context.Background(), c.B().Xrange().Key(key).Start("-").End("+").Build()).AsXRange()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]string
+	for _, e := range res {
+		// AsXRange gives a map; read the entry again in order.
+		arr, err := c.Do(context.Background(), c.B().Xrange().Key(key).Start(e.ID).End(e.ID).Build()).ToArray()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pair, _ := arr[0].ToArray()
+		fv, _ := pair[1].AsStrSlice()
+		out = append(out, fv)
+	}
+	return out
+}
+
+func TestPublish(t *testing.T) {
+	servers(t, func(t *testing.T, c rueidis.Client) {
+		ctx := context.Background()
+		ck := "p:{bot:x}:session:0"
+		streams := []luascripts.PublishStream{
+			{Key: "p:{bot:x}:events"},
+			{Key: "p:{bot:x}:m", TrimKind: "MAXLEN", Threshold: "1000"},
+			{Key: "p:{bot:x}:a", TrimKind: "MINID", Threshold: "1-0"},
+		}
+		call := luascripts.PublishCall{
+			Checkpoint: ck, Streams: streams, Session: "s", Seq: 3, ResumeURL: "wss://r", ShardCount: 2,
+			Intents: 1 << 33, Bot: "x", Shard: 0,
+			Entries: []luascripts.PublishEntry{
+				{Stream: 0, Seq: 1, Type: "A", Data: []byte(`{"a":1}`), Guild: 12345678901234567, At: 10},
+				{Stream: 1, Seq: 2, Type: "B", Data: []byte(``), Before: []byte(`{"b":0}`), At: 11},
+				{Stream: 2, Seq: 3, Type: "C", Data: []byte(`null`), At: 12},
+				{Stream: 2, Seq: 3, Type: "C", Data: []byte(`dup in batch`), At: 12},
+			},
+		}
+		var a luascripts.PublishArgs
+		a.Build(&call)
+		res, err := luascripts.Publish(ctx, c, &a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res != (luascripts.PublishResult{Added: 3, Skipped: 1}) {
+			t.Fatalf("result %+v", res)
+		}
+		want := map[string][][]string{
+			"p:{bot:x}:events": {{"v", "1", "t", "A", "d", `{"a":1}`, "bot", "x", "shard", "0", "session", "s", "seq", "1", "guild", "12345678901234567", "at", "10"}},
+			"p:{bot:x}:m":      {{"v", "1", "t", "B", "d", ``, "bot", "x", "shard", "0", "session", "s", "seq", "2", "before", `{"b":0}`, "at", "11"}},
+			"p:{bot:x}:a":      {{"v", "1", "t", "C", "d", `null`, "bot", "x", "shard", "0", "session", "s", "seq", "3", "at", "12"}},
+		}
+		for k, w := range want {
+			if got := fields(t, c, k); !reflect.DeepEqual(got, w) {
+				t.Errorf("%s: got %q, want %q", k, got, w)
+			}
+		}
+		ckv, _ := c.Do(ctx, c.B().Hgetall().Key(ck).Build()).AsStrMap()
+		wantCk := map[string]string{"session": "s", "seq": "3", "resume_url": "wss://r", "shards": "2", "intents": "8589934592"}
+		if !reflect.DeepEqual(ckv, wantCk) {
+			t.Errorf("checkpoint %v, want %v", ckv, wantCk)
+		}
+		// Replay: nothing added, the checkpoint does not go back.
+		call.Seq = 2
+		call.Entries = call.Entries[:2]
+		a.Build(&call)
+		if res, err := luascripts.Publish(ctx, c, &a); err != nil || res != (luascripts.PublishResult{Skipped: 2}) {
+			t.Fatalf("replay: %+v %v", res, err)
+		}
+		if s, _ := c.Do(ctx, c.B().Hget().Key(ck).Field("seq").Build()).ToString(); s != "3" {
+			t.Errorf("checkpoint seq %s after replay, want 3", s)
+		}
+		// A new session starts over.
+		call.Session, call.Seq = "t", 1
+		call.Entries = call.Entries[:1]
+		a.Build(&call)
+		if res, err := luascripts.Publish(ctx, c, &a); err != nil || res != (luascripts.PublishResult{Added: 1}) {
+			t.Fatalf("new session: %+v %v", res, err)
+		}
+	})
+}
+
+func TestIdentify(t *testing.T) {
+	servers(t, func(t *testing.T, c rueidis.Client) {
+		ctx := context.Background()
+		b0, rem := "p:{bot:x}:identify:bucket:0", "p:{bot:x}:identify:remaining"
+		r, err := luascripts.Identify(ctx, c, b0, rem, time.Hour, 2, time.Hour)
+		if err != nil || r.Outcome != luascripts.IdentifyTaken || r.Remaining != 1 {
+			t.Fatalf("first: %+v %v", r, err)
+		}
+		r, err = luascripts.Identify(ctx, c, b0, rem, time.Hour, 2, time.Hour)
+		if err != nil || r.Outcome != luascripts.IdentifyWait || r.Wait <= 0 || r.Wait > time.Hour {
+			t.Fatalf("busy bucket: %+v %v", r, err)
+		}
+		r, err = luascripts.Identify(ctx, c, "p:{bot:x}:identify:bucket:1", rem, time.Hour, 2, time.Hour)
+		if err != nil || r.Outcome != luascripts.IdentifyTaken || r.Remaining != 0 {
+			t.Fatalf("other bucket: %+v %v", r, err)
+		}
+		r, err = luascripts.Identify(ctx, c, "p:{bot:x}:identify:bucket:2", rem, time.Hour, 2, time.Hour)
+		if err != nil || r.Outcome != luascripts.IdentifyExhausted || r.Wait <= 0 {
+			t.Fatalf("exhausted: %+v %v", r, err)
+		}
+		c.Do(ctx, c.B().Set().Key(rem).Value("lots").Build())
+		if _, err := luascripts.Identify(ctx, c, b0, rem, time.Hour, 2, time.Hour); err == nil {
+			t.Fatalf("non-integer counter: no error")
+		}
+	})
+}
