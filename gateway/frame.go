@@ -18,6 +18,11 @@ import (
 // control frames).
 var ErrBadFrame = errors.New("bad websocket frame")
 
+// shrinkAbove is the buffer capacity above which a buffer grown for a rare
+// huge payload (a big GUILD_CREATE) is released once it is no longer needed,
+// so an idle shard does not keep megabytes.
+const shrinkAbove = 1 << 20
+
 // frameReader reads server frames from a buffered connection into one reused
 // buffer. Data messages split over continuation frames are assembled in that
 // buffer; control frames that arrive in between are returned on their own.
@@ -153,6 +158,9 @@ func (fr *frameReader) next() (frameKind, ws.OpCode, []byte, error) {
 			}
 			fr.msgOp = h.op
 			fr.buf = fr.buf[:0]
+			if cap(fr.buf) > shrinkAbove && h.length < shrinkAbove {
+				fr.buf = nil // let a rare huge message's buffer go
+			}
 		case ws.OpContinuation:
 			if !fr.assembling {
 				return 0, 0, nil, fmt.Errorf("continuation frame without a message: %w", ErrBadFrame)

@@ -133,6 +133,9 @@ func (f *inflater) inflate(in []byte, fn func(payload []byte) error) error {
 	rest := f.src.Len()
 	if rest == 0 {
 		f.in = f.in[:0]
+		if cap(f.in) > shrinkAbove {
+			f.in = nil
+		}
 	} else {
 		tail := in[len(in)-rest:]
 		if len(f.in) > 0 && &tail[0] != &f.in[0] {
@@ -184,6 +187,9 @@ func (f *inflater) readPayloads(dec io.Reader, fn func(payload []byte) error) er
 					return perr
 				}
 				if n == 0 {
+					if cap(f.out) > shrinkAbove {
+						f.out = nil
+					}
 					return nil
 				}
 				continue

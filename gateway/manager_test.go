@@ -710,6 +710,7 @@ func TestManager_StatusJSON(t *testing.T) {
 	fake := startFake(t, discordtest.Config{Shards: 2, Guilds: 2})
 	h := startManager(t, fake, gateway.BotConfig{ShardIDs: []int{1}}, newRecordingSink(), nil)
 	h.waitReady(t, 1)
+	waitFor(t, 5*time.Second, "a heartbeat round trip", func() bool { return h.status(1).Latency > 0 })
 	b, err := json.Marshal(h.m.Status())
 	if err != nil {
 		t.Fatal(err)

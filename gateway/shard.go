@@ -45,6 +45,9 @@ const (
 	resumeFailsIdentify = 5
 	// helloTimeout bounds the wait for HELLO after the handshake.
 	helloTimeout = 20 * time.Second
+	// readBufferSize is the socket read buffer of a connection; larger
+	// frames are read straight into the frame buffer.
+	readBufferSize = 16 << 10
 	dialTimeout  = 15 * time.Second
 )
 
@@ -381,9 +384,9 @@ func (s *shard) connectOnce(ctx context.Context) error {
 	if br != nil {
 		// br holds what arrived with the handshake (often HELLO) and reads
 		// on from the connection once drained.
-		src = bufio.NewReaderSize(br, 64<<10)
+		src = bufio.NewReaderSize(br, readBufferSize)
 	} else {
-		src = bufio.NewReaderSize(nc, 64<<10)
+		src = bufio.NewReaderSize(nc, readBufferSize)
 	}
 	c := &conn{nc: nc, hello: make(chan time.Duration, 1), beatNow: make(chan struct{}, 1)}
 	c.w.w = nc

@@ -1,0 +1,92 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestSendLimiter_ReservesHeartbeats(t *testing.T) {
+	var l sendLimiter
+	l.setHeartbeat(time.Second) // 60 beats a minute + 2 → reserve capped at 60
+	if l.reserve != 60 {
+		t.Fatalf("got reserve %d, want 60", l.reserve)
+	}
+	l.setHeartbeat(41250 * time.Millisecond)
+	if l.reserve != 3 {
+		t.Fatalf("got reserve %d, want 3", l.reserve)
+	}
+	for i := range sendLimit - 3 {
+		if d := l.try(false); d != 0 {
+			t.Fatalf("send %d refused (%v), want it allowed", i, d)
+		}
+	}
+	if d := l.try(false); d <= 0 || d > sendWindow {
+		t.Fatalf("got wait %v for a send over the limit, want (0, 60s]", d)
+	}
+	for i := range 3 {
+		if d := l.try(true); d != 0 {
+			t.Fatalf("heartbeat %d refused (%v), want the reserve to hold it", i, d)
+		}
+	}
+	if d := l.try(true); d <= 0 {
+		t.Fatalf("got wait %v for heartbeat 121, want a wait", d)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := l.wait(ctx, true); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v waiting with a cancelled ctx, want context.Canceled", err)
+	}
+}
+
+func TestBackoff_Bounds(t *testing.T) {
+	for n := 1; n < 40; n++ {
+		d := backoff(n)
+		hi := min(backoffMin<<min(n-1, 10), backoffMax)
+		if d < hi/2 || d > hi {
+			t.Fatalf("backoff(%d) = %v, want in [%v, %v]", n, d, hi/2, hi)
+		}
+	}
+}
+
+func TestMemoryIdentifyLimiter(t *testing.T) {
+	l := NewMemoryIdentifyLimiter()
+	lim := Limits{MaxConcurrency: 2, Window: 100 * time.Millisecond, Total: 1000, Remaining: 5, ResetAfter: time.Hour}
+	var mu sync.Mutex
+	at := map[int]time.Time{}
+	var wg sync.WaitGroup
+	for shard := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.Wait(context.Background(), "b", shard, lim); err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			at[shard] = time.Now()
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	// Shards 0 and 2 share bucket 0, 1 and 3 bucket 1: each pair a window apart.
+	for _, pair := range [][2]int{{0, 2}, {1, 3}} {
+		gap := at[pair[0]].Sub(at[pair[1]]).Abs()
+		if gap < lim.Window {
+			t.Errorf("shards %v identified %v apart, want at least the %v window", pair, gap, lim.Window)
+		}
+	}
+	if err := l.Wait(context.Background(), "b", 4, lim); err != nil {
+		t.Fatal(err)
+	}
+	// Five starts were remaining: the sixth is refused with the reset time.
+	err := l.Wait(context.Background(), "b", 5, lim)
+	if !errors.Is(err, ErrStartLimitExhausted) {
+		t.Fatalf("got %v, want ErrStartLimitExhausted", err)
+	}
+	// Another bot has its own budget.
+	if err := l.Wait(context.Background(), "other", 0, lim); err != nil {
+		t.Fatal(err)
+	}
+}
