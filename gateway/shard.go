@@ -48,7 +48,7 @@ const (
 	// readBufferSize is the socket read buffer of a connection; larger
 	// frames are read straight into the frame buffer.
 	readBufferSize = 16 << 10
-	dialTimeout  = 15 * time.Second
+	dialTimeout    = 15 * time.Second
 )
 
 // shard owns one gateway connection at a time for (bot, id).
