@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -233,4 +234,35 @@ func TestRedisURLValidation(t *testing.T) {
 			t.Errorf("%s: got %v, want %q", u, err, want)
 		}
 	}
+}
+
+// TestConfigDoc: CONFIG.md documents every field of the schema.
+func TestConfigDoc(t *testing.T) {
+	doc, err := os.ReadFile("CONFIG.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var walk func(typ reflect.Type, path string)
+	walk = func(typ reflect.Type, path string) {
+		for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice {
+			typ = typ.Elem()
+		}
+		if typ.Kind() != reflect.Struct || typ.PkgPath() != reflect.TypeOf(Config{}).PkgPath() {
+			return
+		}
+		if _, self := reflect.New(typ).Interface().(nodeDecoder); self {
+			return
+		}
+		for i := 0; i < typ.NumField(); i++ {
+			name, _, _ := strings.Cut(typ.Field(i).Tag.Get("yaml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			if !strings.Contains(string(doc), "`"+name+"`") && !strings.Contains(string(doc), "`"+path+name) {
+				t.Errorf("CONFIG.md does not document %s%s", path, name)
+			}
+			walk(typ.Field(i).Type, path+name+".")
+		}
+	}
+	walk(reflect.TypeOf(Config{}), "")
 }

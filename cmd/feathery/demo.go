@@ -41,6 +41,7 @@ func (m *Main) runDemo(ctx context.Context, g globalFlags, args []string) error 
 	}
 
 	const window = time.Second
+	yes := true
 	fake, err := discordtest.Start(discordtest.Config{
 		Token:             demoToken,
 		Shards:            *shards,
@@ -74,6 +75,7 @@ func (m *Main) runDemo(ctx context.Context, g globalFlags, args []string) error 
 			Token:       demoToken,
 			Intents:     Intents{Value: intentsAll, Set: true},
 			Compression: "zlib-stream",
+			Filters:     FiltersConfig{Ignore: []string{"TYPING_START"}, DropBots: &yes},
 			Routes: []RouteConfig{{
 				Events: []string{"MESSAGE_*", "INTERACTION_CREATE"},
 				Stream: "commands",
