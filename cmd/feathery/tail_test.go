@@ -114,6 +114,17 @@ func TestTail(t *testing.T) {
 		}
 	})
 
+	t.Run("config", func(t *testing.T) {
+		path := writeFile(t, "feathery.yaml", "redis: {url: \""+srv.URL()+"\"}\nbots: [{name: b, token: ${TOKEN}}]\n")
+		m, out, _ := testMain(map[string]string{"TOKEN": testToken})
+		if err := m.Run(t.Context(), []string{"tail", "-c", path, "--from", "0", "--count", "1"}); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out.String(), "MESSAGE_CREATE bot=b shard=0 seq=1 ") {
+			t.Errorf("got %q", out)
+		}
+	})
+
 	t.Run("no stream", func(t *testing.T) {
 		m, _, _ := testMain(nil)
 		err := m.Run(t.Context(), []string{"tail", "--redis", srv.URL()})
