@@ -115,7 +115,7 @@ func TestTail(t *testing.T) {
 	})
 
 	t.Run("config", func(t *testing.T) {
-		path := writeFile(t, "feathery.yaml", "redis: {url: \""+srv.URL()+"\"}\nbots: [{name: b, token: ${TOKEN}}]\n")
+		path := writeFile(t, "feathery.yaml", "redis: {url: \""+srv.URL()+"\"}\nbots:\n  - name: b\n    token: ${TOKEN}\n")
 		m, out, _ := testMain(map[string]string{"TOKEN": testToken})
 		if err := m.Run(t.Context(), []string{"tail", "-c", path, "--from", "0", "--count", "1"}); err != nil {
 			t.Fatal(err)
