@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -63,6 +64,26 @@ func TestPublisher_RedisOutageBackpressure(t *testing.T) {
 	if err == nil {
 		t.Fatalf("flush succeeded while Redis was down")
 	}
+	// A blocked Publish on another shard's full queue honours its ctx: at
+	// most queue + one batch are accepted, then Publish times out.
+	blocked := false
+	for i := int64(1); i <= queue+16+1; i++ {
+		e := ev(i, "TYPING_START", `{}`)
+		e.Shard = 1
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		err := p.Publish(ctx, e)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			blocked = true
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !blocked {
+		t.Fatalf("shard 1 accepted more than queue + one batch while Redis was down")
+	}
 	if st := shardStats(p, "b", 0); st.LastError == "" {
 		t.Errorf("no last error in stats while Redis is down")
 	}
@@ -77,7 +98,12 @@ func TestPublisher_RedisOutageBackpressure(t *testing.T) {
 		t.Fatalf("publishing did not resume after Redis came back")
 	}
 	flush(t, p, "b", 0)
-	es := readStream(t, c, "feathery:{bot:b}:events")
+	var es []entry // shard 0's entries
+	for _, e := range readStream(t, c, "feathery:{bot:b}:events") {
+		if sh, _ := e.get("shard"); sh == "0" {
+			es = append(es, e)
+		}
+	}
 	wantSeqs(t, "stream after outage", seqs(t, es), 1, total)
 	for _, e := range es {
 		if d, _ := e.get("d"); d != fmt.Sprintf(`{"n":%d}`, e.seq(t)) {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -458,4 +460,68 @@ func TestPublisher_Control(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+func TestPublisher_BatchBytesBound(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	c := srv.Client(t)
+	p := newPublisher(t, c, broker.PublisherConfig{MaxBatchBytes: 1 << 20, MaxDelay: 50 * time.Millisecond})
+	big := `"` + strings.Repeat("x", 400<<10) + `"`
+	for i := int64(1); i <= 10; i++ {
+		mustPublish(t, p, ev(i, "GUILD_CREATE", big))
+	}
+	huge := `"` + strings.Repeat("y", 2<<20) + `"` // above the bound: goes alone
+	mustPublish(t, p, ev(11, "GUILD_CREATE", huge))
+	flush(t, p, "b", 0)
+	es := readStream(t, c, "feathery:{bot:b}:events")
+	wantSeqs(t, "stream", seqs(t, es), 1, 11)
+	if d, _ := es[10].get("d"); d != huge {
+		t.Errorf("huge payload changed: %d bytes", len(d))
+	}
+	if st := shardStats(p, "b", 0); st.Batches < 6 {
+		t.Errorf("%d batches for 10 × 400 KiB + 2 MiB under a 1 MiB bound, want >= 6", st.Batches)
+	}
+}
+
+// After Close no goroutine of the Publisher is left.
+func TestPublisher_CloseJoinsGoroutines(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	c := srv.Client(t)
+	p, err := broker.NewPublisher(c, broker.PublisherConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for s := range 3 {
+		e := ev(1, "TYPING_START", `{}`)
+		e.Shard = s
+		mustPublish(t, p, e)
+	}
+	if n := publisherGoroutines(); n != 4 {
+		t.Errorf("%d publisher goroutines running, want 4 (3 shards + control)", n)
+		buf := make([]byte, 1<<20)
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, "broker.") {
+				t.Logf("%s", g)
+			}
+		}
+	}
+	if err := p.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := publisherGoroutines(); n != 0 {
+		t.Fatalf("%d publisher goroutines left after Close", n)
+	}
+}
+
+func publisherGoroutines() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		// The entry closures: present even before a goroutine first runs.
+		if strings.Contains(g, "broker.(*botState).shard.func1()") || strings.Contains(g, "broker.NewPublisher.func1()") {
+			n++
+		}
+	}
+	return n
 }
