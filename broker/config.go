@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
+	"strings"
 	"time"
 )
 
@@ -201,6 +202,11 @@ func (s *StreamConfig) validate(isDefault bool) error {
 		if err := CheckName(s.Stream); err != nil {
 			return fmt.Errorf("stream: %w", err)
 		}
+		for _, r := range reservedStreamPrefixes {
+			if strings.HasPrefix(s.Stream, r) {
+				return fmt.Errorf("stream: %q starts with %q, which names other keys of the bot", s.Stream, r)
+			}
+		}
 	}
 	if s.MaxLen < 0 {
 		return fmt.Errorf("max_len: %d is negative", s.MaxLen)
@@ -221,6 +227,10 @@ func (s *StreamConfig) validate(isDefault bool) error {
 	}
 	return nil
 }
+
+// reservedStreamPrefixes are the bot-tagged key names that are not streams
+// (see Keys).
+var reservedStreamPrefixes = []string{"session:", "identify:"}
 
 func checkGlobs(globs []string) error {
 	for i, g := range globs {

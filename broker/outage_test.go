@@ -120,7 +120,8 @@ func TestPublisher_RedisOutageBackpressure(t *testing.T) {
 // limiter work there too.
 func TestPublisher_Cluster(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
-	client, err := broker.NewClient(broker.RedisConfig{ClusterAddrs: cl.Addrs(), DisableClientCache: true})
+	client, err := broker.NewClient(broker.RedisConfig{ClusterAddrs: cl.Addrs()}) // client-side caching on
+
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +138,7 @@ func TestPublisher_Cluster(t *testing.T) {
 			Filters: broker.FilterConfig{PrefixFilter: true, Prefixes: []string{"!"}},
 		})
 	}
-	p := newPublisher(t, c, broker.PublisherConfig{Bots: cfgs})
+	p := newPublisher(t, c, broker.PublisherConfig{Bots: cfgs, ClientSideCaching: client.ClientSideCaching()})
 	if err := p.EnsureGroups(t.Context()); err != nil {
 		t.Fatal(err)
 	}

@@ -302,6 +302,7 @@ func TestPublisher_ConfigErrors(t *testing.T) {
 		{broker.PublisherConfig{Bots: []broker.BotConfig{{Name: "a", Filters: broker.FilterConfig{Ignore: []string{"["}}}}}, "bots[0].filters.ignore[0]"},
 		{broker.PublisherConfig{Bots: []broker.BotConfig{{Name: "a", Filters: broker.FilterConfig{BotUserID: "abc"}}}}, "bots[0].filters.bot_user_id"},
 		{broker.PublisherConfig{QueueSize: -1}, "queue_size"},
+		{broker.PublisherConfig{Bots: []broker.BotConfig{{Name: "a", Routes: []broker.Route{{Events: []string{"X"}, StreamConfig: broker.StreamConfig{Stream: "session:0"}}}}}}, "bots[0].routes[0].stream"},
 		{broker.PublisherConfig{PrefixTTL: 2 * time.Second}, "prefix_ttl"},
 	}
 	for _, tc := range cases {
