@@ -101,6 +101,8 @@ func DefaultMix() map[string]float64 {
 		"GUILD_UPDATE":        1,
 		"GUILD_EMOJIS_UPDATE": 1,
 		"THREAD_CREATE":       1,
+		"THREAD_UPDATE":       0.5,
+		"THREAD_DELETE":       0.5,
 	}
 }
 
