@@ -29,6 +29,7 @@ type scriptServer struct {
 }
 
 type scriptConn struct {
+	path string
 	nc   net.Conn
 	wmu  sync.Mutex
 	msgs chan map[string]json.RawMessage
@@ -72,7 +73,7 @@ func newScriptServer(t *testing.T, script func(n int, c *scriptConn)) *scriptSer
 		n := s.conns
 		s.conns++
 		s.mu.Unlock()
-		c := &scriptConn{nc: nc, msgs: make(chan map[string]json.RawMessage, 16)}
+		c := &scriptConn{path: r.URL.Path, nc: nc, msgs: make(chan map[string]json.RawMessage, 16)}
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -197,4 +198,72 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// TestShard_ResumeFallback: resumes that keep failing move from the resume
+// URL to the main URL, then give the session up (session_lost) and identify.
+func TestShard_ResumeFallback(t *testing.T) {
+	t.Parallel()
+	type seen struct {
+		path string
+		op   string
+	}
+	var mu sync.Mutex
+	var conns []seen
+	srv := newScriptServer(t, func(n int, c *scriptConn) {
+		c.send(`{"op":10,"d":{"heartbeat_interval":1000}}`)
+		first := c.next(t)
+		mu.Lock()
+		conns = append(conns, seen{c.path, string(first["op"])})
+		mu.Unlock()
+		switch {
+		case n == 0 || string(first["op"]) == "2":
+			c.send(`{"op":0,"s":1,"t":"READY","d":{"session_id":"s` + fmt.Sprint(n) + `","resume_gateway_url":"ws://` + c.nc.LocalAddr().String() + `/resume"}}`)
+			if n == 0 {
+				c.raw(ws.MustCompileFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(4000, "bye"))))
+			}
+		default: // refuse every resume
+			c.raw(ws.MustCompileFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(4000, "no"))))
+		}
+		for range c.msgs {
+		}
+	})
+	var lost []ControlEvent
+	m, err := NewManager(ManagerConfig{
+		Bots:    []BotConfig{{Name: "b", Token: "tok"}},
+		Sink:    SinkFunc(func(context.Context, *Event) error { return nil }),
+		RESTURL: srv.srv.URL + "/api/v10",
+		OnControl: func(ev ControlEvent) {
+			if ev.Kind == "session_lost" {
+				mu.Lock()
+				lost = append(lost, ev)
+				mu.Unlock()
+			}
+		},
+	})
+	must(t, err)
+	must(t, m.Start(t.Context()))
+	defer m.Close(context.Background())
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mu.Lock()
+		n := len(conns)
+		mu.Unlock()
+		if n >= 7 && m.Status()[0].State == StateReady {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("got %d connections by the deadline, want 7", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []seen{{"/", "2"}, {"/resume/", "6"}, {"/resume/", "6"}, {"/", "6"}, {"/", "6"}, {"/", "6"}, {"/", "2"}}
+	if fmt.Sprint(conns[:7]) != fmt.Sprint(want) {
+		t.Fatalf("got connections (path, first op) %v, want %v", conns[:7], want)
+	}
+	if len(lost) != 1 || lost[0].Session != "s0" || lost[0].Seq != 1 {
+		t.Fatalf("got session_lost events %+v, want one for s0 at seq 1", lost)
+	}
 }

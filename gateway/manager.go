@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -250,38 +251,73 @@ type gatewayBotInfo struct {
 	} `json:"session_start_limit"`
 }
 
-// gatewayBot calls GET /gateway/bot for b. Errors never carry the token.
+// gatewayBot calls GET /gateway/bot for b, retrying rate limits (429, after
+// the time Discord asks), server errors and network errors a few times.
+// Errors never carry the token.
 func (m *Manager) gatewayBot(ctx context.Context, b BotConfig) (gatewayBotInfo, error) {
-	var info gatewayBotInfo
+	const attempts = 5
+	for i := 1; ; i++ {
+		info, retryAfter, err := m.gatewayBotOnce(ctx, b)
+		if err == nil || retryAfter < 0 || i == attempts {
+			return info, err
+		}
+		if retryAfter == 0 {
+			retryAfter = backoff(i)
+		}
+		m.log.Warn("GET /gateway/bot failed; retrying", "bot", b.Name, "err", err, "retry_in", retryAfter)
+		if !sleepCtx(ctx, retryAfter) {
+			return info, fmt.Errorf("%w (then %w)", err, ctx.Err())
+		}
+	}
+}
+
+// gatewayBotOnce makes one GET /gateway/bot. retryAfter < 0 means the error
+// is final; 0 means retry with backoff.
+func (m *Manager) gatewayBotOnce(ctx context.Context, b BotConfig) (info gatewayBotInfo, retryAfter time.Duration, err error) {
 	u := strings.TrimRight(m.cfg.RESTURL, "/") + "/gateway/bot"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return info, fmt.Errorf("build GET /gateway/bot: %w", err)
+		return info, -1, fmt.Errorf("build GET /gateway/bot: %w", err)
 	}
 	req.Header.Set("Authorization", "Bot "+b.Token)
 	req.Header.Set("User-Agent", "DiscordBot (https://github.com/feathery/feathery, "+Version+")")
 	resp, err := m.http.Do(req)
 	if err != nil {
-		return info, fmt.Errorf("GET /gateway/bot: %w", err)
+		if ctx.Err() != nil {
+			return info, -1, fmt.Errorf("GET /gateway/bot: %w", ctx.Err())
+		}
+		return info, 0, fmt.Errorf("GET /gateway/bot: %w", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return info, fmt.Errorf("read GET /gateway/bot reply: %w", err)
+		return info, 0, fmt.Errorf("read GET /gateway/bot reply: %w", err)
 	}
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
-		return info, fmt.Errorf("GET /gateway/bot: %w: token rejected (401)", ErrFatal)
+		return info, -1, fmt.Errorf("GET /gateway/bot: %w: token rejected (401)", ErrFatal)
+	case resp.StatusCode == http.StatusTooManyRequests:
+		var rl struct {
+			RetryAfter float64 `json:"retry_after"`
+		}
+		_ = json.Unmarshal(body, &rl)
+		wait := time.Duration(rl.RetryAfter * float64(time.Second))
+		if secs, err := strconv.ParseFloat(resp.Header.Get("Retry-After"), 64); err == nil && wait == 0 {
+			wait = time.Duration(secs * float64(time.Second))
+		}
+		return info, min(max(wait, 50*time.Millisecond), time.Minute), fmt.Errorf("GET /gateway/bot: rate limited (429)")
+	case resp.StatusCode >= 500:
+		return info, 0, fmt.Errorf("GET /gateway/bot: status %d", resp.StatusCode)
 	case resp.StatusCode != http.StatusOK:
-		return info, fmt.Errorf("GET /gateway/bot: status %d: %s", resp.StatusCode, truncate(body))
+		return info, -1, fmt.Errorf("GET /gateway/bot: status %d: %s", resp.StatusCode, truncate(body))
 	}
 	if err := json.Unmarshal(body, &info); err != nil {
-		return info, fmt.Errorf("decode GET /gateway/bot reply: %w", err)
+		return info, -1, fmt.Errorf("decode GET /gateway/bot reply: %w", err)
 	}
 	if info.URL == "" {
-		return info, errors.New("decode GET /gateway/bot reply: no url")
+		return info, -1, errors.New("decode GET /gateway/bot reply: no url")
 	}
-	return info, nil
+	return info, 0, nil
 }
 
 // Close stops every shard: each stops reading, flushes the Sink (if it is a
