@@ -47,10 +47,26 @@ const (
 	decPrefixPending // needs the guild's prefixes
 )
 
-// filterIndex maps a decision to ShardStats.Filtered's counter, -1 if none.
-var filterIndex = [...]int{decIgnore: 0, decCacheOnly: 1, decBot: 2, decWebhook: 3, decPrefix: 4}
-
+// filterNames are the filter counters' names, in counter order.
 var filterNames = [...]string{FilterIgnore, FilterCacheOnly, FilterBot, FilterWebhook, FilterPrefix}
+
+// filterSlot is the counter of the filter that dropped an item, false when
+// no filter did.
+func filterSlot(d decision) (int, bool) {
+	switch d {
+	case decIgnore:
+		return 0, true
+	case decCacheOnly:
+		return 1, true
+	case decBot:
+		return 2, true
+	case decWebhook:
+		return 3, true
+	case decPrefix:
+		return 4, true
+	}
+	return 0, false
+}
 
 // shardQueue is one shard's bounded queue and the state of its flusher.
 type shardQueue struct {
@@ -281,7 +297,10 @@ func (sq *shardQueue) publishRun(ctx context.Context, run []*item) bool {
 			if err == nil {
 				break
 			}
+			// A failed command may still sit in the client's queue
+			// referencing the batch's buffers: give them to the GC.
 			tainted = true
+			sc.args = luascripts.PublishArgs{}
 			if ctx.Err() != nil {
 				return false
 			}
@@ -302,8 +321,8 @@ func (sq *shardQueue) publishRun(ctx context.Context, run []*item) bool {
 	for _, d := range sc.dec {
 		if d == decDuplicate {
 			dups++
-		} else if int(d) < len(filterIndex) && d != decPublish && d != decPrefixPending {
-			sq.filtered[filterIndex[d]].Add(1)
+		} else if i, ok := filterSlot(d); ok {
+			sq.filtered[i].Add(1)
 		}
 	}
 	sq.published.Add(uint64(res.Added))
