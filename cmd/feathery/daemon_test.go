@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"net/http"
 	"os/exec"
 	"regexp"
@@ -369,4 +370,73 @@ bots:
 			t.Errorf("log line %d is not JSON: %q", i, line)
 		}
 	}
+}
+
+// TestDaemon_StartErrors: start-up failures are one clear error, without
+// the token, and leave nothing running.
+func TestDaemon_StartErrors(t *testing.T) {
+	fake := startFake(t, 1, 0)
+
+	t.Run("admin address taken", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		cfg := e2eConfig(t, fake, "{embedded: true}")
+		cfg.Admin.Addr = ln.Addr().String()
+		d, err := runDaemon(t.Context(), cfg, daemonDeps{})
+		if err == nil {
+			d.Close(context.Background())
+			t.Fatal("no error")
+		}
+		if !strings.Contains(err.Error(), "listen admin API") || !strings.Contains(err.Error(), "address already in use") {
+			t.Errorf("got %v", err)
+		}
+	})
+
+	t.Run("wrong token", func(t *testing.T) {
+		cfg := e2eConfig(t, fake, "{embedded: true}")
+		wrong := "WRONG" + testToken
+		cfg.Bots[0].Token = wrong
+		d, err := runDaemon(t.Context(), cfg, daemonDeps{})
+		if err == nil {
+			// The gateway may report a refused token through the shard
+			// instead of Start; then the shard must fail.
+			defer d.Close(context.Background())
+			waitFor(t, 10*time.Second, "the shard to fail", func() bool {
+				for _, s := range d.Status(t.Context()).Shards {
+					if s.State == "failed" {
+						return !strings.Contains(s.Error, wrong)
+					}
+				}
+				return false
+			})
+			return
+		}
+		if strings.Contains(err.Error(), wrong) || strings.Contains(err.Error(), testToken) {
+			t.Errorf("error shows the token: %v", err)
+		}
+		if strings.ContainsAny(err.Error(), "\n") {
+			t.Errorf("error spans lines: %q", err)
+		}
+	})
+
+	t.Run("redis unreachable", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close() // nothing listens there now
+		cfg := e2eConfig(t, fake, `{url: "redis://:secret-password@`+addr+`", dial_timeout: 2s}`)
+		d, err := runDaemon(t.Context(), cfg, daemonDeps{})
+		if err == nil {
+			d.Close(context.Background())
+			t.Fatal("no error")
+		}
+		if !strings.Contains(err.Error(), "connect to redis") || strings.Contains(err.Error(), "secret-password") {
+			t.Errorf("got %v", err)
+		}
+	})
 }
