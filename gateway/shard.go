@@ -180,12 +180,21 @@ func (s *shard) loadSession(ctx context.Context) {
 	if s.m.sessions == nil {
 		return
 	}
-	sess, err := s.m.sessions.Load(ctx, s.bot.cfg.Name, s.id)
+	var sess Session
+	var err error
+	for try := 1; ; try++ {
+		sess, err = s.m.sessions.Load(ctx, s.bot.cfg.Name, s.id)
+		if err == nil || errors.Is(err, ErrNoSession) || try == 3 || !sleepCtx(ctx, backoff(try+2)) {
+			break
+		}
+	}
 	switch {
 	case errors.Is(err, ErrNoSession):
 		return
 	case err != nil:
-		s.log.Warn("load saved session; identifying instead", "err", err)
+		// Identifying starts a new session: the events the saved one
+		// still held are lost, so say so loudly.
+		s.log.Error("load saved session failed; identifying instead", "err", err)
 		return
 	}
 	if sess.ID == "" || sess.ShardCount != s.bot.count || sess.Intents != s.bot.cfg.Intents {
@@ -717,7 +726,8 @@ func (s *shard) heartbeat(ctx context.Context, c *conn) {
 	}
 	beat := time.NewTimer(time.Duration(rand.Float64() * float64(iv)))
 	defer beat.Stop()
-	memberTimer := time.NewTimer(time.Hour)
+	// Check the member queue soon: requests may be left from the last connection.
+	memberTimer := time.NewTimer(100 * time.Millisecond)
 	defer memberTimer.Stop()
 	var buf []byte
 	send := func(check bool) bool {
