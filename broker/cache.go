@@ -422,14 +422,20 @@ func (c *Cache) do(ctx context.Context, cmds rueidis.Commands) ([]rueidis.RedisR
 	return res, nil
 }
 
-// listDrop are the lists a guild object is stored without.
+// listDrop are the lists a guild object is stored without: those with
+// keys of their own, and GUILD_CREATE's extras that their own events (not
+// cached) would leave stale.
 func listDrop(k string) bool {
 	switch k {
-	case "roles", "emojis", "stickers", "channels", "threads", "members", "voice_states", "presences":
+	case "roles", "emojis", "stickers", "channels", "threads", "members", "voice_states", "presences",
+		"stage_instances", "guild_scheduled_events", "soundboard_sounds":
 		return true
 	}
 	return false
 }
+
+// dropNewlyCreated drops THREAD_CREATE's event flag from the thread.
+func dropNewlyCreated(k string) bool { return k == "newly_created" }
 
 func dropUser(k string) bool           { return k == "user" || k == "guild_id" }
 func dropGuildID(k string) bool        { return k == "guild_id" }
@@ -506,7 +512,15 @@ func (c *Cache) plan(b rueidis.Builder, op *cacheOp, ev *Event) (rueidis.Complet
 		if kind == kChannelDel || kind == kThreadDel {
 			return luascripts.CacheEntityDel(b, hash, id), true, nil
 		}
-		return luascripts.CacheEntitySet(b, hash, id, rueidis.BinaryString(d)), true, nil
+		js := rueidis.BinaryString(d)
+		if kind == kThreadSet {
+			t, err := strip(d, dropNewlyCreated)
+			if err != nil {
+				return none, false, err
+			}
+			js = string(t)
+		}
+		return luascripts.CacheEntitySet(b, hash, id, js), true, nil
 	case kThreadSync:
 		if ent&entThreads == 0 {
 			op.kind = kNone

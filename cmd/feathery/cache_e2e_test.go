@@ -78,8 +78,16 @@ bots:
 		}
 		return n == len(fake.Snapshot().Guilds)
 	})
+	sent := func() int64 {
+		var n int64
+		for _, c := range fake.Stats().DispatchesPerShard {
+			n += c
+		}
+		return n
+	}
+	base := sent()
 	fake.SetRate(400)
-	time.Sleep(3 * time.Second) // the stretch of traffic under test, not a wait for a result
+	waitFor(t, 30*time.Second, "1200 live dispatches", func() bool { return sent() >= base+1200 })
 	fake.SetRate(0)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
