@@ -53,6 +53,7 @@ type rawClient struct {
 	dec      *json.Decoder
 	pend     []byte // zlib bytes not yet ending with the sync flush suffix
 	frames   int    // websocket messages read
+	wsFrames int    // websocket frames read
 }
 
 type rwPair struct {
@@ -85,11 +86,10 @@ func dialRaw(t testing.TB, url string) *rawClient {
 func (c *rawClient) next(timeout time.Duration) (frame, error) {
 	_ = c.conn.SetReadDeadline(time.Now().Add(timeout))
 	for {
-		data, op, err := wsutil.ReadServerData(c.rw)
+		data, op, err := c.readWS()
 		if err != nil {
 			return frame{}, err
 		}
-		c.frames++
 		var raw []byte
 		switch c.compress {
 		case "":
@@ -138,6 +138,49 @@ func (c *rawClient) next(timeout time.Duration) (frame, error) {
 		}
 		f.Raw = append([]byte(nil), raw...)
 		return f, nil
+	}
+}
+
+// readWS reads one websocket message frame by frame, counting frames.
+func (c *rawClient) readWS() ([]byte, ws.OpCode, error) {
+	var (
+		data []byte
+		op   ws.OpCode
+	)
+	for {
+		h, err := ws.ReadHeader(c.rw)
+		if err != nil {
+			return nil, 0, err
+		}
+		if h.Masked {
+			return nil, 0, fmt.Errorf("server frame is masked")
+		}
+		p := make([]byte, h.Length)
+		if _, err := io.ReadFull(c.rw, p); err != nil {
+			return nil, 0, err
+		}
+		c.wsFrames++
+		switch h.OpCode {
+		case ws.OpClose:
+			code, reason := ws.ParseCloseFrameData(p)
+			return nil, 0, wsutil.ClosedError{Code: code, Reason: reason}
+		case ws.OpPing, ws.OpPong:
+			continue
+		case ws.OpContinuation:
+			if op == 0 {
+				return nil, 0, fmt.Errorf("continuation frame without a first frame")
+			}
+		default:
+			if op != 0 {
+				return nil, 0, fmt.Errorf("%v frame inside a fragmented message", h.OpCode)
+			}
+			op = h.OpCode
+		}
+		data = append(data, p...)
+		if h.Fin {
+			c.frames++
+			return data, op, nil
+		}
 	}
 }
 
@@ -340,3 +383,9 @@ func matchLedger(t testing.TB, got []frame, entries []LedgerEntry) {
 		}
 	}
 }
+
+func sendClose(c *rawClient, code int) error {
+	return ws.WriteFrame(c.conn, ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusCode(code), ""))))
+}
+
+func itoa(n int) string { return fmt.Sprint(n) }

@@ -287,7 +287,7 @@ func (c *gwConn) readLoop(q url.Values) {
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() && !c.closeSent.Load() && !c.isClosing() {
-				c.s.violation(c.shard, "late_heartbeat", fmt.Sprintf("no heartbeat for %v", time.Since(c.lastBeat).Round(time.Millisecond)))
+				c.s.violation(c.currentShard(), "late_heartbeat", fmt.Sprintf("no heartbeat for %v", time.Since(c.lastBeat).Round(time.Millisecond)))
 			}
 			var ce closeFrameError
 			if errors.As(err, &ce) {
@@ -300,7 +300,7 @@ func (c *gwConn) readLoop(q url.Values) {
 			continue // discard until the client closes
 		}
 		if op == ws.OpBinary {
-			c.s.violation(c.shard, "decode_error", "binary frame from client")
+			c.s.violation(c.currentShard(), "decode_error", "binary frame from client")
 			c.closeWith(4002, "Decode error.")
 			continue
 		}

@@ -611,38 +611,38 @@ func (c *gwConn) requestMembers(d []byte) {
 	s := c.s
 	var req memberRequest
 	if err := json.Unmarshal(d, &req); err != nil {
-		c.refuse(4001, "request guild members: "+err.Error())
+		c.refuseKind(4001, "invalid_payload", "request guild members: "+err.Error())
 		return
 	}
 	var ids []string
 	if len(req.UserIDs) > 0 && string(req.UserIDs) != "null" {
 		if req.UserIDs[0] == '[' {
 			if err := json.Unmarshal(req.UserIDs, &ids); err != nil {
-				c.refuse(4001, "request guild members: user_ids: "+err.Error())
+				c.refuseKind(4001, "invalid_payload", "request guild members: user_ids: "+err.Error())
 				return
 			}
 		} else {
 			var one string
 			if err := json.Unmarshal(req.UserIDs, &one); err != nil {
-				c.refuse(4001, "request guild members: user_ids: "+err.Error())
+				c.refuseKind(4001, "invalid_payload", "request guild members: user_ids: "+err.Error())
 				return
 			}
 			ids = []string{one}
 		}
 		if len(ids) > 100 {
-			c.refuse(4001, fmt.Sprintf("request guild members: %d user_ids, at most 100", len(ids)))
+			c.refuseKind(4001, "invalid_payload", fmt.Sprintf("request guild members: %d user_ids, at most 100", len(ids)))
 			return
 		}
 	}
 	switch {
 	case req.GuildID == "":
-		c.refuse(4001, "request guild members: guild_id required")
+		c.refuseKind(4001, "invalid_payload", "request guild members: guild_id required")
 		return
 	case ids == nil && req.Query == nil:
-		c.refuse(4001, "request guild members: query or user_ids required")
+		c.refuseKind(4001, "invalid_payload", "request guild members: query or user_ids required")
 		return
 	case req.Query != nil && req.Limit == nil:
-		c.refuse(4001, "request guild members: limit required with query")
+		c.refuseKind(4001, "invalid_payload", "request guild members: limit required with query")
 		return
 	}
 	nonce := req.Nonce

@@ -147,7 +147,12 @@ var violationKinds = map[int]string{
 
 // refuse records a violation and closes the connection with code.
 func (c *gwConn) refuse(code int, detail string) {
-	c.s.violation(c.currentShard(), violationKinds[code], detail)
+	c.refuseKind(code, violationKinds[code], detail)
+}
+
+// refuseKind is refuse with a violation kind of its own.
+func (c *gwConn) refuseKind(code int, kind, detail string) {
+	c.s.violation(c.currentShard(), kind, detail)
 	c.s.log.Debug("closing connection", "code", code, "detail", detail)
 	c.closeWith(code, closeReasons[code])
 }
