@@ -1,12 +1,14 @@
 package gateway_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"runtime"
 	"strings"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/feathery/feathery/gateway"
 	"github.com/feathery/feathery/gateway/discordtest"
+	"github.com/gobwas/ws"
 )
 
 // testToken is distinctive so a test can prove it never reaches the logs.
@@ -873,4 +876,40 @@ func TestManager_StartLimitExhausted(t *testing.T) {
 		t.Errorf("logs lack a clear line about the exhausted limit:\n%s", buf.String())
 	}
 	checkViolations(t, fake)
+}
+
+// TestManager_BufferedHello: bytes that arrived with the handshake (HELLO,
+// in a reader the dialer returns) are read, not lost.
+func TestManager_BufferedHello(t *testing.T) {
+	t.Parallel()
+	fake := startFake(t, discordtest.Config{Shards: 1, Guilds: 2})
+	var mu sync.Mutex
+	buffered := 0
+	h := startManager(t, fake, gateway.BotConfig{}, newRecordingSink(), func(c *gateway.ManagerConfig) {
+		c.Dial = func(ctx context.Context, url string) (net.Conn, *bufio.Reader, error) {
+			nc, br, _, err := ws.Dialer{}.Dial(ctx, url)
+			if err != nil {
+				return nil, nil, err
+			}
+			if br == nil {
+				// Pull HELLO into a reader as the dialer does when the
+				// server writes right after the handshake.
+				br = bufio.NewReader(nc)
+				if _, err := br.Peek(1); err != nil {
+					nc.Close()
+					return nil, nil, err
+				}
+			}
+			mu.Lock()
+			buffered += br.Buffered()
+			mu.Unlock()
+			return nc, br, nil
+		}
+	})
+	h.waitReady(t, 0)
+	mu.Lock()
+	defer mu.Unlock()
+	if buffered == 0 {
+		t.Fatal("the dial hook buffered nothing: the test proves nothing")
+	}
 }
