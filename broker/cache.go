@@ -165,9 +165,9 @@ func (c *Cache) bot(name string) *botCache {
 	return &c.def
 }
 
-// Handles reports whether events of type t change the cache (those a
+// CacheHandles reports whether events of type t change the cache (those a
 // cache_only filter may keep from the streams).
-func Handles(t string) bool {
+func CacheHandles(t string) bool {
 	_, ok := cacheKinds[t]
 	return ok
 }

@@ -491,7 +491,37 @@ func testCacheIdempotence(t *testing.T, client rueidis.Client, seeds int) {
 }
 
 func TestCacheTwoBots(t *testing.T) {
-	testCacheTwoBots(t, realRedis(t).client)
+	for _, mk := range []func(*testing.T) cacheBackend{realRedis, miniRedis} {
+		be := mk(t)
+		t.Run(be.name, func(t *testing.T) { testCacheTwoBots(t, be.client) })
+	}
+}
+
+func TestCacheIdempotenceMiniredis(t *testing.T) {
+	testCacheIdempotence(t, miniRedis(t).client, 5)
+}
+
+// TestCacheScriptFlush: after the server lost its scripts (restart,
+// failover, SCRIPT FLUSH) Apply loads them again and the batch applies in
+// order.
+func TestCacheScriptFlush(t *testing.T) {
+	client := realRedis(t).client
+	c := newTestCache(t, client, CacheConfig{})
+	k := NewCacheKeys("")
+	g := wid(wGuildBase, 0)
+	apply(t, c, ev("a", "GUILD_CREATE", wGuildCreate(0, 0, []int{1}, false)))
+	if err := client.Do(context.Background(), client.B().ScriptFlush().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	b := apply(t, c, ev("a", "GUILD_ROLE_UPDATE", mustJSON(obj{"guild_id": g, "role": wRole(1, 5)})),
+		ev("a", "GUILD_ROLE_UPDATE", mustJSON(obj{"guild_id": g, "role": wRole(1, 6)})))
+	wantJSON(t, "first before", string(b[0]), mustJSON(wRole(1, 0)))
+	wantJSON(t, "second before", string(b[1]), mustJSON(wRole(1, 5)))
+	r, _ := hget(t, client, k.CacheRoles(g), wid(wRoleBase, 1))
+	wantJSON(t, "role", r, mustJSON(wRole(1, 6)))
+	if n := c.Stats().Reloads; n != 1 {
+		t.Errorf("reloads = %d, want 1", n)
+	}
 }
 
 func testCacheTwoBots(t *testing.T, client rueidis.Client) {
