@@ -309,6 +309,7 @@ func connectIdentify(t testing.TB, s *Server, query string, shard, shards int, i
 type recorder struct {
 	mu     sync.Mutex
 	frames []frame
+	ops    []int // every op read other than 0 and 11
 	err    error
 	done   chan struct{}
 }
@@ -325,11 +326,15 @@ func record(c *rawClient) *recorder {
 				r.mu.Unlock()
 				return
 			}
-			if f.Op == 0 {
-				r.mu.Lock()
+			r.mu.Lock()
+			switch f.Op {
+			case 0:
 				r.frames = append(r.frames, f)
-				r.mu.Unlock()
+			case 11:
+			default:
+				r.ops = append(r.ops, f.Op)
 			}
+			r.mu.Unlock()
 		}
 	}()
 	return r

@@ -16,9 +16,9 @@ type miniCache struct {
 }
 
 type cacheGuild struct {
-	info                                               json.RawMessage
+	info                                                json.RawMessage
 	members, roles, channels, threads, presences, voice map[string]json.RawMessage
-	emojis                                             json.RawMessage
+	emojis                                              json.RawMessage
 }
 
 func obj(t *testing.T, b []byte) map[string]json.RawMessage {
