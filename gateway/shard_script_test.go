@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,10 +30,11 @@ type scriptServer struct {
 }
 
 type scriptConn struct {
-	path string
-	nc   net.Conn
-	wmu  sync.Mutex
-	msgs chan map[string]json.RawMessage
+	beats atomic.Int64 // heartbeats received
+	path  string
+	nc    net.Conn
+	wmu   sync.Mutex
+	msgs  chan map[string]json.RawMessage
 }
 
 func (c *scriptConn) send(p string) {
@@ -88,6 +90,7 @@ func newScriptServer(t *testing.T, script func(n int, c *scriptConn)) *scriptSer
 					continue
 				}
 				if string(m["op"]) == "1" {
+					c.beats.Add(1)
 					c.send(`{"op":11,"d":null}`)
 					continue
 				}
@@ -265,5 +268,37 @@ func TestShard_ResumeFallback(t *testing.T) {
 	}
 	if len(lost) != 1 || lost[0].Session != "s0" || lost[0].Seq != 1 {
 		t.Fatalf("got session_lost events %+v, want one for s0 at seq 1", lost)
+	}
+}
+
+// TestShard_HeartbeatOnRequest: op 1 from the gateway gets a heartbeat at
+// once, not at the next interval (60 s here).
+func TestShard_HeartbeatOnRequest(t *testing.T) {
+	t.Parallel()
+	ok := make(chan bool, 1)
+	srv := newScriptServer(t, func(n int, c *scriptConn) {
+		c.send(`{"op":10,"d":{"heartbeat_interval":60000}}`)
+		c.next(t) // IDENTIFY
+		c.send(`{"op":0,"s":1,"t":"READY","d":{"session_id":"s","resume_gateway_url":"ws://x/"}}`)
+		before := c.beats.Load()
+		c.send(`{"op":1,"d":null}`)
+		deadline := time.Now().Add(5 * time.Second)
+		for c.beats.Load() == before && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		ok <- c.beats.Load() > before
+		for range c.msgs {
+		}
+	})
+	m, err := NewManager(ManagerConfig{
+		Bots:    []BotConfig{{Name: "b", Token: "tok"}},
+		Sink:    SinkFunc(func(context.Context, *Event) error { return nil }),
+		RESTURL: srv.srv.URL + "/api/v10",
+	})
+	must(t, err)
+	must(t, m.Start(t.Context()))
+	defer m.Close(context.Background())
+	if !<-ok {
+		t.Fatal("no heartbeat within 5 s of the gateway's op 1")
 	}
 }
