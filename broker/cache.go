@@ -279,6 +279,9 @@ func (c *Cache) Apply(ctx context.Context, evs []*Event, before [][]byte) error 
 	for i := range ops {
 		op := &ops[i]
 		op.u0 = len(userCmds)
+		if op.g >= 0 && c.failed(res1[op.g], evs[i]) {
+			op.kind, op.before = kNone, bNone
+		}
 		if op.kind == kNone || op.bc.ent&entUsers == 0 || op.bc.ent&entMembers == 0 {
 			op.u1 = op.u0
 			continue
@@ -319,6 +322,12 @@ func (c *Cache) Apply(ctx context.Context, evs []*Event, before [][]byte) error 
 	}
 	for i := range ops {
 		op := &ops[i]
+		for _, r := range res2[op.u0:op.u1] {
+			if c.failed(r, evs[i]) {
+				op.before = bNone // a partial effect: no trustworthy before image
+				break
+			}
+		}
 		if op.before == bNone {
 			continue
 		}
@@ -415,11 +424,45 @@ func (c *Cache) do(ctx context.Context, cmds rueidis.Commands) ([]rueidis.RedisR
 		res = append(res[:first], again...)
 	}
 	for _, r := range res {
-		if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {
+		if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) && !refused(err) {
 			return nil, fmt.Errorf("apply cache: %w", err)
 		}
 	}
 	return res, nil
+}
+
+// refused reports whether err is Redis refusing one script call for good —
+// a script error, WRONGTYPE because something else wrote a cache key — as
+// opposed to Redis being unavailable (connection, LOADING, BUSY, TRYAGAIN,
+// CLUSTERDOWN, redirects, OOM), which fails the batch so it is retried.
+// A refused call is logged and its event left out of the cache: retrying
+// would refuse again and stall the shard.
+func refused(err error) bool {
+	re, ok := rueidis.IsRedisErr(err)
+	if !ok || re.IsLoading() || re.IsTryAgain() || re.IsClusterDown() || re.IsNoScript() {
+		return false
+	}
+	if _, redirect := re.IsRedirect(); redirect {
+		return false
+	}
+	msg := re.Error()
+	for _, p := range []string{"BUSY", "OOM", "MASTERDOWN", "READONLY", "NOREPLICAS", "NOAUTH", "NOPERM"} {
+		if strings.HasPrefix(msg, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// failed reports whether r is a refused call and, if so, logs it.
+func (c *Cache) failed(r rueidis.RedisResult, ev *Event) bool {
+	err := r.Error()
+	if err == nil || rueidis.IsRedisNil(err) {
+		return false
+	}
+	c.skipped.Add(1)
+	c.log.Warn("cache: redis refused the event's script", "bot", ev.Bot, "shard", ev.Shard, "seq", ev.Seq, "type", ev.Type, "err", err)
+	return true
 }
 
 // listDrop are the lists a guild object is stored without: those with

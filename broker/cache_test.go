@@ -419,6 +419,27 @@ func TestCacheEvents(t *testing.T) {
 	}
 }
 
+// TestCacheRefusedScript: a cache key of the wrong type (written by
+// someone else) makes Redis refuse that event's script; the event is left
+// out and logged, the rest of the batch applies, Apply does not fail.
+func TestCacheRefusedScript(t *testing.T) {
+	client := realRedis(t).client
+	c := newTestCache(t, client, CacheConfig{})
+	k := NewCacheKeys("")
+	g := wid(wGuildBase, 0)
+	if err := client.Do(context.Background(), client.B().Set().Key(k.CacheChannels(g)).Value("junk").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	b := apply(t, c, ev("a", "CHANNEL_UPDATE", mustJSON(wChannel(g, 1, 0, true))),
+		ev("a", "GUILD_ROLE_CREATE", mustJSON(obj{"guild_id": g, "role": wRole(1, 0)})))
+	if b[0] != nil || c.Stats().Skipped != 1 {
+		t.Errorf("before %q, skipped %d; want nil, 1", b[0], c.Stats().Skipped)
+	}
+	if _, ok := hget(t, client, k.CacheRoles(g), wid(wRoleBase, 1)); !ok {
+		t.Error("the batch's other event was not applied")
+	}
+}
+
 // applyInBatches applies events in random batch sizes.
 func applyInBatches(t testing.TB, c *Cache, r *rand.Rand, evs []*Event) {
 	t.Helper()
