@@ -375,7 +375,10 @@ func TestManager_Recovery(t *testing.T) {
 			t.Parallel()
 			sc := scenarios()
 			n := len(sc)
-			fake := startFake(t, discordtest.Config{Shards: n, MaxConcurrency: 8, Guilds: 3 * n, Rate: float64(15 * n), Seed: 7})
+			// A 2 s heartbeat leaves room for a loaded machine (the fake flags a
+			// heartbeat later than 1.5 intervals).
+			fake := startFake(t, discordtest.Config{Shards: n, MaxConcurrency: 8, Guilds: 3 * n, Rate: float64(15 * n), Seed: 7,
+				HeartbeatInterval: 2 * time.Second})
 			h := startManager(t, fake, gateway.BotConfig{Compression: comp}, newRecordingSink(), nil)
 			all := make([]int, n)
 			for i := range all {
