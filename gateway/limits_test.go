@@ -90,3 +90,21 @@ func TestMemoryIdentifyLimiter(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestMemberQueue(t *testing.T) {
+	q := memberQueue{wake: make(chan struct{}, 1)}
+	later := time.Now().Add(time.Hour)
+	q.push(1, time.Time{})
+	q.push(2, later)
+	q.push(1, time.Time{}) // already queued
+	if g, _ := q.pop(); g != 1 {
+		t.Fatalf("got guild %d, want 1", g)
+	}
+	g, wait := q.pop()
+	if g != 0 || wait <= 0 || wait > time.Hour {
+		t.Fatalf("got guild %d wait %v, want nothing due and a wait up to 1h", g, wait)
+	}
+	if g, wait := (&memberQueue{}).pop(); g != 0 || wait != 0 {
+		t.Fatalf("empty queue: got %d %v", g, wait)
+	}
+}

@@ -819,9 +819,23 @@ type memberReq struct {
 	notBefore time.Time
 }
 
+// push queues guild g (once: a guild already queued keeps its place, with
+// the later notBefore).
 func (q *memberQueue) push(g uint64, notBefore time.Time) {
 	q.mu.Lock()
-	q.items = append(q.items, memberReq{g, notBefore})
+	queued := false
+	for i := range q.items {
+		if q.items[i].guild == g {
+			if notBefore.After(q.items[i].notBefore) {
+				q.items[i].notBefore = notBefore
+			}
+			queued = true
+			break
+		}
+	}
+	if !queued {
+		q.items = append(q.items, memberReq{g, notBefore})
+	}
 	q.mu.Unlock()
 	select {
 	case q.wake <- struct{}{}:
