@@ -13,8 +13,9 @@ type genEvent struct {
 	t      string
 	d      []byte
 	before []byte
-	// dNoContent replaces d for sessions without MESSAGE_CONTENT.
-	dNoContent []byte
+	// noContent builds the d for sessions without MESSAGE_CONTENT; nil when
+	// d is the same for them.
+	noContent func() []byte
 }
 
 // generator makes one event in g, updating the model; ok=false when the
@@ -180,13 +181,17 @@ func (s *Server) generateOneLocked() bool {
 // deliverLocked sends ev to every live session that sees g and has the
 // event's intent.
 func (s *Server) deliverLocked(ev genEvent, g *guild, intent uint64, now time.Time) {
+	var noContent []byte
 	for _, ss := range s.live {
 		if ss.dead || (intent != 0 && ss.intents&intent == 0) || g.shardOf(ss.shards) != ss.shard {
 			continue
 		}
 		d := ev.d
-		if ev.dNoContent != nil && ss.intents&intentMessageContent == 0 {
-			d = ev.dNoContent
+		if ev.noContent != nil && ss.intents&intentMessageContent == 0 {
+			if noContent == nil {
+				noContent = ev.noContent()
+			}
+			d = noContent
 		}
 		s.sendLocked(ss, ev.t, d, g.info.ID, ev.before)
 	}
@@ -328,7 +333,7 @@ func genMessage(s *Server, g *guild) (genEvent, bool) {
 	}
 	ev := genEvent{t: "MESSAGE_CREATE", d: build(content)}
 	if !mention {
-		ev.dNoContent = build("")
+		ev.noContent = func() []byte { return build("") }
 	}
 	return ev, true
 }

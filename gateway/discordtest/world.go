@@ -14,24 +14,34 @@ const discordEpoch = 1420070400000
 // element in, so the order stays deterministic for a seed.
 type coll[T any] struct {
 	keys []string
+	vals []T
 	pos  map[string]int
-	m    map[string]T
 }
 
 func newColl[T any]() *coll[T] {
-	return &coll[T]{pos: map[string]int{}, m: map[string]T{}}
+	return &coll[T]{pos: map[string]int{}}
 }
 
-func (c *coll[T]) get(id string) (T, bool) { v, ok := c.m[id]; return v, ok }
-func (c *coll[T]) len() int                { return len(c.keys) }
-func (c *coll[T]) at(i int) T              { return c.m[c.keys[i]] }
+func (c *coll[T]) get(id string) (T, bool) {
+	i, ok := c.pos[id]
+	if !ok {
+		var zero T
+		return zero, false
+	}
+	return c.vals[i], true
+}
+
+func (c *coll[T]) len() int   { return len(c.keys) }
+func (c *coll[T]) at(i int) T { return c.vals[i] }
 
 func (c *coll[T]) set(id string, v T) {
-	if _, ok := c.m[id]; !ok {
-		c.pos[id] = len(c.keys)
-		c.keys = append(c.keys, id)
+	if i, ok := c.pos[id]; ok {
+		c.vals[i] = v
+		return
 	}
-	c.m[id] = v
+	c.pos[id] = len(c.keys)
+	c.keys = append(c.keys, id)
+	c.vals = append(c.vals, v)
 }
 
 func (c *coll[T]) del(id string) {
@@ -41,12 +51,13 @@ func (c *coll[T]) del(id string) {
 	}
 	last := len(c.keys) - 1
 	if i != last {
-		c.keys[i] = c.keys[last]
+		c.keys[i], c.vals[i] = c.keys[last], c.vals[last]
 		c.pos[c.keys[i]] = i
 	}
-	c.keys = c.keys[:last]
+	var zero T
+	c.vals[last] = zero
+	c.keys, c.vals = c.keys[:last], c.vals[:last]
 	delete(c.pos, id)
-	delete(c.m, id)
 }
 
 type user struct {

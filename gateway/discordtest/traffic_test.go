@@ -1,0 +1,127 @@
+package discordtest
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+type msgD struct {
+	Content   string `json:"content"`
+	WebhookID string `json:"webhook_id"`
+	GuildID   string `json:"guild_id"`
+	ChannelID string `json:"channel_id"`
+	Author    struct {
+		ID  string `json:"id"`
+		Bot bool   `json:"bot"`
+	} `json:"author"`
+	Mentions []struct {
+		ID string `json:"id"`
+	} `json:"mentions"`
+}
+
+// TestTrafficIntentsAndMessageVariants: a session only receives events of
+// its intents, messages without MESSAGE_CONTENT are empty unless they mention
+// the bot, and the generated messages cover every variant.
+func TestTrafficIntentsAndMessageVariants(t *testing.T) {
+	s := startFake(t, Config{Guilds: 3, Seed: 5, Prefixes: []string{"!", `?"q`}, IdentifyWindow: time.Nanosecond, Shards: 2})
+	full, _, _ := connectIdentify(t, s, "", 0, 1, allIntents)
+	full.close()
+	narrow, _, _ := connectIdentify(t, s, "", 0, 1, intentGuildMessages)
+	narrow.close()
+	waitFor(t, "disconnect", func() bool { return s.Stats().Connections == 0 })
+	s.generate(3000)
+	l := s.Ledger(0)
+	bot := s.BotUserID()
+	variants := map[string]int{}
+	w := s.Snapshot()
+	for _, e := range l[0].Entries {
+		if e.T != "MESSAGE_CREATE" {
+			continue
+		}
+		var m msgD
+		if err := json.Unmarshal(e.D, &m); err != nil {
+			t.Fatalf("bad message %s: %v", e.D, err)
+		}
+		if _, ok := w.Guilds[m.GuildID]; !ok {
+			t.Fatalf("message in unknown guild %s", m.GuildID)
+		}
+		switch {
+		case m.WebhookID != "":
+			variants["webhook"]++
+		case len(m.Mentions) == 1 && m.Mentions[0].ID == bot && strings.HasPrefix(m.Content, "<@"+bot+">"):
+			variants["mention"]++
+		case m.Author.Bot:
+			variants["bot"]++
+		case strings.HasPrefix(m.Content, "!") || strings.HasPrefix(m.Content, `?"q`):
+			variants["prefix"]++
+		default:
+			variants["plain"]++
+		}
+	}
+	for _, v := range []string{"webhook", "mention", "bot", "prefix", "plain"} {
+		if variants[v] == 0 {
+			t.Errorf("no %s message in %v", v, variants)
+		}
+	}
+	mentions := 0
+	for _, e := range l[1].Entries {
+		switch e.T {
+		case "READY", "GUILD_CREATE", "MESSAGE_CREATE", "INTERACTION_CREATE":
+		default:
+			t.Fatalf("session with GUILD_MESSAGES only got %s", e.T)
+		}
+		if e.T != "MESSAGE_CREATE" {
+			continue
+		}
+		var m msgD
+		_ = json.Unmarshal(e.D, &m)
+		if len(m.Mentions) > 0 {
+			mentions++
+			if m.Content == "" {
+				t.Fatal("a message mentioning the bot lost its content")
+			}
+		} else if m.Content != "" {
+			t.Fatalf("content %q without MESSAGE_CONTENT", m.Content)
+		}
+	}
+	if mentions == 0 {
+		t.Fatal("no mention reached the narrow session")
+	}
+}
+
+// TestRateSpreadsOverShards: live traffic goes to every connected shard,
+// each event to the shard of its guild.
+func TestRateSpreadsOverShards(t *testing.T) {
+	s := startFake(t, Config{Guilds: 20, Shards: 3, IdentifyWindow: time.Nanosecond, Rate: 3000})
+	var recs []*recorder
+	for shard := 0; shard < 3; shard++ {
+		c, _, _ := connectIdentify(t, s, "", shard, 3, allIntents)
+		recs = append(recs, record(c))
+	}
+	for shard, r := range recs {
+		waitFor(t, "traffic on every shard", func() bool { return r.count() > 50 })
+		for _, f := range r.snapshot() {
+			var d struct {
+				GuildID string `json:"guild_id"`
+			}
+			_ = json.Unmarshal(f.D, &d)
+			if d.GuildID != "" && shardOf(d.GuildID, 3) != shard {
+				t.Fatalf("shard %d got an event of guild %s (shard %d)", shard, d.GuildID, shardOf(d.GuildID, 3))
+			}
+		}
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, cfg := range []Config{
+		{Shards: -1}, {MaxConcurrency: -2}, {Rate: -1}, {Mix: map[string]float64{"NOPE": 1}},
+		{Mix: map[string]float64{"MESSAGE_CREATE": -1}}, {Prefixes: []string{}}, {MaxFrameSize: -1}, {Addr: "nonsense:address:x"},
+	} {
+		if s, err := Start(cfg); err == nil {
+			_ = s.Close()
+			t.Errorf("Start(%+v) succeeded", cfg)
+		}
+	}
+}
