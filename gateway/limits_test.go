@@ -108,3 +108,20 @@ func TestMemberQueue(t *testing.T) {
 		t.Fatalf("empty queue: got %d %v", g, wait)
 	}
 }
+
+func TestWithGatewayQuery(t *testing.T) {
+	cases := map[string]string{
+		"wss://gateway.discord.gg":                   "wss://gateway.discord.gg/?compress=zlib-stream&encoding=json&v=10",
+		"wss://gateway.discord.gg/":                  "wss://gateway.discord.gg/?compress=zlib-stream&encoding=json&v=10",
+		"ws://127.0.0.1:5/resume":                    "ws://127.0.0.1:5/resume?compress=zlib-stream&encoding=json&v=10",
+		"wss://gateway.discord.gg/?v=9&encoding=etf": "wss://gateway.discord.gg/?compress=zlib-stream&encoding=json&v=10",
+	}
+	for in, want := range cases {
+		if got := withGatewayQuery(in, CompressionZlibStream); got != want {
+			t.Errorf("withGatewayQuery(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := withGatewayQuery("wss://g/", CompressionNone); got != "wss://g/?encoding=json&v=10" {
+		t.Errorf("got %q for no compression", got)
+	}
+}

@@ -450,6 +450,9 @@ func TestManager_Recovery(t *testing.T) {
 				h.checkLedger(t, i)
 			}
 			checkViolations(t, fake)
+			if st := fake.Stats(); st.ResumesOffResumeURL != 0 {
+				t.Errorf("got %d resumes off resume_gateway_url, want 0", st.ResumesOffResumeURL)
+			}
 		})
 	}
 }

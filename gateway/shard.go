@@ -309,14 +309,26 @@ func (s *shard) gatewayURL() string {
 	if s.session != "" && s.resumeURL != "" && s.resumeTry < resumeFailsMainURL {
 		base = s.resumeURL
 	}
-	if i := strings.IndexByte(base, '?'); i >= 0 {
-		base = base[:i]
-	}
+	return withGatewayQuery(base, s.bot.cfg.Compression)
+}
+
+// withGatewayQuery sets v=10, encoding=json and the compression on a gateway
+// URL, keeping its path ("/" when it has none).
+func withGatewayQuery(base string, c Compression) string {
 	q := url.Values{"v": {"10"}, "encoding": {"json"}}
-	if c := s.bot.cfg.Compression; c != CompressionNone {
+	if c != CompressionNone {
 		q.Set("compress", c.String())
 	}
-	return strings.TrimRight(base, "/") + "/?" + q.Encode()
+	u, err := url.Parse(base)
+	if err != nil {
+		// Dial reports the bad URL.
+		return base
+	}
+	if u.Path == "" {
+		u.Path = "/"
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // conn is one websocket connection's shared state between the reader (the
