@@ -48,12 +48,13 @@ type gwConn struct {
 	closing    bool // no more messages are queued
 	closeAfter *time.Timer
 
-	wake       chan struct{}
-	done       chan struct{} // closed when readLoop ends
-	writerDone chan struct{}
-	aborted    atomic.Bool
-	zombie     atomic.Bool
-	closeSent  atomic.Bool
+	wake          chan struct{}
+	done          chan struct{} // closed when readLoop ends
+	writerDone    chan struct{}
+	aborted       atomic.Bool
+	zombie        atomic.Bool
+	beatRequested atomic.Bool
+	closeSent     atomic.Bool
 
 	// readLoop only.
 	sess       *session // guarded by s.mu
@@ -293,6 +294,15 @@ func (c *gwConn) readLoop(q url.Values) {
 			if errors.As(err, &ce) {
 				c.clientClosed(int(ce))
 			}
+			if errors.Is(err, errFrameTooLarge) && !c.isClosing() {
+				// Close with 4002 without reading the frame; give the
+				// writer a moment to send the close frame.
+				c.refuse(4002, fmt.Sprintf("frame over %d bytes", maxClientFrame))
+				deadline := time.Now().Add(closeGrace)
+				for !c.closeSent.Load() && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
+			}
 			return
 		}
 		msg = p
@@ -326,6 +336,8 @@ func (c *gwConn) drain() {
 	}
 }
 
+var errFrameTooLarge = errors.New("read frame: too large")
+
 type closeFrameError int
 
 func (e closeFrameError) Error() string { return "close frame " + strconv.Itoa(int(e)) }
@@ -344,7 +356,7 @@ func (c *gwConn) readMessage(buf []byte) (ws.OpCode, []byte, error) {
 			return 0, buf, fmt.Errorf("read frame header: %w", err)
 		}
 		if h.Length > maxClientFrame || int64(len(buf))+h.Length > maxClientFrame {
-			return 0, buf, fmt.Errorf("read frame: %d bytes is too large", h.Length)
+			return 0, buf, errFrameTooLarge
 		}
 		start := len(buf)
 		buf = append(buf, make([]byte, h.Length)...)

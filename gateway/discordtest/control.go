@@ -105,7 +105,7 @@ func (s *Server) handleControl(w http.ResponseWriter, r *http.Request) {
 		}
 		parts := strings.Split(strings.TrimPrefix(path, "/shards/"), "/")
 		if len(parts) != 2 {
-			writeError(w, http.StatusNotFound, "control: want /_fake/shards/{id}/reconnect|invalidate|close|zombie")
+			writeError(w, http.StatusNotFound, "control: want /_fake/shards/{id}/reconnect|invalidate|close|zombie|heartbeat")
 			return
 		}
 		shard, err := strconv.Atoi(parts[0])
@@ -136,8 +136,10 @@ func (s *Server) handleControl(w http.ResponseWriter, r *http.Request) {
 			err = s.CloseShard(shard, code)
 		case "zombie":
 			err = s.Zombie(shard)
+		case "heartbeat":
+			err = s.RequestHeartbeat(shard)
 		default:
-			writeError(w, http.StatusNotFound, "control: unknown shard action "+strconv.Quote(parts[1])+" (reconnect, invalidate, close, zombie)")
+			writeError(w, http.StatusNotFound, "control: unknown shard action "+strconv.Quote(parts[1])+" (reconnect, invalidate, close, zombie, heartbeat)")
 			return
 		}
 		if err != nil {

@@ -58,6 +58,7 @@ type Server struct {
 type statsCounters struct {
 	identifies, resumes, invalidSessions, connections int64
 	resumesOffResumeURL                               int64
+	heartbeatRequests, heartbeatRequestsAnswered      int64
 	dispatches                                        map[int]int64
 }
 
@@ -76,6 +77,10 @@ type Stats struct {
 	ResumesOffResumeURL int64 `json:"resumes_off_resume_url"`
 	// InvalidSessions counts op 9 sent.
 	InvalidSessions int64 `json:"invalid_sessions"`
+	// HeartbeatRequests counts op 1 sent by RequestHeartbeat and
+	// HeartbeatRequestsAnswered the heartbeats that came back.
+	HeartbeatRequests         int64 `json:"heartbeat_requests"`
+	HeartbeatRequestsAnswered int64 `json:"heartbeat_requests_answered"`
 	// TotalConnections counts accepted websocket connections.
 	TotalConnections int64 `json:"total_connections"`
 	// DispatchesPerShard counts dispatches sent or queued, per shard id.
@@ -90,8 +95,10 @@ type Stats struct {
 // connection had not identified. Kinds: "late_heartbeat",
 // "identify_rate", "session_start_limit", "send_rate", "payload_before_identify",
 // "resume_bad_seq", "already_authenticated", "bad_token", "decode_error",
-// "unknown_opcode", "invalid_intents", "disallowed_intents", "invalid_shard",
-// "session_ended_by_client" (a client closed with 1000/1001).
+// "unknown_opcode", "invalid_payload" (bad op 8), "invalid_intents",
+// "disallowed_intents", "invalid_shard", "invalid_api_version",
+// "request_members_unknown_guild", "session_ended_by_client" (a client
+// closed with 1000/1001, which ends its session).
 type Violation struct {
 	Shard  int       `json:"shard"`
 	Kind   string    `json:"kind"`
@@ -245,15 +252,17 @@ func (s *Server) Stats() Stats {
 	defer s.mu.Unlock()
 	now := time.Now()
 	st := Stats{
-		Connections:           len(s.conns),
-		Identifies:            s.stats.identifies,
-		Resumes:               s.stats.resumes,
-		ResumesOffResumeURL:   s.stats.resumesOffResumeURL,
-		InvalidSessions:       s.stats.invalidSessions,
-		TotalConnections:      s.stats.connections,
-		DispatchesPerShard:    make(map[int]int64, len(s.stats.dispatches)),
-		SessionStartRemaining: s.remaining,
-		Violations:            append([]Violation{}, s.violations...),
+		Connections:               len(s.conns),
+		Identifies:                s.stats.identifies,
+		Resumes:                   s.stats.resumes,
+		ResumesOffResumeURL:       s.stats.resumesOffResumeURL,
+		InvalidSessions:           s.stats.invalidSessions,
+		TotalConnections:          s.stats.connections,
+		HeartbeatRequests:         s.stats.heartbeatRequests,
+		HeartbeatRequestsAnswered: s.stats.heartbeatRequestsAnswered,
+		DispatchesPerShard:        make(map[int]int64, len(s.stats.dispatches)),
+		SessionStartRemaining:     s.remaining,
+		Violations:                append([]Violation{}, s.violations...),
 	}
 	for k, v := range s.stats.dispatches {
 		st.DispatchesPerShard[k] = v
@@ -384,8 +393,14 @@ func (s *Server) handleREST(w http.ResponseWriter, r *http.Request) {
 	}
 	s.restCount++
 	over := s.restCount > s.cfg.RESTRateLimit
+	left := max(0, s.cfg.RESTRateLimit-s.restCount)
 	retry := time.Second - now.Sub(s.restWindow)
 	s.mu.Unlock()
+	w.Header().Set("X-RateLimit-Limit", strconv.Itoa(s.cfg.RESTRateLimit))
+	w.Header().Set("X-RateLimit-Remaining", strconv.Itoa(left))
+	w.Header().Set("X-RateLimit-Reset-After", strconv.FormatFloat(retry.Seconds(), 'f', 3, 64))
+	w.Header().Set("X-RateLimit-Reset", strconv.FormatFloat(float64(now.Add(retry).UnixMilli())/1000, 'f', 3, 64))
+	w.Header().Set("X-RateLimit-Bucket", "global")
 	if over {
 		secs := retry.Seconds()
 		w.Header().Set("Retry-After", strconv.Itoa(int(secs)+1))

@@ -164,8 +164,9 @@ func (c *gwConn) currentShard() int {
 }
 
 const (
-	msgHeartbeatACK = `{"t":null,"s":null,"op":11,"d":null}`
-	msgReconnect    = `{"t":null,"s":null,"op":7,"d":null}`
+	msgHeartbeatACK     = `{"t":null,"s":null,"op":11,"d":null}`
+	msgReconnect        = `{"t":null,"s":null,"op":7,"d":null}`
+	msgHeartbeatRequest = `{"t":null,"s":null,"op":1,"d":null}`
 )
 
 func invalidSessionMsg(resumable bool) []byte {
@@ -201,6 +202,11 @@ func (c *gwConn) handlePayload(p []byte) {
 			}
 		}
 		c.lastBeat = now
+		if c.beatRequested.Swap(false) {
+			c.s.mu.Lock()
+			c.s.stats.heartbeatRequestsAnswered++
+			c.s.mu.Unlock()
+		}
 		if !c.zombie.Load() {
 			c.enqueue([]byte(msgHeartbeatACK))
 		}
@@ -489,9 +495,10 @@ func (s *Server) Invalidate(shard int, resumable bool) error {
 
 // CloseShard closes every connection of shard with code. Codes Discord
 // ends the session with (4003, 4004, 4007, 4009, 4010–4014, 1000, 1001)
-// end it here too; any other code leaves it resumable.
+// end it here too; any other code leaves it resumable. Code 0 drops the TCP
+// connection without a close frame (the session stays resumable).
 func (s *Server) CloseShard(shard, code int) error {
-	if code < 1000 || code > 4999 {
+	if code != 0 && (code < 1000 || code > 4999) {
 		return fmt.Errorf("close shard %d: code %d is not a websocket close code", shard, code)
 	}
 	s.mu.Lock()
@@ -501,6 +508,10 @@ func (s *Server) CloseShard(shard, code int) error {
 		return fmt.Errorf("close shard %d: %w", shard, ErrNoConnection)
 	}
 	for _, c := range conns {
+		if code == 0 {
+			c.abort()
+			continue
+		}
 		if killsSession(code) {
 			c.sess.dead = true
 		}
@@ -509,6 +520,25 @@ func (s *Server) CloseShard(shard, code int) error {
 			reason = "Closed by test."
 		}
 		c.closeWith(code, reason)
+	}
+	return nil
+}
+
+// RequestHeartbeat sends op 1 to every connection of shard; a client must
+// answer with a heartbeat at once. Stats.HeartbeatRequests counts the
+// requests and Stats.HeartbeatRequestsAnswered the heartbeats that followed.
+func (s *Server) RequestHeartbeat(shard int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	conns := s.connectedLocked(shard)
+	if len(conns) == 0 {
+		return fmt.Errorf("request heartbeat on shard %d: %w", shard, ErrNoConnection)
+	}
+	for _, c := range conns {
+		if c.enqueue([]byte(msgHeartbeatRequest)) {
+			c.beatRequested.Store(true)
+			s.stats.heartbeatRequests++
+		}
 	}
 	return nil
 }

@@ -1,0 +1,92 @@
+package discordtest
+
+import (
+	"errors"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+)
+
+func TestRequestHeartbeat(t *testing.T) {
+	s := startFake(t, Config{})
+	c, _, _ := connectIdentify(t, s, "", 0, 1, 0)
+	if err := s.RequestHeartbeat(0); err != nil {
+		t.Fatal(err)
+	}
+	if f := c.mustNext(); f.Op != 1 {
+		t.Fatalf("want op 1, got %s", f.Raw)
+	}
+	c.send(1, 1)
+	if f := c.mustNext(); f.Op != 11 {
+		t.Fatalf("want ACK, got %s", f.Raw)
+	}
+	if st := s.Stats(); st.HeartbeatRequests != 1 || st.HeartbeatRequestsAnswered != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestCloseWithoutCodeIsResumable(t *testing.T) {
+	s := startFake(t, Config{})
+	c, rd, got := connectIdentify(t, s, "", 0, 1, 0)
+	if err := s.CloseShard(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.next(5 * time.Second)
+	var ce wsutil.ClosedError
+	if err == nil || errors.As(err, &ce) {
+		t.Fatalf("want a dropped connection without close frame, got %v", err)
+	}
+	r := resumeClient(t, rd.ResumeGatewayURL, rd.SessionID, *got[len(got)-1].S, "")
+	if f := r.nextDispatch(); *f.T != "RESUMED" {
+		t.Fatalf("want RESUMED, got %s", f.Raw)
+	}
+}
+
+func TestHugeFrameCloses4002(t *testing.T) {
+	s := startFake(t, Config{})
+	c := dialRaw(t, s.GatewayURL()+"?v=10&encoding=json")
+	c.hello()
+	// Announce a 2 MiB frame and send only its header.
+	h := ws.Header{Fin: true, OpCode: ws.OpText, Length: 2 << 20, Masked: true, Mask: ws.NewMask()}
+	if err := ws.WriteHeader(c.conn, h); err != nil {
+		t.Fatal(err)
+	}
+	if code := c.expectClose(); code != 4002 {
+		t.Fatalf("close %d, want 4002", code)
+	}
+}
+
+// TestCloseLeavesNoGoroutines: Close stops and waits for everything the fake
+// started, with clients connected and traffic running.
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	s, err := Start(Config{Rate: 2000, Guilds: 4, IdentifyWindow: time.Nanosecond, ReconnectDelay: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	for i := 0; i < 3; i++ {
+		q := []string{"", "&compress=zlib-stream", "&compress=zstd-stream"}[i]
+		c, _, _ := connectIdentify(t, s, q, 0, 1, allIntents)
+		conns = append(conns, c.conn)
+	}
+	_ = s.Reconnect(0)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+	if _, err := net.Dial("tcp", s.Addr()); err == nil {
+		t.Fatal("listener still open after Close")
+	}
+	if err := s.Restart(); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Fatalf("restart after close: %v", err)
+	}
+}
