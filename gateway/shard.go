@@ -25,6 +25,7 @@ var (
 	errZombie          = errors.New("no heartbeat ACK between two heartbeats (zombie connection)")
 	errSink            = errors.New("sink refused event")
 	errResumeExhausted = errors.New("resume failed repeatedly")
+	errBadPayload      = errors.New("bad gateway payload")
 )
 
 // invalidSessionError is INVALID_SESSION (op 9).
@@ -249,6 +250,14 @@ func (s *shard) decide(ctx context.Context, err error) (time.Duration, error) {
 	case errors.Is(err, ErrStartLimitExhausted):
 		s.log.Error("session start limit exhausted; waiting for its reset", "err", err)
 		delay = max(s.bot.limits.ResetAfter, time.Minute)
+	case errors.Is(err, errSink):
+		s.log.Warn("sink refused an event; resuming from the last accepted seq", "err", err, "seq", s.seq.Load(), "retry_in", delay)
+	case errors.Is(err, errZombie):
+		s.log.Warn("closed zombie connection; resuming", "err", err, "retry_in", delay)
+	case errors.Is(err, ErrBadFrame) || errors.Is(err, ErrPayloadTooLarge):
+		s.log.Error("closing connection after bad frame; resuming", "err", err, "retry_in", delay)
+	case errors.Is(err, errBadPayload):
+		s.log.Error("closing connection after bad payload; resuming", "err", err, "retry_in", delay)
 	default:
 		s.log.Warn("connection lost; reconnecting", "err", err, "retry_in", delay)
 	}
@@ -491,9 +500,6 @@ func (s *shard) readLoop(ctx context.Context, c *conn) error {
 			if ctx.Err() != nil {
 				return errStopping
 			}
-			if errors.Is(err, ErrBadFrame) || errors.Is(err, ErrPayloadTooLarge) {
-				s.log.Error("closing connection after bad frame", "err", err)
-			}
 			return fmt.Errorf("read frame: %w", err)
 		}
 		switch kind {
@@ -510,8 +516,8 @@ func (s *shard) readLoop(ctx context.Context, c *conn) error {
 				if ctx.Err() != nil {
 					return errStopping
 				}
-				if !errors.Is(err, errSink) && !isFlowError(err) {
-					s.log.Error("closing connection after bad payload", "err", err)
+				if !errors.Is(err, errSink) && !isFlowError(err) && !errors.Is(err, ErrPayloadTooLarge) {
+					err = fmt.Errorf("%w: %w", errBadPayload, err)
 				}
 				return err
 			}
@@ -531,7 +537,7 @@ func isFlowError(err error) bool {
 func (s *shard) handlePayload(p []byte) error {
 	env, err := peekEnvelope(p)
 	if err != nil {
-		return fmt.Errorf("peek payload: %w", err)
+		return fmt.Errorf("peek payload of %d bytes: %w", len(p), err)
 	}
 	c := s.cur
 	s.bytes.Add(uint64(len(p)))
@@ -681,8 +687,6 @@ func (s *shard) dispatch(c *conn, env *envelope) error {
 		if s.connCtx.Err() != nil {
 			return errStopping
 		}
-		s.log.Warn("sink refused event; reconnecting to resume from the last accepted seq",
-			"type", t, "seq", env.Seq, "err", err)
 		return fmt.Errorf("publish %s seq %d: %w: %w", t, env.Seq, errSink, err)
 	}
 	if env.HasSeq {
@@ -749,7 +753,6 @@ func (s *shard) heartbeat(ctx context.Context, c *conn) {
 				busyFor += time.Now().UnixNano() - since
 			}
 			if time.Duration(busyFor) < iv/4 {
-				s.log.Warn("closing zombie connection", "err", errZombie)
 				c.setCause(errZombie)
 				return false
 			}
