@@ -20,6 +20,10 @@ type Config struct {
 	// IdentifyWindow is the time one identify bucket needs between two
 	// IDENTIFYs; default 5s.
 	IdentifyWindow time.Duration
+	// IdentifyTolerance is how much earlier than IdentifyWindow a bucket's
+	// next IDENTIFY may arrive before it counts as "identify_rate" (network
+	// and scheduling jitter); 0 = IdentifyWindow/10, negative = none.
+	IdentifyTolerance time.Duration
 	// HeartbeatInterval is sent in HELLO; default 41250ms.
 	HeartbeatInterval time.Duration
 	// SessionStartTotal and SessionStartRemaining seed session_start_limit;
@@ -121,6 +125,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.IdentifyWindow == 0 {
 		c.IdentifyWindow = 5 * time.Second
+	}
+	switch {
+	case c.IdentifyTolerance == 0:
+		c.IdentifyTolerance = c.IdentifyWindow / 10
+	case c.IdentifyTolerance < 0:
+		c.IdentifyTolerance = 0
 	}
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = 41250 * time.Millisecond

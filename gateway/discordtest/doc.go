@@ -33,7 +33,8 @@
 // privileged intents with Config.DisallowPrivileged 4014, shard not
 // [id, n] with 0 ≤ id < n 4010 (any n ≥ 1 is accepted). Then
 // session_start_limit.remaining exhausted or a second IDENTIFY of a bucket
-// (shard_id % MaxConcurrency) within IdentifyWindow answer op 9 false and
+// (shard_id % MaxConcurrency) within IdentifyWindow (less IdentifyTolerance,
+// default a tenth of the window, for jitter) answer op 9 false and
 // record a violation ("session_start_limit", "identify_rate"); the
 // connection may IDENTIFY again. Any other payload before IDENTIFY/RESUME
 // closes 4003 (heartbeats are allowed); unknown opcodes 4001; payloads over

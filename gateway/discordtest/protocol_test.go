@@ -419,3 +419,15 @@ func TestFrameSplitting(t *testing.T) {
 		})
 	}
 }
+
+func TestIdentifyAfterWindowIsAccepted(t *testing.T) {
+	s := startFake(t, Config{IdentifyWindow: 300 * time.Millisecond, IdentifyTolerance: -1})
+	first := time.Now()
+	c, _, _ := connectIdentify(t, s, "", 0, 1, 0)
+	c.close()
+	time.Sleep(time.Until(first.Add(350 * time.Millisecond))) // the bucket's window has passed
+	connectIdentify(t, s, "", 0, 1, 0)
+	if v := s.Stats().Violations; len(v) != 0 {
+		t.Fatalf("violations: %+v", v)
+	}
+}

@@ -253,7 +253,7 @@ func (c *gwConn) identify(d []byte, now time.Time) {
 		return
 	}
 	bucket := shard[0] % s.cfg.MaxConcurrency
-	if last, ok := s.identifyLast[bucket]; ok && now.Sub(last) < s.cfg.IdentifyWindow {
+	if last, ok := s.identifyLast[bucket]; ok && now.Sub(last) < s.cfg.IdentifyWindow-s.cfg.IdentifyTolerance {
 		s.violationLocked(shard[0], "identify_rate", fmt.Sprintf("bucket %d identified %v after the previous IDENTIFY (window %v)",
 			bucket, now.Sub(last).Round(time.Millisecond), s.cfg.IdentifyWindow))
 		s.stats.invalidSessions++
