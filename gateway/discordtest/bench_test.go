@@ -3,7 +3,6 @@ package discordtest
 import (
 	"bufio"
 	"context"
-	"io"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,7 +20,9 @@ func BenchmarkGenerate(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
-	s.generate(b.N)
+	if made := s.generate(b.N); made != b.N {
+		b.Fatalf("made %d events, want %d", made, b.N)
+	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
 }
 
@@ -62,9 +63,7 @@ func BenchmarkDeliver(b *testing.B) {
 				for s.pending.Load() > maxPending {
 					time.Sleep(50 * time.Microsecond)
 				}
-				n := min(b.N-made, 4096)
-				s.generate(n)
-				made += n
+				made += s.generate(min(b.N-made, 4096))
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
@@ -81,5 +80,3 @@ func BenchmarkDeliver(b *testing.B) {
 		})
 	}
 }
-
-var _ = io.EOF

@@ -35,6 +35,7 @@ type Server struct {
 	sessions       map[string]*session
 	shardSessions  map[int][]*session
 	live           []*session // sessions that may still receive events
+	liveCounts     []int      // shard counts of the live sessions
 	world          *world
 	identifyLast   map[int]time.Time
 	remaining      int

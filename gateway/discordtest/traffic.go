@@ -122,41 +122,57 @@ func (s *Server) trafficLoop() {
 	}
 }
 
-// generate makes n live events over the live sessions.
+// generate makes n live events over the live sessions and returns how
+// many it made (fewer when no session is live).
 func (s *Server) generate(n int) int {
 	made := 0
 	for made < n {
 		s.mu.Lock()
+		now := time.Now()
+		if !s.pruneLiveLocked(now) {
+			s.mu.Unlock()
+			return made
+		}
 		batch := min(n-made, 256)
 		for i := 0; i < batch; i++ {
-			if !s.generateOneLocked() {
-				s.mu.Unlock()
-				return made
+			if s.generateOneLocked(now) {
+				made++
 			}
-			made++
 		}
 		s.mu.Unlock()
 	}
 	return made
 }
 
-// generateOneLocked makes one event; false when there is no session to
-// receive it.
-func (s *Server) generateOneLocked() bool {
-	now := time.Now()
-	w := s.world
+// pruneLiveLocked drops ended sessions from s.live and lists the shard
+// counts in use; false when no session is live.
+func (s *Server) pruneLiveLocked(now time.Time) bool {
 	live := s.live[:0]
+	s.liveCounts = s.liveCounts[:0]
 	for _, ss := range s.live {
-		if ss.alive(now, s.cfg.ResumeWindow) {
-			live = append(live, ss)
+		if !ss.alive(now, s.cfg.ResumeWindow) {
+			continue
+		}
+		live = append(live, ss)
+		known := false
+		for _, n := range s.liveCounts {
+			known = known || n == ss.shards
+		}
+		if !known {
+			s.liveCounts = append(s.liveCounts, ss.shards)
 		}
 	}
 	clear(s.live[len(live):])
 	s.live = live
-	if len(live) == 0 {
-		return false
-	}
-	for attempt := 0; attempt < 8; attempt++ {
+	return len(live) > 0
+}
+
+// generateOneLocked makes one event for a random live session; false when
+// none could be made (no guilds, no intent for the picked events).
+func (s *Server) generateOneLocked(now time.Time) bool {
+	w := s.world
+	live := s.live
+	for attempt := 0; attempt < 64; attempt++ {
 		ss := live[w.rng.IntN(len(live))]
 		s.refreshGuildsLocked(ss)
 		if len(ss.guilds) == 0 {
@@ -175,25 +191,27 @@ func (s *Server) generateOneLocked() bool {
 		s.deliverLocked(ev, g, gen.intent, now)
 		return true
 	}
-	return true
+	return false
 }
 
 // deliverLocked sends ev to every live session that sees g and has the
-// event's intent.
+// event's intent (usually one; more while shard counts overlap).
 func (s *Server) deliverLocked(ev genEvent, g *guild, intent uint64, now time.Time) {
 	var noContent []byte
-	for _, ss := range s.live {
-		if ss.dead || (intent != 0 && ss.intents&intent == 0) || g.shardOf(ss.shards) != ss.shard {
-			continue
-		}
-		d := ev.d
-		if ev.noContent != nil && ss.intents&intentMessageContent == 0 {
-			if noContent == nil {
-				noContent = ev.noContent()
+	for _, n := range s.liveCounts {
+		for _, ss := range s.shardSessions[g.shardOf(n)] {
+			if ss.shards != n || !ss.alive(now, s.cfg.ResumeWindow) || (intent != 0 && ss.intents&intent == 0) {
+				continue
 			}
-			d = noContent
+			d := ev.d
+			if ev.noContent != nil && ss.intents&intentMessageContent == 0 {
+				if noContent == nil {
+					noContent = ev.noContent()
+				}
+				d = noContent
+			}
+			s.sendLocked(ss, ev.t, d, g.info.ID, ev.before)
 		}
-		s.sendLocked(ss, ev.t, d, g.info.ID, ev.before)
 	}
 }
 

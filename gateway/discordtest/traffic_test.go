@@ -125,3 +125,41 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestOverlappingShardCounts: during re-sharding a guild's events go to
+// every live session that sees it, whatever its shard count.
+func TestOverlappingShardCounts(t *testing.T) {
+	s := startFake(t, Config{Guilds: 10, Seed: 9, IdentifyWindow: time.Nanosecond, ResumeWindow: time.Hour})
+	a, _, _ := connectIdentify(t, s, "", 0, 1, allIntents)
+	a.close()
+	b, _, _ := connectIdentify(t, s, "", 1, 2, allIntents)
+	b.close()
+	if made := s.generate(2000); made != 2000 {
+		t.Fatalf("made %d", made)
+	}
+	one := s.Ledger(0)[0].Entries
+	two := s.Ledger(1)[0].Entries
+	var fromOne []LedgerEntry
+	for _, e := range one {
+		if e.Guild != "" && shardOf(e.Guild, 2) == 1 && e.T != "GUILD_CREATE" {
+			fromOne = append(fromOne, e)
+		}
+	}
+	var live []LedgerEntry
+	for _, e := range two {
+		if e.T != "READY" && e.T != "GUILD_CREATE" {
+			if shardOf(e.Guild, 2) != 1 {
+				t.Fatalf("session [1,2] got guild %s", e.Guild)
+			}
+			live = append(live, e)
+		}
+	}
+	if len(live) == 0 || len(live) != len(fromOne) {
+		t.Fatalf("session [1,2] got %d events, session [0,1] %d of its guilds", len(live), len(fromOne))
+	}
+	for i := range live {
+		if live[i].T != fromOne[i].T || string(live[i].D) != string(fromOne[i].D) {
+			t.Fatalf("event %d differs", i)
+		}
+	}
+}
