@@ -202,3 +202,44 @@ func TestControlAPI(t *testing.T) {
 		t.Fatalf("world: %d", code)
 	}
 }
+
+// TestLedgerOverHTTPIsExact: /_fake/ledger?data=true gives d and before
+// byte for byte as sent.
+func TestLedgerOverHTTPIsExact(t *testing.T) {
+	s := startFake(t, Config{Guilds: 3, Seed: 2})
+	c, _, _ := connectIdentify(t, s, "", 0, 1, allIntents)
+	c.close()
+	s.generate(500)
+	resp, err := http.Get(s.URL() + "/_fake/ledger?data=true&shard=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Sessions []struct {
+			Entries []struct {
+				Seq    int64           `json:"seq"`
+				D      json.RawMessage `json:"d"`
+				Before json.RawMessage `json:"before"`
+			} `json:"entries"`
+		} `json:"sessions"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	want := s.Ledger(0)[0].Entries
+	got := r.Sessions[0].Entries
+	if len(got) != len(want) {
+		t.Fatalf("%d entries over HTTP, %d in process", len(got), len(want))
+	}
+	sawHTML := false
+	for i := range want {
+		if !bytes.Equal(got[i].D, want[i].D) || !bytes.Equal(got[i].Before, want[i].Before) {
+			t.Fatalf("entry %d: HTTP %s / %s, in process %s / %s", i, got[i].D, got[i].Before, want[i].D, want[i].Before)
+		}
+		sawHTML = sawHTML || bytes.Contains(want[i].D, []byte("<@"))
+	}
+	if !sawHTML {
+		t.Fatal("no mention (with '<') in 500 events: the check proved nothing")
+	}
+}
