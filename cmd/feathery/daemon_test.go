@@ -139,10 +139,13 @@ func TestDaemon_EndToEnd(t *testing.T) {
 	}
 	// The cache is on by default: guilds are cached and UPDATE entries
 	// carry their before image.
-	guildKeys, err := rc.Do(t.Context(), rc.B().Keys().Pattern(broker.DefaultCacheNamespace+":*:guild").Build()).AsStrSlice()
-	if err != nil || len(guildKeys) != 6 {
-		t.Errorf("cached guilds: %d (%v), want 6", len(guildKeys), err)
-	}
+	waitFor(t, 20*time.Second, "the 6 guilds in the cache", func() bool {
+		guildKeys, err := rc.Do(t.Context(), rc.B().Keys().Pattern(broker.DefaultCacheNamespace+":*:guild").Build()).AsStrSlice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(guildKeys) == 6
+	})
 	waitFor(t, 20*time.Second, "an entry with a before image", func() bool {
 		entries, err := rc.Do(t.Context(), rc.B().Xrevrange().Key(events).End("+").Start("-").Count(200).Build()).AsXRange()
 		if err != nil {

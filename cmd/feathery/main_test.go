@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -79,7 +80,9 @@ func runAsync(t *testing.T, m *Main, args ...string) (stop func() error, done <-
 		case <-ch:
 			return err
 		case <-time.After(60 * time.Second):
-			t.Fatalf("feathery %s did not stop within 60s", strings.Join(args, " "))
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("feathery %s did not stop within 60s; goroutines:\n%s", strings.Join(args, " "), buf)
 			return nil
 		}
 	}

@@ -51,6 +51,7 @@ func commands() []command {
 		{"demo", "fake Discord + embedded Redis + the gateway, events visible", (*Main).runDemo},
 		{"fakediscord", "serve the fake Discord gateway and REST API", (*Main).runFakeDiscord},
 		{"tail", "print a stream's entries live", (*Main).runTail},
+		{"bench", "benchmark the pipeline end to end against the fake Discord and redis-benchmark", (*Main).runBench},
 		{"version", "print the version", (*Main).runVersion},
 	}
 }
