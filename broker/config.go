@@ -19,6 +19,10 @@ type PublisherConfig struct {
 	// QueueSize bounds each shard's queue (events); when it is full,
 	// Publish blocks. Default 4096.
 	QueueSize int `yaml:"queue_size"`
+	// QueueBytes bounds the payload bytes queued per shard (a large
+	// GUILD_CREATE counts for its size); default 32 MiB. A single event
+	// larger than the bound is accepted when the queue is empty.
+	QueueBytes int `yaml:"queue_bytes"`
 	// MaxBatch bounds the events of one publish script call; default 512.
 	MaxBatch int `yaml:"max_batch"`
 	// MaxBatchBytes bounds the payload bytes of one batch; default 1 MiB.
@@ -128,7 +132,7 @@ func (c *PublisherConfig) Validate() error {
 			return fmt.Errorf("prefix: %w", err)
 		}
 	}
-	for name, v := range map[string]int{"queue_size": c.QueueSize, "max_batch": c.MaxBatch, "max_batch_bytes": c.MaxBatchBytes, "control_queue_size": c.ControlQueueSize} {
+	for name, v := range map[string]int{"queue_size": c.QueueSize, "queue_bytes": c.QueueBytes, "max_batch": c.MaxBatch, "max_batch_bytes": c.MaxBatchBytes, "control_queue_size": c.ControlQueueSize} {
 		if v < 0 {
 			return fmt.Errorf("%s: %d is negative", name, v)
 		}
@@ -256,6 +260,9 @@ func matchAny(globs []string, name string) bool {
 func (c *PublisherConfig) setDefaults() {
 	if c.QueueSize == 0 {
 		c.QueueSize = 4096
+	}
+	if c.QueueBytes == 0 {
+		c.QueueBytes = 32 << 20
 	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 512

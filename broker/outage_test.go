@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -183,5 +184,44 @@ func TestPublisher_Cluster(t *testing.T) {
 	lim := broker.NewIdentifyLimiter(c, broker.IdentifyConfig{Keys: keys})
 	if err := lim.Wait(t.Context(), "alpha", 0, broker.Limits{MaxConcurrency: 1, Window: time.Millisecond, Remaining: 5, ResetAfter: time.Hour}); err != nil {
 		t.Fatalf("identify on cluster: %v", err)
+	}
+}
+
+// The per-shard byte bound holds while Redis is down: big events stop
+// being accepted once QueueBytes is reached.
+func TestPublisher_QueueBytesBound(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{AppendOnly: true})
+	c := srv.Client(t)
+	const limit, size = 1 << 20, 100 << 10
+	p := newPublisher(t, c, broker.PublisherConfig{QueueBytes: limit, RetryMin: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond})
+	srv.Stop()
+	payload := `"` + strings.Repeat("z", size-2) + `"`
+	accepted := int64(0)
+	for i := int64(1); ; i++ {
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		err := p.Publish(ctx, ev(i, "GUILD_CREATE", payload))
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		accepted = i
+		if i > 2*limit/size {
+			t.Fatalf("accepted %d events of %d bytes under a %d-byte bound", i, size, limit)
+		}
+	}
+	if accepted < limit/size-1 {
+		t.Errorf("accepted only %d events", accepted)
+	}
+	if st := shardStats(p, "b", 0); st.QueueBytes > limit {
+		t.Errorf("queue holds %d bytes, bound %d", st.QueueBytes, limit)
+	}
+	srv.Restart()
+	flush(t, p, "b", 0)
+	wantSeqs(t, "stream", seqs(t, readStream(t, c, "feathery:{bot:b}:events")), 1, accepted)
+	if st := shardStats(p, "b", 0); st.QueueBytes != 0 {
+		t.Errorf("queue bytes %d after flush, want 0", st.QueueBytes)
 	}
 }

@@ -81,6 +81,7 @@ type shardQueue struct {
 
 	enq    atomic.Uint64 // events accepted by Publish
 	done   atomic.Uint64 // events handled (durable, filtered or duplicate)
+	bytes  atomic.Int64  // Data bytes accepted and not yet handled
 	waitMu sync.Mutex
 	waitCh chan struct{} // closed when done advances; nil without waiters
 
@@ -114,6 +115,13 @@ func newShardQueue(b *botState, shard int) *shardQueue {
 // enqueue copies ev into a pooled item and queues it.
 func (sq *shardQueue) enqueue(ctx context.Context, ev *Event) error {
 	ti := sq.b.typeInfo(ev.Type)
+	size := int64(len(ev.Data))
+	if ti.action == actIgnore && !ti.ready {
+		size = 0
+	}
+	if err := sq.reserve(ctx, size); err != nil {
+		return err
+	}
 	it := itemPool.Get().(*item)
 	sq.pubMu.Lock()
 	if ev.Session != sq.session {
@@ -144,24 +152,58 @@ func (sq *shardQueue) enqueue(ctx context.Context, ev *Event) error {
 		sq.enq.Add(1)
 		return nil
 	case <-ctx.Done():
+		sq.bytes.Add(-size)
 		putItem(it)
 		return ctx.Err()
 	case <-sq.b.p.ctx.Done():
+		sq.bytes.Add(-size)
 		putItem(it)
 		return ErrClosed
 	}
+}
+
+// reserve waits until size more bytes fit under QueueBytes (a single event
+// larger than the bound is let through when nothing else is queued), then
+// counts them.
+func (sq *shardQueue) reserve(ctx context.Context, size int64) error {
+	limit := int64(sq.b.p.cfg.QueueBytes)
+	for {
+		cur := sq.bytes.Load()
+		if cur == 0 || cur+size <= limit {
+			if sq.bytes.CompareAndSwap(cur, cur+size) {
+				return nil
+			}
+			continue
+		}
+		ch := sq.waiter()
+		if cur2 := sq.bytes.Load(); cur2 != cur {
+			continue
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-sq.b.p.ctx.Done():
+			return ErrClosed
+		}
+	}
+}
+
+// waiter returns a channel closed when the flusher next makes progress.
+func (sq *shardQueue) waiter() chan struct{} {
+	sq.waitMu.Lock()
+	defer sq.waitMu.Unlock()
+	if sq.waitCh == nil {
+		sq.waitCh = make(chan struct{})
+	}
+	return sq.waitCh
 }
 
 // flush waits until every event accepted before the call is handled.
 func (sq *shardQueue) flush(ctx context.Context) error {
 	target := sq.enq.Load()
 	for {
-		sq.waitMu.Lock()
-		if sq.waitCh == nil {
-			sq.waitCh = make(chan struct{})
-		}
-		ch := sq.waitCh
-		sq.waitMu.Unlock()
+		ch := sq.waiter()
 		if sq.done.Load() >= target {
 			return nil
 		}
@@ -175,8 +217,10 @@ func (sq *shardQueue) flush(ctx context.Context) error {
 	}
 }
 
-// advance marks n more events handled and wakes Flush waiters.
-func (sq *shardQueue) advance(n int) {
+// advance marks n more events (of size Data bytes) handled and wakes
+// waiters.
+func (sq *shardQueue) advance(n int, size int64) {
+	sq.bytes.Add(-size)
 	sq.done.Add(uint64(n))
 	sq.waitMu.Lock()
 	if sq.waitCh != nil {
@@ -337,12 +381,14 @@ func (sq *shardQueue) publishRun(ctx context.Context, run []*item) bool {
 		}
 	}
 	n := len(run)
+	var size int64
 	for _, it := range run {
+		size += int64(len(it.ev.Data))
 		if !tainted {
 			putItem(it)
 		}
 	}
-	sq.advance(n)
+	sq.advance(n, size)
 	return true
 }
 

@@ -18,6 +18,7 @@ type ShardStats struct {
 	Shard      int    `json:"shard"`
 	QueueDepth int    `json:"queue_depth"` // events waiting in the queue
 	QueueCap   int    `json:"queue_cap"`
+	QueueBytes int64  `json:"queue_bytes"` // payload bytes accepted and not yet handled
 	Accepted   uint64 `json:"accepted"`  // events Publish accepted
 	Handled    uint64 `json:"handled"`   // events durable, filtered or duplicate
 	Published  uint64 `json:"published"` // entries added to streams
@@ -42,7 +43,7 @@ func (p *Publisher) Stats() PublisherStats {
 		for _, sq := range b.all() {
 			s := ShardStats{
 				Bot: b.name, Shard: sq.shard,
-				QueueDepth: len(sq.q), QueueCap: cap(sq.q),
+				QueueDepth: len(sq.q), QueueCap: cap(sq.q), QueueBytes: sq.bytes.Load(),
 				Accepted: sq.enq.Load(), Handled: sq.done.Load(),
 				Published: sq.published.Load(), Duplicates: sq.duplicates.Load(),
 				Batches: sq.batches.Load(), Errors: sq.errCount.Load(),
