@@ -297,6 +297,18 @@ func TestDemo(t *testing.T) {
 			t.Errorf("%s: %v\n%s", cmdLine[1], err, got)
 		}
 	}
+	// The printed "feathery tail" line works too.
+	tailLine := regexp.MustCompile(`feathery (tail --redis \S+ --bot demo)`).FindStringSubmatch(out.String())
+	if tailLine == nil {
+		t.Fatalf("no tail command in:\n%s", out)
+	}
+	tm, tout, terr := testMain(nil)
+	if err := tm.Run(t.Context(), append(strings.Fields(tailLine[1]), "--from", "0", "--count", "3")); err != nil {
+		t.Fatalf("%s: %v\n%s", tailLine[1], err, terr)
+	}
+	if n := strings.Count(tout.String(), " bot=demo "); n != 3 {
+		t.Errorf("%s printed %d entries:\n%s", tailLine[1], n, tout)
+	}
 	if err := stop(); err != nil {
 		t.Fatalf("demo: %v\n%s", err, errOut)
 	}

@@ -61,6 +61,10 @@ func (m *Main) runTail(ctx context.Context, g globalFlags, args []string) error 
 	if *redisURL != "" {
 		rc = broker.RedisConfig{URL: *redisURL}
 	}
+	// Reading streams needs no client-side caching, and without it tail
+	// also works against servers that lack CLIENT TRACKING (the embedded
+	// Redis of another feathery).
+	rc.DisableClientCache = true
 	keys := broker.NewKeys(keyPrefix)
 	var key string
 	switch {
