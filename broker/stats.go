@@ -19,9 +19,9 @@ type ShardStats struct {
 	QueueDepth int    `json:"queue_depth"` // events waiting in the queue
 	QueueCap   int    `json:"queue_cap"`
 	QueueBytes int64  `json:"queue_bytes"` // payload bytes accepted and not yet handled
-	Accepted   uint64 `json:"accepted"`  // events Publish accepted
-	Handled    uint64 `json:"handled"`   // events durable, filtered or duplicate
-	Published  uint64 `json:"published"` // entries added to streams
+	Accepted   uint64 `json:"accepted"`    // events Publish accepted
+	Handled    uint64 `json:"handled"`     // events durable, filtered or duplicate
+	Published  uint64 `json:"published"`   // entries added to streams
 	// Duplicates counts events skipped because the checkpoint of their
 	// session was already at or past their seq (a replay after RESUME).
 	Duplicates uint64 `json:"duplicates"`
