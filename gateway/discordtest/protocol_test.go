@@ -19,7 +19,7 @@ func hasViolation(s *Server, kind string) bool {
 }
 
 func TestRESTGatewayBot(t *testing.T) {
-	s := startFake(t, Config{Shards: 4, MaxConcurrency: 2, SessionStartTotal: 10, SessionStartRemaining: 5, RESTRateLimit: 5})
+	s := startFake(t, Config{Shards: 4, MaxConcurrency: 2, SessionStartTotal: 10, SessionStartRemaining: 5, RESTRateLimit: 8})
 	get := func(path, auth string) (int, map[string]any, http.Header) {
 		req, _ := http.NewRequest(http.MethodGet, s.URL()+path, nil)
 		if auth != "" {
@@ -51,12 +51,21 @@ func TestRESTGatewayBot(t *testing.T) {
 	if code, body, _ := get("/api/v10/gateway", ""); code != 200 || body["url"] != s.GatewayURL() {
 		t.Fatalf("gateway: %d %v", code, body)
 	}
+	if code, body, _ := get("/api/v10/users/@me", "Bot fake-token"); code != 200 || body["id"] != s.BotUserID() || body["bot"] != true {
+		t.Fatalf("users/@me: %d %v", code, body)
+	}
+	if code, body, _ := get("/api/v10/oauth2/applications/@me", "Bot fake-token"); code != 200 || body["id"] == nil {
+		t.Fatalf("applications/@me: %d %v", code, body)
+	}
+	if code, body, _ := get("/api/v10/channels/1", "Bot fake-token"); code != 404 || !strings.Contains(body["message"].(string), "/channels/1") {
+		t.Fatalf("unknown route: %d %v", code, body)
+	}
 	// An IDENTIFY takes one from remaining.
 	c, _, _ := connectIdentify(t, s, "", 0, 4, 0)
 	c.close()
-	// Over the global limit (5/s here): 429 with Retry-After and a body.
+	// Over the global limit (8/s here): 429 with Retry-After and a body.
 	var saw429 bool
-	for i := 0; i < 10 && !saw429; i++ {
+	for i := 0; i < 40 && !saw429; i++ {
 		code, body, h := get("/api/v10/gateway/bot", "Bot fake-token")
 		switch code {
 		case 200:

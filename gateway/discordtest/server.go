@@ -149,6 +149,11 @@ func (s *Server) serve(ln net.Listener) {
 	hs := &http.Server{Handler: http.HandlerFunc(s.handle), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = ln.Close()
+		return
+	}
 	s.ln, s.hs, s.accepting = ln, hs, true
 	s.mu.Unlock()
 	s.wg.Add(1)
@@ -433,15 +438,14 @@ func (s *Server) handleREST(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, r.Method+" "+path+": only GET is served")
 		return
 	}
+	if path != "/gateway" && r.Header.Get("Authorization") != "Bot "+s.cfg.Token {
+		writeJSON(w, http.StatusUnauthorized, map[string]any{"message": "401: Unauthorized", "code": 0})
+		return
+	}
 	switch path {
 	case "/gateway":
 		writeJSON(w, http.StatusOK, map[string]string{"url": s.GatewayURL()})
 	case "/gateway/bot":
-		auth := r.Header.Get("Authorization")
-		if auth != "Bot "+s.cfg.Token {
-			writeJSON(w, http.StatusUnauthorized, map[string]any{"message": "401: Unauthorized", "code": 0})
-			return
-		}
 		s.mu.Lock()
 		rem := s.remaining
 		s.mu.Unlock()
@@ -452,8 +456,25 @@ func (s *Server) handleREST(w http.ResponseWriter, r *http.Request) {
 				"total": int64(s.cfg.SessionStartTotal), "remaining": int64(rem),
 				"reset_after": 14400000, "max_concurrency": int64(s.cfg.MaxConcurrency)},
 		})
+	case "/users/@me":
+		s.mu.Lock()
+		u := s.world.bot.json()
+		s.mu.Unlock()
+		b := append(append([]byte(nil), u[:len(u)-1]...), `,"verified":true,"mfa_enabled":false,"flags":0,"email":null,"locale":"en-US"}`...)
+		writeJSON(w, http.StatusOK, json.RawMessage(b))
+	case "/oauth2/applications/@me", "/applications/@me":
+		s.mu.Lock()
+		owner := json.RawMessage(s.world.bot.json())
+		if s.world.users.len() > 1 {
+			owner = s.world.users.at(1).json()
+		}
+		app := map[string]any{"id": s.world.appID, "name": s.world.bot.Username, "icon": nil, "description": "",
+			"bot_public": true, "bot_require_code_grant": false, "verify_key": "0000000000000000000000000000000000000000000000000000000000000000",
+			"flags": 565248, "team": nil, "owner": owner, "bot": json.RawMessage(s.world.bot.json())}
+		s.mu.Unlock()
+		writeJSON(w, http.StatusOK, app)
 	default:
-		writeError(w, http.StatusNotFound, "no REST route "+path)
+		writeError(w, http.StatusNotFound, "no REST route "+path+" (served: /gateway, /gateway/bot, /users/@me, /oauth2/applications/@me)")
 	}
 }
 
