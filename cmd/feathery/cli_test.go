@@ -303,3 +303,27 @@ func TestFakeDiscordCommand(t *testing.T) {
 		t.Fatalf("%v\n%s", err, errOut)
 	}
 }
+
+func TestDemoLine(t *testing.T) {
+	st := statusReport{EventsPerSecond: 49.6, Published: 120, Filtered: 7, Redis: redisStatus{OK: true}}
+	for i := 0; i < 3; i++ {
+		st.Shards = append(st.Shards, shardRow{Shard: i, State: "ready"})
+	}
+	got := demoLine(st)
+	if !strings.HasSuffix(got, "shards 3/3 ready [0:ready 1:ready 2:ready]  50 ev/s  published 120  filtered 7") {
+		t.Errorf("got %q", got)
+	}
+	st.Shards = nil
+	for i := 0; i < 16; i++ {
+		state := "ready"
+		if i%4 == 0 {
+			state = "resuming"
+		}
+		st.Shards = append(st.Shards, shardRow{Shard: i, State: state})
+	}
+	st.Redis.OK = false
+	got = demoLine(st)
+	if !strings.Contains(got, "shards 12/16 ready [ready:12 resuming:4]") || !strings.HasSuffix(got, "redis DOWN") {
+		t.Errorf("got %q", got)
+	}
+}

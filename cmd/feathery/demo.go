@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sort"
 	"strings"
 	"time"
 
@@ -138,11 +139,30 @@ func demoLine(st statusReport) string {
 		}
 	}
 	fmt.Fprintf(&b, "%s  shards %d/%d ready [", time.Now().Format(time.TimeOnly), ready, len(st.Shards))
-	for i, s := range st.Shards {
-		if i > 0 {
-			b.WriteByte(' ')
+	if len(st.Shards) <= 8 {
+		for i, s := range st.Shards {
+			if i > 0 {
+				b.WriteByte(' ')
+			}
+			fmt.Fprintf(&b, "%d:%s", s.Shard, s.State)
 		}
-		fmt.Fprintf(&b, "%d:%s", s.Shard, s.State)
+	} else {
+		// Many shards: how many are in each state.
+		counts := map[string]int{}
+		var states []string
+		for _, s := range st.Shards {
+			if counts[s.State] == 0 {
+				states = append(states, s.State)
+			}
+			counts[s.State]++
+		}
+		sort.Strings(states)
+		for i, s := range states {
+			if i > 0 {
+				b.WriteByte(' ')
+			}
+			fmt.Fprintf(&b, "%s:%d", s, counts[s])
+		}
 	}
 	fmt.Fprintf(&b, "]  %.0f ev/s  published %d  filtered %d", st.EventsPerSecond, st.Published, st.Filtered)
 	if !st.Redis.OK {
