@@ -455,3 +455,35 @@ func TestDaemon_StartErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestDaemon_Cluster: the wiring works on a Redis Cluster of three masters:
+// events, the cache and the checkpoints (a restart resumes).
+func TestDaemon_Cluster(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	fake := startFake(t, 2, 100)
+	cfg := e2eConfig(t, fake, `{cluster: ["`+strings.Join(cl.Addrs(), `", "`)+`"]}`)
+	c := cl.Client(t)
+	keys := broker.NewKeys("")
+	for round := 0; round < 2; round++ {
+		d, err := runDaemon(t.Context(), cfg, daemonDeps{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := xlen(t, c, keys.Events("e2e"))
+		waitFor(t, 20*time.Second, "new entries on the cluster", func() bool {
+			return d.Health(t.Context()).OK && xlen(t, c, keys.Events("e2e")) > before+10
+		})
+		if st := d.Status(t.Context()); st.Redis.Mode != "cluster" || st.Cache == nil || st.Cache.Events == 0 {
+			t.Errorf("status: redis %+v cache %+v", st.Redis, st.Cache)
+		}
+		cctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		err = d.Close(cctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := fake.Stats(); st.Identifies != 2 || st.Resumes < 2 || len(st.Violations) > 0 {
+		t.Errorf("fake: %d identifies (want 2), %d resumes (want ≥2), violations %+v", st.Identifies, st.Resumes, st.Violations)
+	}
+}
