@@ -487,3 +487,39 @@ func TestDaemon_Cluster(t *testing.T) {
 		t.Errorf("fake: %d identifies (want 2), %d resumes (want ≥2), violations %+v", st.Identifies, st.Resumes, st.Violations)
 	}
 }
+
+// TestDaemon_HealthFollowsRedis: /healthz turns 503 while Redis is down and
+// 200 again once it is back.
+func TestDaemon_HealthFollowsRedis(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{AppendOnly: true})
+	fake := startFake(t, 1, 20)
+	cfg := e2eConfig(t, fake, `{url: "`+srv.URL()+`"}`)
+	d, err := runDaemon(t.Context(), cfg, daemonDeps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := d.Close(cctx); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}()
+	base := strings.TrimSuffix(d.AdminURL(), "/")
+	health := func() (int, healthReport) {
+		code, _, body := httpDo(t, "GET", base+"/healthz", "")
+		var h healthReport
+		if err := json.Unmarshal([]byte(body), &h); err != nil {
+			t.Fatalf("healthz body %q: %v", body, err)
+		}
+		return code, h
+	}
+	waitFor(t, 20*time.Second, "healthy", func() bool { c, _ := health(); return c == 200 })
+	srv.Stop()
+	waitFor(t, 20*time.Second, "503 with Redis down", func() bool {
+		c, h := health()
+		return c == http.StatusServiceUnavailable && !h.OK && h.Redis != "ok" && h.Detail == "redis unreachable"
+	})
+	srv.Restart()
+	waitFor(t, 30*time.Second, "healthy again", func() bool { c, _ := health(); return c == 200 })
+}
