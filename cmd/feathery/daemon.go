@@ -265,13 +265,17 @@ func (d *daemon) Status(ctx context.Context) statusReport {
 		Redis:           d.redisStatus(ctx),
 	}
 	ps := d.pub.Stats()
-	queue := map[[2]any]int{}
+	type shardKey struct {
+		bot   string
+		shard int
+	}
+	queue := map[shardKey]int{}
 	for _, s := range ps.Shards {
-		queue[[2]any{s.Bot, s.Shard}] = s.QueueDepth
+		queue[shardKey{s.Bot, s.Shard}] = s.QueueDepth
 	}
 	for _, s := range d.mgr.Status() {
 		row := shardRowOf(s)
-		row.QueueDepth = queue[[2]any{s.Bot, s.Shard}]
+		row.QueueDepth = queue[shardKey{s.Bot, s.Shard}]
 		r.Shards = append(r.Shards, row)
 	}
 	sort.Slice(r.Shards, func(i, j int) bool {
