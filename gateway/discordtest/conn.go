@@ -409,8 +409,12 @@ func (c *gwConn) enqueueControl(f ws.Frame) {
 }
 
 // clientClosed handles the client's close frame: 1000/1001 end the session.
+//
+// A close frame that answers the fake's own close frame only completes the
+// closing handshake: whatever code it echoes, the session's fate was decided
+// by the fake's code.
 func (c *gwConn) clientClosed(code int) {
-	if code != 1000 && code != 1001 {
+	if (code != 1000 && code != 1001) || c.closeSent.Load() {
 		return
 	}
 	c.s.mu.Lock()

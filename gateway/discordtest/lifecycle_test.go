@@ -90,3 +90,40 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		t.Fatalf("restart after close: %v", err)
 	}
 }
+
+// TestEchoed1000KeepsSession: a client that answers the fake's close frame
+// with 1000 (as some libraries do) completes the handshake; the session stays
+// resumable because the fake's own code (4000) decides.
+func TestEchoed1000KeepsSession(t *testing.T) {
+	s := startFake(t, Config{})
+	c, rd, got := connectIdentify(t, s, "", 0, 1, 0)
+	if err := s.CloseShard(0, 4000); err != nil {
+		t.Fatal(err)
+	}
+	if code := c.expectClose(); code != 4000 {
+		t.Fatalf("close %d", code)
+	}
+	if err := sendClose(c, 1000); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "disconnect", func() bool { return s.Stats().Connections == 0 })
+	r := resumeClient(t, rd.ResumeGatewayURL, rd.SessionID, *got[len(got)-1].S, "")
+	if f := r.nextDispatch(); f.T == nil || *f.T != "RESUMED" {
+		t.Fatalf("want RESUMED, got %s", f.Raw)
+	}
+	if hasViolation(s, "session_ended_by_client") {
+		t.Fatal("echoed close frame ended the session")
+	}
+}
+
+// TestBotPrefixedToken: IDENTIFY and RESUME accept "Bot <token>" as some
+// client libraries send it.
+func TestBotPrefixedToken(t *testing.T) {
+	s := startFake(t, Config{})
+	c := dialRaw(t, s.GatewayURL()+"?v=10&encoding=json")
+	c.hello()
+	c.send(2, identifyD("Bot fake-token", 0, 1, 0))
+	if f := c.nextDispatch(); f.T == nil || *f.T != "READY" {
+		t.Fatalf("want READY, got %s", f.Raw)
+	}
+}

@@ -86,7 +86,7 @@ func decodeIdentify(d []byte, token string, disallowPrivileged bool) (id identif
 	if err := json.Unmarshal(d, &id); err != nil {
 		return id, 0, shard, 4002, "identify: " + err.Error()
 	}
-	if id.Token == nil || *id.Token != token {
+	if id.Token == nil || !tokenOK(*id.Token, token) {
 		return id, 0, shard, 4004, "identify: bad token"
 	}
 	if len(id.Properties) == 0 || id.Properties[0] != '{' {
@@ -113,6 +113,12 @@ func decodeIdentify(d []byte, token string, disallowPrivileged bool) (id identif
 		return id, n, shard, 4002, fmt.Sprintf("identify: large_threshold %d not in 50..250", *id.LargeThreshold)
 	}
 	return id, n, shard, 0, ""
+}
+
+// tokenOK accepts the token as is or with the "Bot " prefix some client
+// libraries send in IDENTIFY and RESUME (Discord accepts both).
+func tokenOK(got, want string) bool {
+	return got == want || got == "Bot "+want
 }
 
 func truncate(s string, n int) string {
@@ -383,7 +389,7 @@ func (c *gwConn) resume(d []byte) {
 		c.refuse(4005, "RESUME on an identified connection")
 		return
 	}
-	if rd.Token == nil || *rd.Token != s.cfg.Token {
+	if rd.Token == nil || !tokenOK(*rd.Token, s.cfg.Token) {
 		c.refuse(4004, "resume: bad token")
 		return
 	}
