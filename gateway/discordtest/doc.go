@@ -113,7 +113,15 @@
 // not deleted; MESSAGE_CREATE does not change channels' last_message_id.
 //
 // Live traffic: Config.Rate events per second over the live sessions, with
-// the Config.Mix weights (DefaultMix). Generation pauses while more than
+// the Config.Mix weights (DefaultMix). Two more events can be mixed in:
+// GUILD_CREATE (the bot joins a new guild; up to 2 × Guilds) and GUILD_DELETE
+// (the bot leaves one; down to Guilds/2); they change which guilds a session
+// has, so they are not in DefaultMix.
+//
+// Dispatch (and POST /_fake/dispatch) updates the model for the events above
+// (GUILD_CREATE replaces or adds a whole guild; GUILD_DELETE with
+// "unavailable":true leaves the model alone) and refuses a modelled event for
+// a guild the model does not have; any other event passes through unchanged. Generation pauses while more than
 // 20000 dispatches wait in connection queues, so a client that stops reading
 // slows the traffic instead of growing memory. Config.LedgerLimit bounds the
 // ledger for long runs.

@@ -27,6 +27,8 @@ func registerModelEvents() {
 		"THREAD_CREATE":       {intentGuilds, genThreadCreate},
 		"THREAD_UPDATE":       {intentGuilds, genThreadUpdate},
 		"THREAD_DELETE":       {intentGuilds, genThreadDelete},
+		"GUILD_CREATE":        {intentGuilds, genGuildCreate},
+		"GUILD_DELETE":        {intentGuilds, genGuildDelete},
 	} {
 		generators[name] = g
 	}
@@ -361,6 +363,141 @@ func genThreadDelete(s *Server, g *guild) (genEvent, bool) {
 	return genEvent{t: "THREAD_DELETE", d: b, before: before}, true
 }
 
+// genGuildCreate: the bot joins a new guild (not in DefaultMix).
+func genGuildCreate(s *Server, _ *guild) (genEvent, bool) {
+	w := s.world
+	if w.guilds.len() >= 2*max(1, s.cfg.Guilds) {
+		return genEvent{}, false
+	}
+	w.clock += 1 + w.rng.Int64N(5000)
+	g := w.newGuild(s.cfg, w.users.vals)
+	s.guildsVer++
+	return genEvent{t: "GUILD_CREATE", d: w.guildCreate(g), guild: g}, true
+}
+
+// genGuildDelete: the bot leaves (or is removed from) g (not in DefaultMix).
+func genGuildDelete(s *Server, g *guild) (genEvent, bool) {
+	w := s.world
+	if w.guilds.len() <= max(1, s.cfg.Guilds/2) {
+		return genEvent{}, false
+	}
+	before := g.infoJSON()
+	w.removeGuild(g)
+	s.guildsVer++
+	b := []byte(`{`)
+	b = appendKV(b, "id", g.info.ID)
+	return genEvent{t: "GUILD_DELETE", d: append(b, '}'), before: before}, true
+}
+
+func (w *world) removeGuild(g *guild) {
+	for g.members.len() > 0 {
+		w.removeMember(g, g.members.keys[0])
+	}
+	w.guilds.del(g.info.ID)
+}
+
+// guildCreateD is a GUILD_CREATE's d as the model reads it.
+type guildCreateD struct {
+	guildInfo
+	JoinedAt    string        `json:"joined_at"`
+	Unavailable bool          `json:"unavailable"`
+	Roles       []*role       `json:"roles"`
+	Emojis      []*emoji      `json:"emojis"`
+	Stickers    []*sticker    `json:"stickers"`
+	Channels    []*channel    `json:"channels"`
+	Threads     []*channel    `json:"threads"`
+	Members     []*member     `json:"members"`
+	VoiceStates []*voiceState `json:"voice_states"`
+	Presences   []*presence   `json:"presences"`
+}
+
+// applyGuildCreate puts an injected GUILD_CREATE into the model, replacing
+// the guild if it was known.
+func (s *Server) applyGuildCreate(d []byte) (string, error) {
+	w := s.world
+	var gc guildCreateD
+	if err := json.Unmarshal(d, &gc); err != nil {
+		return "", fmt.Errorf("decode guild: %w", err)
+	}
+	if gc.ID == "" {
+		return "", errors.New("d needs id")
+	}
+	if gc.Unavailable {
+		return gc.ID, nil // an outage notice: the model keeps what it had
+	}
+	id, err := strconv.ParseUint(gc.ID, 10, 64)
+	if err != nil {
+		return "", fmt.Errorf("guild id %q is not a snowflake", gc.ID)
+	}
+	if old, ok := w.guilds.get(gc.ID); ok {
+		w.removeGuild(old)
+	}
+	g := &guild{idNum: id, info: gc.guildInfo, joinedAt: gc.JoinedAt,
+		channels: newColl[*channel](), threads: newColl[*channel](), roles: newColl[*role](),
+		emojis: newColl[*emoji](), stickers: newColl[*sticker](), members: newColl[*member](),
+		voice: newColl[*voiceState](), presences: newColl[*presence]()}
+	if g.info.Features == nil {
+		g.info.Features = []string{}
+	}
+	for _, r := range gc.Roles {
+		if r != nil && r.ID != "" {
+			g.roles.set(r.ID, r)
+		}
+	}
+	for _, e := range gc.Emojis {
+		if e != nil && e.ID != "" {
+			g.emojis.set(e.ID, e)
+		}
+	}
+	for _, st := range gc.Stickers {
+		if st != nil && st.ID != "" {
+			g.stickers.set(st.ID, st)
+		}
+	}
+	for _, c := range gc.Channels {
+		if c != nil && c.ID != "" {
+			c.GuildID = gc.ID
+			g.channels.set(c.ID, c)
+		}
+	}
+	for _, c := range gc.Threads {
+		if c != nil && c.ID != "" {
+			c.GuildID = gc.ID
+			g.threads.set(c.ID, c)
+		}
+	}
+	for _, m := range gc.Members {
+		if m == nil || m.User == nil || m.User.ID == "" {
+			continue
+		}
+		if m.Roles == nil {
+			m.Roles = []string{}
+		}
+		m.User = w.upsertUser(m.User)
+		m.User.guilds++
+		m.touch()
+		g.members.set(m.User.ID, m)
+	}
+	for _, v := range gc.VoiceStates {
+		if v != nil && v.UserID != "" {
+			v.GuildID = ""
+			g.voice.set(v.UserID, v)
+		}
+	}
+	for _, p := range gc.Presences {
+		if p != nil && p.User.ID != "" {
+			p.GuildID = ""
+			if p.Activities == nil {
+				p.Activities = []activity{}
+			}
+			g.presences.set(p.User.ID, p)
+		}
+	}
+	w.guilds.set(gc.ID, g)
+	s.guildsVer++
+	return gc.ID, nil
+}
+
 // errUnknownGuild is returned when an injected model event names a guild
 // the model does not have.
 var errUnknownGuild = errors.New("guild not in the model")
@@ -388,8 +525,13 @@ func (s *Server) applyLocked(t string, d []byte) (string, []byte, error) {
 		return "", nil, fmt.Errorf("decode d: %w", err)
 	}
 	guildID := head.GuildID
-	if t == "GUILD_UPDATE" || t == "GUILD_DELETE" {
+	switch t {
+	case "GUILD_UPDATE", "GUILD_DELETE", "GUILD_CREATE":
 		guildID = head.ID
+	}
+	if t == "GUILD_CREATE" {
+		id, err := s.applyGuildCreate(d)
+		return id, nil, err
 	}
 	if _, modelled := modelEvents[t]; !modelled {
 		return guildID, nil, nil
@@ -542,11 +684,15 @@ func (s *Server) applyLocked(t string, d []byte) (string, []byte, error) {
 		g.info, g.infoRaw = info, nil
 		return guildID, before, nil
 	case "GUILD_DELETE":
-		before := g.infoJSON()
-		for g.members.len() > 0 {
-			w.removeMember(g, g.members.keys[0])
+		var del struct {
+			Unavailable bool `json:"unavailable"`
 		}
-		w.guilds.del(guildID)
+		_ = json.Unmarshal(d, &del)
+		before := g.infoJSON()
+		if del.Unavailable {
+			return guildID, before, nil // an outage: the model keeps the guild
+		}
+		w.removeGuild(g)
 		s.guildsVer++
 		return guildID, before, nil
 	case "GUILD_EMOJIS_UPDATE":

@@ -169,6 +169,9 @@ func (c *miniCache) apply(e LedgerEntry) {
 		} else {
 			g.voice[uid] = without(t, e.D, "guild_id", "member")
 		}
+	case "GUILD_DELETE":
+		c.checkBefore(e, g.info)
+		delete(c.guilds, gid)
 	case "GUILD_UPDATE":
 		c.checkBefore(e, g.info)
 		g.info = without(t, e.D, "roles", "emojis", "stickers")
@@ -202,6 +205,7 @@ func sameMap(t *testing.T, what string, got, want map[string]json.RawMessage) {
 func TestEventsKeepModelConsistent(t *testing.T) {
 	mix := DefaultMix()
 	mix["MESSAGE_CREATE"], mix["TYPING_START"], mix["INTERACTION_CREATE"] = 1, 1, 1
+	mix["GUILD_CREATE"], mix["GUILD_DELETE"] = 0.3, 0.3
 	s := startFake(t, Config{Guilds: 4, MembersPerGuild: 8, Seed: 11, Mix: mix, IdentifyWindow: time.Nanosecond})
 	c, _, _ := connectIdentify(t, s, "", 0, 1, allIntents)
 	c.close()
@@ -215,7 +219,7 @@ func TestEventsKeepModelConsistent(t *testing.T) {
 		cache.apply(e)
 		kinds[e.T]++
 	}
-	for name := range DefaultMix() {
+	for name := range mix {
 		if kinds[name] == 0 {
 			t.Errorf("no %s in 6000 events", name)
 		}
@@ -280,5 +284,38 @@ func TestDeterministicForSeed(t *testing.T) {
 	s3 := startFake(t, Config{Guilds: 5, Seed: 43})
 	if reflect.DeepEqual(w1, s3.Snapshot()) {
 		t.Fatal("another seed built the same world")
+	}
+}
+
+// TestInjectGuildCreate: an injected GUILD_CREATE enters the model whole.
+func TestInjectGuildCreate(t *testing.T) {
+	s := startFake(t, Config{Guilds: 1, Seed: 4})
+	c, rd, got := connectIdentify(t, s, "", 0, 1, allIntents)
+	defer c.close()
+	orig := rd.Guilds[0].ID
+	const newID = "175928847299117063"
+	d := bytes.Replace(got[1].D, []byte(`"id":"`+orig+`"`), []byte(`"id":"`+newID+`"`), 1)
+	if err := s.Dispatch(0, "GUILD_CREATE", d); err != nil {
+		t.Fatal(err)
+	}
+	w := s.Snapshot()
+	ng, ok := w.Guilds[newID]
+	if !ok {
+		t.Fatal("injected guild not in the model")
+	}
+	sameMap(t, "members", ng.Members, w.Guilds[orig].Members)
+	sameMap(t, "roles", ng.Roles, w.Guilds[orig].Roles)
+	if len(ng.Channels) != len(w.Guilds[orig].Channels) {
+		t.Fatalf("%d channels, want %d", len(ng.Channels), len(w.Guilds[orig].Channels))
+	}
+	entries := s.Ledger(0)[0].Entries
+	if last := entries[len(entries)-1]; last.T != "GUILD_CREATE" || last.Guild != newID {
+		t.Fatalf("ledger %s guild %s", last.T, last.Guild)
+	}
+	if err := s.Dispatch(0, "GUILD_DELETE", []byte(`{"id":"`+newID+`"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Snapshot().Guilds[newID]; ok {
+		t.Fatal("GUILD_DELETE left the guild in the model")
 	}
 }

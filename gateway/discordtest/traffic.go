@@ -13,6 +13,9 @@ type genEvent struct {
 	t      string
 	d      []byte
 	before []byte
+	// guild, when set, is the guild the event is about instead of the one
+	// the generator was given (a guild the bot just joined).
+	guild *guild
 	// noContent builds the d for sessions without MESSAGE_CONTENT; nil when
 	// d is the same for them.
 	noContent func() []byte
@@ -187,6 +190,9 @@ func (s *Server) generateOneLocked(now time.Time) bool {
 		ev, ok := gen.gen(s, g)
 		if !ok {
 			continue
+		}
+		if ev.guild != nil {
+			g = ev.guild
 		}
 		s.deliverLocked(ev, g, gen.intent, now)
 		return true
