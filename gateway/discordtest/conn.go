@@ -119,7 +119,7 @@ func (c *gwConn) writeLoop() {
 		c.mu.Unlock()
 		c.s.pending.Add(-int64(n))
 	}()
-	bw := bufio.NewWriterSize(c.nc, 64<<10)
+	bw := bufio.NewWriterSize(c.nc, 32<<10)
 	var (
 		cbuf bytes.Buffer
 		zw   *zlib.Writer
@@ -127,10 +127,11 @@ func (c *gwConn) writeLoop() {
 	)
 	switch c.compress {
 	case compressZlib:
-		zw = zlib.NewWriter(&cbuf)
+		// BestSpeed: the fake drives benchmarks; any level inflates the same.
+		zw, _ = zlib.NewWriterLevel(&cbuf, zlib.BestSpeed)
 	case compressZstd:
 		var err error
-		zs, err = zstd.NewWriter(&cbuf, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20),
+		zs, err = zstd.NewWriter(&cbuf, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<17),
 			zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithLowerEncoderMem(true))
 		if err != nil {
 			c.s.log.Warn("zstd encoder", "err", err)
