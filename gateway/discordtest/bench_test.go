@@ -3,6 +3,7 @@ package discordtest
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,17 +14,24 @@ import (
 // BenchmarkGenerate measures making live events (model update, encoding,
 // ledger) for a disconnected session, without the socket.
 func BenchmarkGenerate(b *testing.B) {
-	s := startFake(b, Config{Guilds: 50, MembersPerGuild: 100, Seed: 1, LedgerLimit: 10000, ResumeWindow: time.Hour})
-	c, _, _ := connectIdentify(b, s, "", 0, 1, allIntents)
-	c.close()
-	waitFor(b, "disconnect", func() bool { return s.Stats().Connections == 0 })
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	if made := s.generate(b.N); made != b.N {
-		b.Fatalf("made %d events, want %d", made, b.N)
+	for _, shards := range []int{1, 64} {
+		b.Run(fmt.Sprintf("shards=%d", shards), func(b *testing.B) {
+			s := startFake(b, Config{Guilds: 50 * shards, MembersPerGuild: 100, Seed: 1, LedgerLimit: 10000,
+				ResumeWindow: time.Hour, IdentifyWindow: time.Nanosecond, SessionStartRemaining: 10000, SessionStartTotal: 10000})
+			for i := 0; i < shards; i++ {
+				c, _, _ := connectIdentify(b, s, "", i, shards, allIntents)
+				c.close()
+			}
+			waitFor(b, "disconnect", func() bool { return s.Stats().Connections == 0 })
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			if made := s.generate(b.N); made != b.N {
+				b.Fatalf("made %d events, want %d", made, b.N)
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+		})
 	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
 }
 
 // BenchmarkDeliver measures events generated and written to a connected
