@@ -185,7 +185,7 @@ func genChannelDelete(s *Server, g *guild) (genEvent, bool) {
 	return genEvent{t: "CHANNEL_DELETE", d: d, before: d}, true
 }
 
-func roleEvent(t, guildID string, r *role) []byte {
+func roleEvent(guildID string, r *role) []byte {
 	b := []byte(`{`)
 	b = appendKV(b, "guild_id", guildID)
 	b = append(b, `,"role":`...)
@@ -198,7 +198,7 @@ func genRoleCreate(s *Server, g *guild) (genEvent, bool) {
 		return genEvent{}, false
 	}
 	r := s.world.newRole(g)
-	return genEvent{t: "GUILD_ROLE_CREATE", d: roleEvent("GUILD_ROLE_CREATE", g.info.ID, r)}, true
+	return genEvent{t: "GUILD_ROLE_CREATE", d: roleEvent(g.info.ID, r)}, true
 }
 
 func genRoleUpdate(s *Server, g *guild) (genEvent, bool) {
@@ -211,7 +211,7 @@ func genRoleUpdate(s *Server, g *guild) (genEvent, bool) {
 	r.Name = "role-" + w.name()
 	r.Color = w.rng.IntN(0xffffff)
 	r.Hoist = !r.Hoist
-	return genEvent{t: "GUILD_ROLE_UPDATE", d: roleEvent("GUILD_ROLE_UPDATE", g.info.ID, r), before: before}, true
+	return genEvent{t: "GUILD_ROLE_UPDATE", d: roleEvent(g.info.ID, r), before: before}, true
 }
 
 func genRoleDelete(s *Server, g *guild) (genEvent, bool) {
@@ -508,15 +508,14 @@ var errUnknownGuild = errors.New("guild not in the model")
 func (s *Server) applyLocked(t string, d []byte) (string, []byte, error) {
 	w := s.world
 	var head struct {
-		GuildID string          `json:"guild_id"`
-		ID      string          `json:"id"`
-		User    *user           `json:"user"`
-		Role    *role           `json:"role"`
-		RoleID  string          `json:"role_id"`
-		Emojis  []*emoji        `json:"emojis"`
-		Type    *int            `json:"type"`
-		Status  string          `json:"status"`
-		Raw     json.RawMessage `json:"-"`
+		GuildID string   `json:"guild_id"`
+		ID      string   `json:"id"`
+		User    *user    `json:"user"`
+		Role    *role    `json:"role"`
+		RoleID  string   `json:"role_id"`
+		Emojis  []*emoji `json:"emojis"`
+		Type    *int     `json:"type"`
+		Status  string   `json:"status"`
 	}
 	if d[0] != '{' {
 		return "", nil, nil // not an object: nothing to model

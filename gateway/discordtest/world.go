@@ -289,7 +289,7 @@ func (g *guild) infoJSON() []byte {
 	return g.infoRaw
 }
 
-// textChannels returns the ids of text channels (where messages go).
+// pickChannel returns a random channel of type typ, or nil.
 func (g *guild) pickChannel(r *rand.Rand, typ int) *channel {
 	n := g.channels.len()
 	if n == 0 {
