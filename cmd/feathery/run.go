@@ -42,6 +42,7 @@ func (m *Main) runRun(ctx context.Context, g globalFlags, args []string) error {
 	}
 	if d.admin != nil {
 		log.Info("admin API listening", "url", d.admin.URL())
+		fmt.Fprintf(m.Stdout, "dashboard: %s\n", d.admin.URL())
 	}
 	<-ctx.Done()
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.D().String())
