@@ -2,9 +2,14 @@ package discordtest
 
 import (
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"net"
+	"net/http"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -127,3 +132,56 @@ func TestBotPrefixedToken(t *testing.T) {
 		t.Fatalf("want READY, got %s", f.Raw)
 	}
 }
+
+// TestTokenNeverLeaks: the token appears in no log line, stats, ledger or
+// control API reply, whatever the client gets wrong.
+func TestTokenNeverLeaks(t *testing.T) {
+	const token = "SECRET-TOKEN-d41d8cd98f00b204"
+	var logs strings.Builder
+	var mu sync.Mutex
+	h := slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), &slog.HandlerOptions{Level: slog.LevelDebug})
+	s := startFake(t, Config{Token: token, Logger: slog.New(h), IdentifyWindow: time.Hour})
+	c, rd, got := connectIdentify(t, s, "", 0, 1, allIntents)
+	c.send(2, identifyD(token, 0, 1, 1)) // second identify: 4005
+	c.expectClose()
+	for _, bad := range []map[string]any{identifyD(token+"x", 0, 1, 1), identifyD(token, 5, 1, 1), identifyD(token, 0, 1, 1<<40)} {
+		b := dialRaw(t, s.GatewayURL()+"?v=10&encoding=json")
+		b.hello()
+		b.send(2, bad)
+		b.expectClose()
+	}
+	r := resumeClient(t, rd.ResumeGatewayURL, rd.SessionID, *got[len(got)-1].S+9, "") // bad seq
+	r.expectClose()
+	id := dialRaw(t, s.GatewayURL()+"?v=10&encoding=json")
+	id.hello()
+	id.send(2, identifyD(token, 0, 1, 1)) // identify_rate
+	id.nextDispatch()
+	var replies strings.Builder
+	for _, path := range []string{"/_fake/stats", "/_fake/ledger?shard=0&data=true", "/_fake/world", "/api/v10/gateway/bot"} {
+		resp, err := http.Get(s.URL() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		replies.Write(b)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if logs.Len() == 0 || len(s.Stats().Violations) < 4 {
+		t.Fatalf("the scenario produced %d bytes of logs and %d violations: it proves nothing", logs.Len(), len(s.Stats().Violations))
+	}
+	for what, text := range map[string]string{"logs": logs.String(), "replies": replies.String(), "stats": fmt.Sprint(s.Stats())} {
+		if strings.Contains(text, "SECRET-TOKEN") {
+			t.Fatalf("token found in %s", what)
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

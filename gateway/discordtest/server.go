@@ -61,6 +61,7 @@ type statsCounters struct {
 	identifies, resumes, invalidSessions, connections int64
 	resumesOffResumeURL                               int64
 	heartbeatRequests, heartbeatRequestsAnswered      int64
+	violationsDropped                                 int64
 	dispatches                                        map[int]int64
 }
 
@@ -89,8 +90,10 @@ type Stats struct {
 	DispatchesPerShard map[int]int64 `json:"dispatches_per_shard"`
 	// SessionStartRemaining is what /gateway/bot reports as remaining.
 	SessionStartRemaining int `json:"session_start_remaining"`
-	// Violations lists every protocol breach seen, in order.
-	Violations []Violation `json:"violations"`
+	// Violations lists every protocol breach seen, in order (the first
+	// 10000; ViolationsDropped counts the rest).
+	Violations        []Violation `json:"violations"`
+	ViolationsDropped int64       `json:"violations_dropped"`
 }
 
 // Violation is one protocol breach by a client. Shard is -1 when the
@@ -248,7 +251,14 @@ func (s *Server) violation(shard int, kind, detail string) {
 	s.mu.Unlock()
 }
 
+// maxViolations bounds the violations kept; later ones are only counted.
+const maxViolations = 10000
+
 func (s *Server) violationLocked(shard int, kind, detail string) {
+	if len(s.violations) >= maxViolations {
+		s.stats.violationsDropped++
+		return
+	}
 	s.violations = append(s.violations, Violation{Shard: shard, Kind: kind, Detail: detail, At: time.Now()})
 	s.log.Debug("violation", "shard", shard, "kind", kind, "detail", detail)
 }
