@@ -248,15 +248,55 @@ func (h *harness) checkLedger(t *testing.T, shard int) {
 	var diff string
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		diff = compareLedger(h.ledgerRecs(shard), h.sink.get(shard))
+		got := h.sink.get(shard)
+		want := h.ledgerRecs(shard)
+		// A session whose READY never reached the shard (the connection
+		// dropped right after IDENTIFY) cannot be resumed by anyone: leave it
+		// out, but only as many as the IDENTIFYs that got no READY.
+		seen := map[string]bool{}
+		for _, r := range got {
+			seen[r.Session] = true
+		}
+		unseen := map[string]bool{}
+		for _, r := range want {
+			if !seen[r.Session] {
+				unseen[r.Session] = true
+			}
+		}
+		if len(unseen) > 0 && len(unseen) <= int(h.status(shard).Identifies)-len(seen) {
+			t.Logf("shard %d: sessions %v never got their READY read; shard logs:\n%s", shard, unseen, shardLogs(t.Name(), shard))
+			kept := want[:0:0]
+			for _, r := range want {
+				if !unseen[r.Session] {
+					kept = append(kept, r)
+				}
+			}
+			want = kept
+		}
+		diff = compareLedger(want, got)
 		if diff == "" {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("shard %d: sink differs from the fake's ledger: %s", shard, diff)
+			t.Fatalf("shard %d: sink differs from the fake's ledger: %s\nshard logs:\n%s", shard, diff, shardLogs(t.Name(), shard))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// shardLogs returns the captured log lines of test for shard.
+func shardLogs(test string, shard int) string {
+	var out []string
+	for _, line := range strings.Split(logCapture.String(), "\n") {
+		var l struct {
+			Test  string `json:"test"`
+			Shard *int   `json:"shard"`
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && strings.HasPrefix(test, l.Test) && l.Shard != nil && *l.Shard == shard {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func compareLedger(want, got []rec) string {
@@ -377,9 +417,13 @@ func TestManager_Recovery(t *testing.T) {
 			n := len(sc)
 			// A 2 s heartbeat leaves room for a loaded machine (the fake flags a
 			// heartbeat later than 1.5 intervals).
+			// The identify window is wider than in the bucket test for the same
+			// reason: sixty shards at once on two cores delay single sends.
 			fake := startFake(t, discordtest.Config{Shards: n, MaxConcurrency: 8, Guilds: 3 * n, Rate: float64(15 * n), Seed: 7,
-				HeartbeatInterval: 2 * time.Second})
-			h := startManager(t, fake, gateway.BotConfig{Compression: comp}, newRecordingSink(), nil)
+				HeartbeatInterval: 2 * time.Second, IdentifyWindow: 500 * time.Millisecond})
+			h := startManager(t, fake, gateway.BotConfig{Compression: comp}, newRecordingSink(), func(c *gateway.ManagerConfig) {
+				c.IdentifyWindow = 500 * time.Millisecond
+			})
 			all := make([]int, n)
 			for i := range all {
 				all[i] = i
@@ -446,10 +490,10 @@ func TestManager_Recovery(t *testing.T) {
 				})
 			}
 			fake.SetRate(0)
+			checkViolations(t, fake)
 			for i := range sc {
 				h.checkLedger(t, i)
 			}
-			checkViolations(t, fake)
 			if st := fake.Stats(); st.ResumesOffResumeURL != 0 {
 				t.Errorf("got %d resumes off resume_gateway_url, want 0", st.ResumesOffResumeURL)
 			}

@@ -26,6 +26,7 @@ var (
 	errSink            = errors.New("sink refused event")
 	errResumeExhausted = errors.New("resume failed repeatedly")
 	errBadPayload      = errors.New("bad gateway payload")
+	errSecondHello     = errors.New("second HELLO on one connection")
 )
 
 // invalidSessionError is INVALID_SESSION (op 9).
@@ -563,10 +564,13 @@ func (s *shard) handlePayload(p []byte) error {
 		if !ok || ms <= 0 {
 			return fmt.Errorf("read HELLO: bad heartbeat_interval %q", truncate(v))
 		}
+		if c.interval.Load() != 0 {
+			return fmt.Errorf("read HELLO: %w", errSecondHello)
+		}
 		iv := time.Duration(ms) * time.Millisecond
 		c.interval.Store(int64(iv))
 		c.limit.setHeartbeat(iv)
-		c.hello <- iv
+		c.hello <- iv // buffered; the one HELLO of the connection
 		return s.authenticate(c)
 	case opReconnect:
 		return errReconnect
