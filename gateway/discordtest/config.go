@@ -77,6 +77,10 @@ type Config struct {
 	// RESTRateLimit is the global REST limit in requests per second (429
 	// beyond it); default 50.
 	RESTRateLimit int
+	// MaxGuildsPerShard is the most guilds one session may hold: an IDENTIFY
+	// whose shard would have more closes with 4011 (sharding required);
+	// default 2500, as Discord.
+	MaxGuildsPerShard int
 	// LedgerLimit bounds the entries kept per session (0 = unbounded). A
 	// RESUME from a seq older than the oldest entry kept gets op 9 false.
 	// Set it for long benchmarks.
@@ -167,6 +171,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ReconnectDelay == 0 {
 		c.ReconnectDelay = time.Second
+	}
+	if c.MaxGuildsPerShard == 0 {
+		c.MaxGuildsPerShard = 2500
 	}
 	if c.RESTRateLimit == 0 {
 		c.RESTRateLimit = 50

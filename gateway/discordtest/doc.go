@@ -31,7 +31,8 @@
 // IDENTIFY is checked in this order: second IDENTIFY 4005, bad token 4004,
 // bad JSON or missing properties 4002, missing or unknown intent bits 4013,
 // privileged intents with Config.DisallowPrivileged 4014, shard not
-// [id, n] with 0 ≤ id < n 4010 (any n ≥ 1 is accepted). Then
+// [id, n] with 0 ≤ id < n 4010 (any n ≥ 1 is accepted), more than
+// MaxGuildsPerShard (2500) guilds on the shard 4011. Then
 // session_start_limit.remaining exhausted or a second IDENTIFY of a bucket
 // (shard_id % MaxConcurrency) within IdentifyWindow (less IdentifyTolerance,
 // default a tenth of the window, for jitter) answer op 9 false and

@@ -142,6 +142,35 @@ func TestCloseCodes(t *testing.T) {
 	}
 }
 
+func TestShardingRequired(t *testing.T) {
+	s := startFake(t, Config{Guilds: 5, MaxGuildsPerShard: 2, IdentifyWindow: time.Nanosecond})
+	c := dialRaw(t, s.GatewayURL()+"?v=10&encoding=json")
+	c.hello()
+	c.send(2, identifyD("fake-token", 0, 1, 0))
+	if code := c.expectClose(); code != 4011 {
+		t.Fatalf("close %d, want 4011", code)
+	}
+	if !hasViolation(s, "sharding_required") {
+		t.Fatal("no sharding_required violation")
+	}
+	// With enough shards every shard is small enough.
+	n := 2
+	for ; ; n++ {
+		per := map[int]int{}
+		worst := 0
+		for id := range s.Snapshot().Guilds {
+			per[shardOf(id, n)]++
+			worst = max(worst, per[shardOf(id, n)])
+		}
+		if worst <= 2 {
+			break
+		}
+	}
+	for shard := 0; shard < n; shard++ {
+		connectIdentify(t, s, "", shard, n, 0)
+	}
+}
+
 func TestHeartbeatACKAndZombie(t *testing.T) {
 	s := startFake(t, Config{})
 	c, _, _ := connectIdentify(t, s, "", 0, 1, 0)

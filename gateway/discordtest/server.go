@@ -102,7 +102,7 @@ type Stats struct {
 // "resume_bad_seq", "already_authenticated", "bad_token", "decode_error",
 // "unknown_opcode", "invalid_payload" (bad op 8), "invalid_intents",
 // "disallowed_intents", "invalid_shard", "invalid_api_version",
-// "request_members_unknown_guild", "session_ended_by_client" (a client
+// "sharding_required", "request_members_unknown_guild", "session_ended_by_client" (a client
 // closed with 1000/1001, which ends its session).
 type Violation struct {
 	Shard  int       `json:"shard"`

@@ -252,6 +252,17 @@ func (c *gwConn) identify(d []byte, now time.Time) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	n := 0
+	for i := 0; i < s.world.guilds.len(); i++ {
+		if s.world.guilds.at(i).shardOf(shard[1]) == shard[0] {
+			n++
+		}
+	}
+	if n > s.cfg.MaxGuildsPerShard {
+		s.violationLocked(shard[0], "sharding_required", fmt.Sprintf("shard [%d, %d] would hold %d guilds, at most %d", shard[0], shard[1], n, s.cfg.MaxGuildsPerShard))
+		c.closeWith(4011, closeReasons[4011])
+		return
+	}
 	if s.remaining <= 0 {
 		s.violationLocked(shard[0], "session_start_limit", "IDENTIFY with session_start_limit.remaining 0")
 		s.stats.invalidSessions++
