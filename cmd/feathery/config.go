@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -100,6 +101,7 @@ type BotConfig struct {
 	Compression    string        `yaml:"compression"`
 	LargeThreshold int           `yaml:"large_threshold"`
 	RequestMembers bool          `yaml:"request_members"`
+	Presence       Presence      `yaml:"presence"`
 	Filters        FiltersConfig `yaml:"filters"`
 	Routes         []RouteConfig `yaml:"routes"`
 	DefaultStream  StreamConfig  `yaml:"default_stream"`
@@ -264,6 +266,62 @@ func (in *Intents) decodeNode(n *yaml.Node) error {
 		return nil
 	}
 	return fmt.Errorf("want a number or a list of intent names, got %s", kindName(n))
+}
+
+// Presence is IDENTIFY's presence object, written in YAML and sent as
+// JSON: {status, activities: [{name, type, state, url}], afk, since}.
+type Presence struct {
+	JSON []byte
+}
+
+type presenceYAML struct {
+	Status     string         `yaml:"status" json:"status"`
+	Since      *int64         `yaml:"since" json:"since"`
+	AFK        bool           `yaml:"afk" json:"afk"`
+	Activities []activityYAML `yaml:"activities" json:"activities"`
+}
+
+type activityYAML struct {
+	Name  string `yaml:"name" json:"name"`
+	Type  int    `yaml:"type" json:"type"`
+	State string `yaml:"state" json:"state,omitempty"`
+	URL   string `yaml:"url" json:"url,omitempty"`
+}
+
+var presenceStatuses = []string{"online", "dnd", "idle", "invisible", "offline"}
+
+func (p *Presence) decodeNode(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("want a mapping like {status: online, activities: [{name: ..., type: 0}]}, got %s", kindName(n))
+	}
+	var v presenceYAML
+	w := &nodeWalker{}
+	if err := w.decode(n, reflect.ValueOf(&v).Elem(), ""); err != nil {
+		return err
+	}
+	if v.Status == "" {
+		v.Status = "online"
+	}
+	if !contains(presenceStatuses, v.Status) {
+		return fmt.Errorf("status %s: want one of %s", safeQuote(v.Status), strings.Join(presenceStatuses, ", "))
+	}
+	for i, a := range v.Activities {
+		if a.Name == "" {
+			return fmt.Errorf("activities[%d].name: missing", i)
+		}
+		if a.Type < 0 || a.Type > 5 {
+			return fmt.Errorf("activities[%d].type: %d is not an activity type (0-5)", i, a.Type)
+		}
+	}
+	if v.Activities == nil {
+		v.Activities = []activityYAML{}
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode presence: %w", err)
+	}
+	p.JSON = b
+	return nil
 }
 
 // ShardCount is "auto" (0) or a positive number of shards.

@@ -266,3 +266,34 @@ func TestConfigDoc(t *testing.T) {
 	}
 	walk(reflect.TypeOf(Config{}), "")
 }
+
+func TestPresence(t *testing.T) {
+	bot := "bots:\n  - name: main\n    token: x12345\n"
+	cfg, err := parseConfig("f.yaml", []byte(bot+"    presence: {status: idle, activities: [{name: \"the gateway\", type: 3}]}\n"), envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"status":"idle","since":null,"afk":false,"activities":[{"name":"the gateway","type":3}]}`
+	if got := string(gatewayBots(cfg)[0].Presence); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	cfg, err = parseConfig("f.yaml", []byte(bot+"    presence: {}\n"), envOf(nil))
+	if err != nil || string(cfg.Bots[0].Presence.JSON) != `{"status":"online","since":null,"afk":false,"activities":[]}` {
+		t.Errorf("empty presence: %v %s", err, cfg.Bots[0].Presence.JSON)
+	}
+	if cfg, _ := parseConfig("f.yaml", []byte(bot), envOf(nil)); gatewayBots(cfg)[0].Presence != nil {
+		t.Error("no presence configured, but one is sent")
+	}
+	for doc, want := range map[string]string{
+		"    presence: {status: busy}\n":                     `bots[0].presence: status "busy": want one of online`,
+		"    presence: {activities: [{type: 1}]}\n":          "bots[0].presence: activities[0].name: missing",
+		"    presence: {activities: [{name: a, type: 9}]}\n": "bots[0].presence: activities[0].type: 9 is not an activity type",
+		"    presence: {mood: happy}\n":                      "bots[0].presence: mood: unknown field",
+		"    presence: online\n":                             "bots[0].presence: want a mapping",
+	} {
+		_, err := parseConfig("f.yaml", []byte(bot+doc), envOf(nil))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: got %v, want %q", doc, err, want)
+		}
+	}
+}

@@ -89,6 +89,7 @@ func gatewayBots(cfg *Config) []gateway.BotConfig {
 			Compression:    comp,
 			LargeThreshold: b.LargeThreshold,
 			RequestMembers: b.RequestMembers,
+			Presence:       b.Presence.JSON,
 		})
 	}
 	return out
