@@ -37,6 +37,7 @@ type gwConn struct {
 	br       *bufio.Reader
 	path     string
 	compress int
+	version  int
 	opened   time.Time
 
 	mu         sync.Mutex
@@ -276,6 +277,7 @@ func (c *gwConn) readLoop(q url.Values) {
 		c.drain()
 		return
 	}
+	c.version, _ = strconv.Atoi(v)
 	c.lastBeat = time.Now()
 	c.enqueue(fmt.Appendf(nil, `{"t":null,"s":null,"op":10,"d":{"heartbeat_interval":%d,"_trace":["[\"fake-discord\",{}]"]}}`,
 		c.s.cfg.HeartbeatInterval.Milliseconds()))

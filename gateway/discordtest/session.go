@@ -286,7 +286,7 @@ func (c *gwConn) identify(d []byte, now time.Time) {
 	s.live = append(s.live, ss)
 	c.sess, c.identified, c.shard = ss, true, ss.shard
 	s.refreshGuildsLocked(ss)
-	s.sendReadyLocked(ss)
+	s.sendReadyLocked(ss, c.version)
 	s.log.Debug("identified", "shard", ss.shard, "shards", ss.shards, "session", ss.id)
 }
 
@@ -311,10 +311,12 @@ func (s *Server) refreshGuildsLocked(ss *session) {
 	ss.guildsVer = s.guildsVer
 }
 
-func (s *Server) sendReadyLocked(ss *session) {
+func (s *Server) sendReadyLocked(ss *session, version int) {
 	w := s.world
 	b := make([]byte, 0, 512+len(ss.guilds)*48)
-	b = append(b, `{"v":10,"user":`...)
+	b = append(b, `{"v":`...)
+	b = strconv.AppendInt(b, int64(version), 10)
+	b = append(b, `,"user":`...)
 	u := w.bot.json()
 	b = append(b, u[:len(u)-1]...)
 	b = append(b, `,"verified":true,"mfa_enabled":false,"flags":0,"email":null},"guilds":[`...)
