@@ -51,6 +51,7 @@ bots:
     token: ${TOKEN}
     intents: ALL
     compression: zstd-stream
+    presence: {status: idle, activities: [{name: "the tests", type: 3}]}
     filters: {ignore: [TYPING_START]}
     routes:
       - {events: ["MESSAGE_*"], stream: msgs, groups: [g1]}
