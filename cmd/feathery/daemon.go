@@ -161,6 +161,9 @@ func runDaemon(ctx context.Context, cfg *Config, deps daemonDeps) (_ *daemon, er
 		if err != nil {
 			return nil, err
 		}
+		if !isLoopback(d.admin.Addr()) {
+			log.Warn("the admin API listens beyond loopback: anyone who reaches it sees the status; keep admin.token secret", "addr", d.admin.Addr())
+		}
 	}
 
 	var mctx context.Context
@@ -369,4 +372,14 @@ func portOf(addr string) string {
 		return addr
 	}
 	return port
+}
+
+// isLoopback reports whether addr (host:port) is a loopback address.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
