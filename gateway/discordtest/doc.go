@@ -117,7 +117,9 @@
 // the Config.Mix weights (DefaultMix). Two more events can be mixed in:
 // GUILD_CREATE (the bot joins a new guild; up to 2 × Guilds) and GUILD_DELETE
 // (the bot leaves one; down to Guilds/2); they change which guilds a session
-// has, so they are not in DefaultMix.
+// has, so they are not in DefaultMix. MESSAGE_UPDATE, MESSAGE_DELETE and
+// MESSAGE_REACTION_ADD (about recent generated messages; no model change)
+// can be mixed in too.
 //
 // Dispatch (and POST /_fake/dispatch) updates the model for the events above
 // (GUILD_CREATE replaces or adds a whole guild; GUILD_DELETE with

@@ -178,7 +178,7 @@ func (c *miniCache) apply(e LedgerEntry) {
 	case "GUILD_EMOJIS_UPDATE":
 		c.checkBefore(e, g.emojis)
 		g.emojis = m["emojis"]
-	case "MESSAGE_CREATE", "TYPING_START", "INTERACTION_CREATE", "GUILD_MEMBERS_CHUNK":
+	case "MESSAGE_CREATE", "TYPING_START", "INTERACTION_CREATE", "GUILD_MEMBERS_CHUNK", "MESSAGE_UPDATE", "MESSAGE_DELETE", "MESSAGE_REACTION_ADD":
 		if e.Before != nil {
 			t.Fatalf("seq %d %s has a before image", e.Seq, e.T)
 		}
@@ -206,6 +206,7 @@ func TestEventsKeepModelConsistent(t *testing.T) {
 	mix := DefaultMix()
 	mix["MESSAGE_CREATE"], mix["TYPING_START"], mix["INTERACTION_CREATE"] = 1, 1, 1
 	mix["GUILD_CREATE"], mix["GUILD_DELETE"] = 0.3, 0.3
+	mix["MESSAGE_UPDATE"], mix["MESSAGE_DELETE"], mix["MESSAGE_REACTION_ADD"] = 0.5, 0.5, 0.5
 	s := startFake(t, Config{Guilds: 4, MembersPerGuild: 8, Seed: 11, Mix: mix, IdentifyWindow: time.Nanosecond})
 	c, _, _ := connectIdentify(t, s, "", 0, 1, allIntents)
 	c.close()

@@ -43,6 +43,7 @@ const (
 	intentGuildVoiceStates = 1 << 7
 	intentGuildPresences   = 1 << 8
 	intentGuildMessages    = 1 << 9
+	intentGuildReactions   = 1 << 10
 	intentGuildTyping      = 1 << 11
 	intentMessageContent   = 1 << 15
 	allIntents             = 53608447

@@ -355,11 +355,104 @@ func genMessage(s *Server, g *guild) (genEvent, bool) {
 		b = appendKV(b, "guild_id", g.info.ID)
 		return append(b, '}')
 	}
+	author := m.User.ID
+	if webhook != "" {
+		author = webhook
+	}
+	g.recent[g.recentNext%len(g.recent)] = recentMessage{id: id, channelID: ch.ID, authorID: author}
+	g.recentNext++
 	ev := genEvent{t: "MESSAGE_CREATE", d: build(content)}
 	if !mention {
 		ev.noContent = func() []byte { return build("") }
 	}
 	return ev, true
+}
+
+// pickRecent returns a recent message of g, if any.
+func (w *world) pickRecent(g *guild) (recentMessage, bool) {
+	n := min(g.recentNext, len(g.recent))
+	if n == 0 {
+		return recentMessage{}, false
+	}
+	r := g.recent[w.rng.IntN(n)]
+	return r, r.id != ""
+}
+
+func genMessageUpdate(s *Server, g *guild) (genEvent, bool) {
+	w := s.world
+	r, ok := w.pickRecent(g)
+	if !ok {
+		return genEvent{}, false
+	}
+	build := func(content string) []byte {
+		b := []byte(`{"type":0,`)
+		b = appendKV(b, "id", r.id)
+		b = append(b, ',')
+		b = appendKV(b, "channel_id", r.channelID)
+		b = append(b, ',')
+		b = appendKV(b, "guild_id", g.info.ID)
+		b = append(b, `,"content":`...)
+		b = appendString(b, content)
+		b = append(b, `,"edited_timestamp":"`...)
+		b = append(b, isoTime(w.newID())...)
+		b = append(b, `","author":{"id":"`...)
+		b = append(b, r.authorID...)
+		return append(b, `"}}`...)
+	}
+	content := "edited: " + w.sentence(3)
+	return genEvent{t: "MESSAGE_UPDATE", d: build(content), noContent: func() []byte { return build("") }}, true
+}
+
+func genMessageDelete(s *Server, g *guild) (genEvent, bool) {
+	w := s.world
+	r, ok := w.pickRecent(g)
+	if !ok {
+		return genEvent{}, false
+	}
+	for i := range g.recent {
+		if g.recent[i].id == r.id {
+			g.recent[i] = recentMessage{}
+		}
+	}
+	b := []byte(`{`)
+	b = appendKV(b, "id", r.id)
+	b = append(b, ',')
+	b = appendKV(b, "channel_id", r.channelID)
+	b = append(b, ',')
+	b = appendKV(b, "guild_id", g.info.ID)
+	return genEvent{t: "MESSAGE_DELETE", d: append(b, '}')}, true
+}
+
+func genReactionAdd(s *Server, g *guild) (genEvent, bool) {
+	w := s.world
+	r, ok := w.pickRecent(g)
+	m := w.pickMember(g)
+	if !ok || m == nil {
+		return genEvent{}, false
+	}
+	b := []byte(`{"type":0,"burst":false,`)
+	b = appendKV(b, "user_id", m.User.ID)
+	b = append(b, ',')
+	b = appendKV(b, "message_id", r.id)
+	b = append(b, ',')
+	b = appendKV(b, "message_author_id", r.authorID)
+	b = append(b, `,"member":`...)
+	b = append(b, m.json()...)
+	if g.emojis.len() > 0 && w.rng.IntN(2) == 0 {
+		e := g.emojis.at(w.rng.IntN(g.emojis.len()))
+		b = append(b, `,"emoji":{"id":"`...)
+		b = append(b, e.ID...)
+		b = append(b, `","name":`...)
+		b = appendString(b, e.Name)
+		b = append(b, '}')
+	} else {
+		b = append(b, `,"emoji":{"id":null,"name":"👍"}`...)
+	}
+	b = append(b, ',')
+	b = appendKV(b, "channel_id", r.channelID)
+	b = append(b, ',')
+	b = appendKV(b, "guild_id", g.info.ID)
+	return genEvent{t: "MESSAGE_REACTION_ADD", d: append(b, '}')}, true
 }
 
 func genTyping(s *Server, g *guild) (genEvent, bool) {
@@ -444,6 +537,10 @@ func init() {
 		"TYPING_START":       {intentGuildTyping, genTyping},
 		"PRESENCE_UPDATE":    {intentGuildPresences, genPresence},
 		"INTERACTION_CREATE": {0, genInteraction},
+		// Not in DefaultMix: opt in through Config.Mix.
+		"MESSAGE_UPDATE":       {intentGuildMessages, genMessageUpdate},
+		"MESSAGE_DELETE":       {intentGuildMessages, genMessageDelete},
+		"MESSAGE_REACTION_ADD": {intentGuildReactions, genReactionAdd},
 	}
 	registerModelEvents()
 }

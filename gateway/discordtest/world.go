@@ -272,6 +272,14 @@ type guild struct {
 	presences *coll[*presence]
 	// lastAllMembers is when the last "all members" op 8 was answered.
 	lastAllMembers time.Time
+	// recent holds the last messages sent in the guild, for MESSAGE_UPDATE,
+	// MESSAGE_DELETE and reactions.
+	recent     [16]recentMessage
+	recentNext int
+}
+
+type recentMessage struct {
+	id, channelID, authorID string
 }
 
 // shardOf is the shard the guild belongs to for a shard count.
