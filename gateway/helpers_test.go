@@ -37,6 +37,17 @@ func newStreamEncoder(t testing.TB, comp Compression) *streamEncoder {
 	return e
 }
 
+// reset starts a new stream (a new connection) on the same encoder.
+func (e *streamEncoder) reset() {
+	e.buf.Reset()
+	switch e.comp {
+	case CompressionZlibStream:
+		e.zw.Reset(&e.buf)
+	case CompressionZstdStream:
+		e.ze.Reset(&e.buf)
+	}
+}
+
 // encode returns the bytes of one gateway message on the wire.
 func (e *streamEncoder) encode(t testing.TB, msg []byte) []byte {
 	t.Helper()

@@ -130,9 +130,12 @@ func fuzzInflate(f *testing.F, comp Compression) {
 	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd, 0, 0}, uint16(1), true)
 	f.Add(dispatchJSON(1, "TYPING_START", 2, 100, r), uint16(9), false)
 	f.Add([]byte(`{"op":0,"d":"}\"{"}`), uint16(3), false)
+	// One inflater and one encoder for the whole run, reset for every input
+	// as for every new connection (fuzz inputs run one at a time per process).
+	inf := newInflater(comp, 1<<20)
+	fenc := newStreamEncoder(f, comp)
 	f.Fuzz(func(t *testing.T, data []byte, cut uint16, compressed bool) {
-		inf := newInflater(comp, 1<<20)
-		defer inf.close()
+		inf.reset()
 		var got [][]byte
 		fn := func(p []byte) error {
 			_, _ = peekEnvelope(p)
@@ -154,7 +157,8 @@ func fuzzInflate(f *testing.F, comp Compression) {
 		if !json.Valid(data) || len(bytes.TrimSpace(data)) == 0 || bytes.TrimSpace(data)[0] != '{' {
 			return
 		}
-		wire := newStreamEncoder(t, comp).encode(t, data)
+		fenc.reset()
+		wire := fenc.encode(t, data)
 		var err error
 		if comp == CompressionZlibStream {
 			c := int(cut) % (len(wire) + 1)
