@@ -185,3 +185,53 @@ func TestTokenNeverLeaks(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestLedgerLimit: the ledger keeps at most 2 × LedgerLimit entries, and a
+// RESUME from before what is kept gets op 9 false.
+func TestLedgerLimit(t *testing.T) {
+	s := startFake(t, Config{Guilds: 2, LedgerLimit: 50, ResumeWindow: time.Hour})
+	c, rd, _ := connectIdentify(t, s, "", 0, 1, allIntents)
+	c.close()
+	waitFor(t, "disconnect", func() bool { return s.Stats().Connections == 0 })
+	s.generate(500)
+	l := s.Ledger(0)[0].Entries
+	if len(l) < 50 || len(l) >= 100 || l[len(l)-1].Seq < 500 {
+		t.Fatalf("ledger of %d entries, last seq %d", len(l), l[len(l)-1].Seq)
+	}
+	r := resumeClient(t, rd.ResumeGatewayURL, rd.SessionID, 1, "")
+	if f := r.nextDispatch(); f.Op != 9 || string(f.D) != "false" {
+		t.Fatalf("resume from a trimmed seq: %s", f.Raw)
+	}
+}
+
+func TestDispatchErrors(t *testing.T) {
+	s := startFake(t, Config{Guilds: 1})
+	if err := s.Dispatch(0, "MESSAGE_CREATE", []byte(`{}`)); err == nil || !strings.Contains(err.Error(), "no live session") {
+		t.Fatalf("dispatch without session: %v", err)
+	}
+	c, _, _ := connectIdentify(t, s, "", 0, 1, 0)
+	defer c.close()
+	for _, tc := range []struct{ t, d, want string }{
+		{"message_create", `{}`, "upper case"},
+		{"MESSAGE_CREATE", `{`, "not valid JSON"},
+		{"GUILD_MEMBER_ADD", `{"guild_id":"1"}`, "guild"},
+		{"CHANNEL_UPDATE", `{"guild_id":"` + firstGuild(s) + `"}`, "id"},
+	} {
+		if err := s.Dispatch(0, tc.t, []byte(tc.d)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Dispatch(%s, %s) = %v, want an error naming %q", tc.t, tc.d, err, tc.want)
+		}
+	}
+	if err := s.Dispatch(0, "CUSTOM_EVENT", []byte(` {"a": 1} `)); err != nil {
+		t.Fatal(err)
+	}
+	if f := c.nextDispatch(); *f.T != "CUSTOM_EVENT" || string(f.D) != `{"a":1}` {
+		t.Fatalf("got %s", f.Raw)
+	}
+}
+
+func firstGuild(s *Server) string {
+	for id := range s.Snapshot().Guilds {
+		return id
+	}
+	return ""
+}
