@@ -524,3 +524,28 @@ func TestDaemon_HealthFollowsRedis(t *testing.T) {
 	srv.Restart()
 	waitFor(t, 30*time.Second, "healthy again", func() bool { c, _ := health(); return c == 200 })
 }
+
+// TestDaemon_ReconnectEndpoint: POST .../reconnect with the bearer token
+// makes the shard reconnect and resume.
+func TestDaemon_ReconnectEndpoint(t *testing.T) {
+	fake := startFake(t, 1, 20)
+	cfg := e2eConfig(t, fake, "{embedded: true}")
+	d, err := runDaemon(t.Context(), cfg, daemonDeps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close(context.Background())
+	base := strings.TrimSuffix(d.AdminURL(), "/")
+	waitFor(t, 20*time.Second, "healthy", func() bool { return d.Health(t.Context()).OK })
+	resumes := fake.Stats().Resumes
+	code, _, body := httpDo(t, "POST", base+"/api/bots/e2e/shards/0/reconnect", adminToken)
+	if code == http.StatusNotImplemented {
+		t.Skip("gateway.Manager has no Reconnect(ctx, bot, shard) yet: " + body)
+	}
+	if code != http.StatusAccepted {
+		t.Fatalf("reconnect: %d %s", code, body)
+	}
+	waitFor(t, 20*time.Second, "the shard to resume", func() bool {
+		return fake.Stats().Resumes > resumes && d.Health(t.Context()).OK
+	})
+}
