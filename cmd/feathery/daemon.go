@@ -356,13 +356,17 @@ func (d *daemon) Reconnect(ctx context.Context, bot string, shard int) error {
 	}
 	// The gateway's Manager grows a Reconnect method; until it has one the
 	// endpoint answers that it is not available.
-	r, ok := any(d.mgr).(interface {
+	switch r := any(d.mgr).(type) {
+	case interface {
 		Reconnect(ctx context.Context, bot string, shard int) error
-	})
-	if !ok {
-		return errUnsupported
+	}:
+		return r.Reconnect(ctx, bot, shard)
+	case interface {
+		Reconnect(bot string, shard int) error
+	}:
+		return r.Reconnect(bot, shard)
 	}
-	return r.Reconnect(ctx, bot, shard)
+	return errUnsupported
 }
 
 // portOf returns the port of a host:port address.
