@@ -237,7 +237,9 @@ func (s *shard) decide(ctx context.Context, err error) (time.Duration, error) {
 	case errors.As(err, &inv):
 		if inv.resumable && s.session != "" {
 			s.log.Info("session invalidated as resumable; resuming")
-			delay = 0
+			if s.attempt <= 1 {
+				delay = 0
+			}
 		} else {
 			s.log.Warn("session invalidated; identifying after a pause")
 			s.loseSession(ctx, err.Error())
