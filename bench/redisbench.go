@@ -37,6 +37,9 @@ type RedisBenchmarkResult struct {
 	// P50 and P99 are its latency percentiles in milliseconds.
 	P50 float64 `json:"p50_ms"`
 	P99 float64 `json:"p99_ms"`
+	// Runs are the rates of every run when several were made (the figures
+	// above are then the median run's).
+	Runs []float64 `json:"runs,omitempty"`
 }
 
 // RunRedisBenchmark runs redis-benchmark --csv for XADD <Stream> * <Fields>

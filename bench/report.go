@@ -180,7 +180,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, "  start-up         %s\n", t.Startup.text())
 	}
 	if rb := r.RedisBenchmark; rb != nil {
-		fmt.Fprintf(&b, "  redis-benchmark  %.0f XADD/s (p50 %.2f ms): %s\n", rb.OpsPerSecond, rb.P50, rb.Command)
+		fmt.Fprintf(&b, "  redis-benchmark  %.0f XADD/s (p50 %.2f ms; median of %.0f): %s\n", rb.OpsPerSecond, rb.P50, rb.Runs, rb.Command)
 		if r.Ratio > 0 {
 			fmt.Fprintf(&b, "  ratio            %.3f (feathery end to end / redis-benchmark XADD)\n", r.Ratio)
 		}

@@ -234,7 +234,7 @@ func (d Verdict) Window(from, to time.Time) Window {
 	for _, s := range d.samples {
 		if s.readAt >= f && s.readAt < t {
 			lat = append(lat, s.latency)
-			recv = append(recv, s.recv)
+			recv = append(recv, max(s.recv, 0)) // at is truncated to the millisecond
 			size += s.size
 		}
 	}
