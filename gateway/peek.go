@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strconv"
 )
 
@@ -16,6 +17,29 @@ type envelope struct {
 	HasSeq bool
 	T      []byte // nil when "t" is null or absent
 	D      []byte // raw JSON of "d"; nil when absent
+	// DGuildID and DID are the raw values of "d.guild_id" and "d.id" when d
+	// is an object that has them (found while d is skipped).
+	DGuildID []byte
+	DID      []byte
+}
+
+// guildID returns the guild id of the dispatch named t: "d.id" for events
+// about a guild itself, else "d.guild_id"; 0 when there is none.
+func (e *envelope) guildID(t string) uint64 {
+	switch t {
+	case "GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE":
+		return snowflake(e.DID)
+	}
+	return snowflake(e.DGuildID)
+}
+
+// snowflake parses a JSON snowflake: a string of digits (or a bare number).
+func snowflake(v []byte) uint64 {
+	if len(v) >= 2 && v[0] == '"' {
+		v = v[1 : len(v)-1]
+	}
+	n, _ := parseUint(v)
+	return n
 }
 
 var (
@@ -69,7 +93,12 @@ func peekEnvelope(p []byte) (envelope, error) {
 		}
 		i = skipWS(p, i+1)
 		vs := i
-		ve, err := skipValue(p, i, 0)
+		var ve int
+		if string(p[ks:ke]) == "d" && i < len(p) && p[i] == '{' {
+			ve, err = skipObjectKeys(p, i, &env)
+		} else {
+			ve, err = skipValue(p, i, 0)
+		}
 		if err != nil {
 			return env, err
 		}
@@ -99,6 +128,9 @@ func peekEnvelope(p []byte) (envelope, error) {
 			}
 		case "d":
 			env.D = v
+			if v[0] != '{' {
+				env.DGuildID, env.DID = nil, nil
+			}
 		}
 		i = skipWS(p, ve)
 		if i >= len(p) {
@@ -122,6 +154,57 @@ func peekEnvelope(p []byte) (envelope, error) {
 		return env, errMissingOp
 	}
 	return env, nil
+}
+
+// skipObjectKeys skips the object at p[i] like skipValue and records the
+// raw values of its top-level "guild_id" and "id" in env.
+func skipObjectKeys(p []byte, i int, env *envelope) (int, error) {
+	env.DGuildID, env.DID = nil, nil
+	i = skipWS(p, i+1)
+	if i < len(p) && p[i] == '}' {
+		return i + 1, nil
+	}
+	for {
+		if i >= len(p) {
+			return 0, errTruncated
+		}
+		if p[i] != '"' {
+			return 0, errBadEnvelope
+		}
+		ks, ke, next, err := scanString(p, i)
+		if err != nil {
+			return 0, err
+		}
+		i = skipWS(p, next)
+		if i >= len(p) {
+			return 0, errTruncated
+		}
+		if p[i] != ':' {
+			return 0, errBadEnvelope
+		}
+		vs := skipWS(p, i+1)
+		i, err = skipValue(p, vs, 1)
+		if err != nil {
+			return 0, err
+		}
+		switch string(p[ks:ke]) {
+		case "guild_id":
+			env.DGuildID = p[vs:i]
+		case "id":
+			env.DID = p[vs:i]
+		}
+		i = skipWS(p, i)
+		if i >= len(p) {
+			return 0, errTruncated
+		}
+		if p[i] == '}' {
+			return i + 1, nil
+		}
+		if p[i] != ',' {
+			return 0, errBadEnvelope
+		}
+		i = skipWS(p, i+1)
+	}
 }
 
 // guildIDOf returns the guild id of a dispatch: "d.id" for events about a
@@ -221,7 +304,9 @@ func scanString(p []byte, i int) (s, e, next int, err error) {
 			x := binary.LittleEndian.Uint64(p[i:])
 			q := x ^ (lsb * '"')
 			b := x ^ (lsb * '\\')
-			if ((q-lsb)&^q|(b-lsb)&^b|(x-lsb*0x20)&^x)&msb != 0 {
+			if m := ((q-lsb)&^q | (b-lsb)&^b | (x-lsb*0x20)&^x) & msb; m != 0 {
+				// The lowest flagged byte is exactly the first special one.
+				i += bits.TrailingZeros64(m) / 8
 				break
 			}
 			i += 8

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -68,6 +69,13 @@ func TestGuildIDOf(t *testing.T) {
 		if got := guildIDOf(c.t, []byte(c.d)); got != c.want {
 			t.Errorf("guildIDOf(%s, %s) = %d, want %d", c.t, c.d, got, c.want)
 		}
+		env, err := peekEnvelope([]byte(`{"op":0,"s":1,"t":"` + c.t + `","d":` + c.d + `}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := env.guildID(c.t); got != c.want {
+			t.Errorf("envelope guildID(%s, %s) = %d, want %d", c.t, c.d, got, c.want)
+		}
 	}
 }
 
@@ -78,8 +86,7 @@ func TestPeek_NoAllocs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_ = eventName(env.T)
-		_ = guildIDOf("MESSAGE_CREATE", env.D)
+		_ = env.guildID(eventName(env.T))
 	})
 	if allocs != 0 {
 		t.Fatalf("got %v allocs per peek, want 0", allocs)
@@ -140,7 +147,12 @@ func FuzzPeekEnvelope(f *testing.F) {
 		if err := json.Unmarshal(p, &v); err == nil && v.Op != env.Op {
 			t.Fatalf("peek op %d, encoding/json op %d", env.Op, v.Op)
 		}
-		_ = guildIDOf(eventName(env.T), env.D)
+		// The guild id found while skipping d is the one a second look finds.
+		for _, typ := range []string{"GUILD_CREATE", "MESSAGE_CREATE"} {
+			if a, b := env.guildID(typ), guildIDOf(typ, env.D); a != b {
+				t.Fatalf("%s: guild id %d while peeking, %d from d", typ, a, b)
+			}
+		}
 	})
 }
 
@@ -177,16 +189,33 @@ func isEnvelope(p []byte) bool {
 	return true
 }
 
-// BenchmarkPeek measures reading op, s, t, d and the guild id of a dispatch.
+// BenchmarkPeek measures reading op, s, t, d and the guild id of a dispatch:
+// a message as Discord sends it, and one dense with escapes and non-ASCII.
 func BenchmarkPeek(b *testing.B) {
-	p := dispatchJSON(42, "MESSAGE_CREATE", 41771983444115456, 600, rand.New(rand.NewPCG(1, 1)))
-	b.SetBytes(int64(len(p)))
-	b.ReportAllocs()
-	for range b.N {
-		env, err := peekEnvelope(p)
-		if err != nil {
-			b.Fatal(err)
-		}
-		_ = guildIDOf(eventName(env.T), env.D)
+	payloads := map[string][]byte{
+		"message": []byte(`{"t":"MESSAGE_CREATE","s":42,"op":0,"d":{"type":0,"tts":false,"timestamp":"2024-01-01T00:00:00.000000+00:00",` +
+			`"pinned":false,"mentions":[],"mention_roles":[],"mention_everyone":false,"member":{"roles":["1","2"],"nick":null,` +
+			`"joined_at":"2023-01-01T00:00:00+00:00"},"id":"1193419418519982111","flags":0,"embeds":[],"edited_timestamp":null,` +
+			`"content":"` + strings.Repeat("the quick brown fox jumps over the lazy dog ", 8) + `","components":[],` +
+			`"channel_id":"1031232412373299290","author":{"username":"someone","public_flags":0,"id":"81384788765712384",` +
+			`"global_name":"Some One","discriminator":"0","avatar":"a_1234567890abcdef1234567890abcdef"},"attachments":[],` +
+			`"guild_id":"81384788765712384"}}`),
+		"escapes": dispatchJSON(42, "MESSAGE_CREATE", 41771983444115456, 600, rand.New(rand.NewPCG(1, 1))),
+	}
+	for _, name := range []string{"message", "escapes"} {
+		p := payloads[name]
+		b.Run("payload="+name, func(b *testing.B) {
+			b.SetBytes(int64(len(p)))
+			b.ReportAllocs()
+			for range b.N {
+				env, err := peekEnvelope(p)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if env.guildID(eventName(env.T)) != 81384788765712384 && name == "message" {
+					b.Fatal("wrong guild id")
+				}
+			}
+		})
 	}
 }

@@ -682,7 +682,7 @@ func (s *shard) dispatch(c *conn, env *envelope) error {
 	ev.ResumeURL = s.resumeURL
 	ev.Seq = env.Seq
 	ev.Type = t
-	ev.GuildID = guildIDOf(t, env.D)
+	ev.GuildID = env.guildID(t)
 	ev.Data = env.D
 	ev.Received = time.Now()
 	start := c.busyStart()
