@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/klauspost/compress/zlib"
+	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -36,7 +36,7 @@ type inflater struct {
 
 	in  []byte        // compressed bytes not yet handed to the decompressor
 	src bytes.Reader  // what the decompressor reads
-	zr  io.ReadCloser // zlib context; nil until the first message
+	zr  io.ReadCloser // deflate context of zlib-stream; nil until the first message
 	zd  *zstd.Decoder // zstd context; nil until first needed
 
 	out     []byte // decompressed bytes, reused
@@ -149,15 +149,27 @@ func (f *inflater) inflate(in []byte, fn func(payload []byte) error) error {
 	return err
 }
 
+// openZlib reads the 2-byte zlib header of a connection's stream and starts
+// a raw deflate context after it. The stream never ends, so its Adler-32
+// trailer never comes: reading deflate directly spares computing a checksum
+// nobody checks.
 func (f *inflater) openZlib() error {
+	cmf, err1 := f.src.ReadByte()
+	flg, err2 := f.src.ReadByte()
+	switch {
+	case err1 != nil || err2 != nil:
+		return fmt.Errorf("read zlib header: %w", io.ErrUnexpectedEOF)
+	case cmf&0x0f != 8 || cmf>>4 > 7:
+		return fmt.Errorf("read zlib header: not deflate (CMF %#02x)", cmf)
+	case (uint16(cmf)<<8|uint16(flg))%31 != 0:
+		return fmt.Errorf("read zlib header: bad check bits (%#02x %#02x)", cmf, flg)
+	case flg&0x20 != 0:
+		return fmt.Errorf("read zlib header: preset dictionary not supported")
+	}
 	if f.zr == nil {
-		zr, err := zlib.NewReader(&f.src)
-		if err != nil {
-			return fmt.Errorf("read zlib header: %w", err)
-		}
-		f.zr = zr
-	} else if err := f.zr.(zlib.Resetter).Reset(&f.src, nil); err != nil {
-		return fmt.Errorf("read zlib header: %w", err)
+		f.zr = flate.NewReader(&f.src)
+	} else if err := f.zr.(flate.Resetter).Reset(&f.src, nil); err != nil {
+		return fmt.Errorf("reset deflate: %w", err)
 	}
 	f.zrReady = true
 	return nil

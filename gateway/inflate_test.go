@@ -153,7 +153,8 @@ func fuzzInflate(f *testing.F, comp Compression) {
 			return
 		}
 		// data as a gateway message through a real compressor: a single JSON
-		// object comes back byte for byte, whatever the split.
+		// object comes back byte for byte (trailing whitespace aside),
+		// whatever the split.
 		if !json.Valid(data) || len(bytes.TrimSpace(data)) == 0 || bytes.TrimSpace(data)[0] != '{' {
 			return
 		}
@@ -171,7 +172,7 @@ func fuzzInflate(f *testing.F, comp Compression) {
 		if err != nil {
 			t.Fatalf("inflate %q: %v", data, err)
 		}
-		if len(got) != 1 || !bytes.Equal(got[0], bytes.TrimRight(bytes.TrimLeft(data, " \t\r\n"), " \t\r\n")) {
+		if len(got) != 1 || !bytes.Equal(got[0], bytes.TrimRight(data, " \t\r\n")) {
 			t.Fatalf("inflate %q: got %q", data, got)
 		}
 	})

@@ -523,6 +523,22 @@ func (s *objScanner) reset() { *s = objScanner{} }
 // top-level value, or -1 if it has not closed yet.
 func (s *objScanner) feed(b []byte) (int, error) {
 	for i := 0; i < len(b); i++ {
+		if s.inStr && !s.esc {
+			// Jump over plain string bytes a word at a time.
+			for i+8 <= len(b) {
+				x := binary.LittleEndian.Uint64(b[i:])
+				q := x ^ (lsb * '"')
+				e := x ^ (lsb * '\\')
+				if m := ((q-lsb)&^q | (e-lsb)&^e) & msb; m != 0 {
+					i += bits.TrailingZeros64(m) / 8
+					break
+				}
+				i += 8
+			}
+			if i >= len(b) {
+				break
+			}
+		}
 		c := b[i]
 		if s.inStr {
 			switch {
