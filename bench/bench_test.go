@@ -59,8 +59,8 @@ func TestRun_Short(t *testing.T) {
 		Rate:           2000,
 		Cache:          true,
 		Duration:       3 * time.Second,
-		IdleShards:     20,
-		MaxConcurrency: 32,
+		IdleShards:     50,
+		MaxConcurrency: 64,
 		CacheGuilds:    4,
 		CacheMembers:   50,
 		BenchRequests:  20000,
@@ -116,10 +116,10 @@ func TestRun_Short(t *testing.T) {
 	if is == nil {
 		t.Fatal("no idle-shard section")
 	}
-	if is.Shards != 20 || is.BaselineRSS <= 0 || is.RSS <= is.BaselineRSS || is.BytesPerShard <= 0 || is.BytesPerShard > 10<<20 {
-		t.Errorf("idle shards: got %+v, want 20 shards costing between 0 and 10 MiB each", is)
+	if is.Shards != 50 || is.BaselineRSS <= 0 || is.RSS <= is.BaselineRSS || is.BytesPerShard <= 0 || is.BytesPerShard > 10<<20 {
+		t.Errorf("idle shards: got %+v, want 50 shards costing between 0 and 10 MiB each", is)
 	}
-	if s := is.Startup; s.Shards != 20 || s.Seconds <= 0 || s.BoundWindows != 1 {
+	if s := is.Startup; s.Shards != 50 || s.Seconds <= 0 || s.BoundWindows != 1 {
 		t.Errorf("idle start-up: got %+v", s)
 	}
 

@@ -423,3 +423,32 @@ func ReadGroup(ctx context.Context, client rueidis.Client, opts ReadOptions, v *
 	}
 	return nil
 }
+
+// RecordStream reads a whole stream with XRANGE (pages of 1000, no group)
+// and records every entry in v, for a check after the fact. It returns the
+// number of entries read.
+func RecordStream(ctx context.Context, client rueidis.Client, stream string, v *Verifier) (int, error) {
+	n := 0
+	start := "-"
+	for {
+		entries, err := client.Do(ctx, client.B().Xrange().Key(stream).Start(start).End("+").Count(1000).Build()).AsXRange()
+		if err != nil {
+			return n, fmt.Errorf("xrange %s: %w", stream, err)
+		}
+		now := time.Now()
+		for _, e := range entries {
+			m, err := consumers.DecodeEntry(e.ID, e.FieldValues)
+			if err != nil {
+				v.unreadable(e.ID, err)
+				continue
+			}
+			m.Stream = stream
+			v.Record(m, now)
+		}
+		n += len(entries)
+		if len(entries) < 1000 {
+			return n, nil
+		}
+		start = "(" + entries[len(entries)-1].ID
+	}
+}
