@@ -17,8 +17,9 @@
 //	f, err := bench.StartFeathery(bench.FeatheryOptions{Binary: bin, Config: dir + "/feathery.yaml", AdminAddr: addr})
 //	defer f.Kill()
 //	_, err = f.WaitReady(ctx, 2)
-//	v := bench.NewVerifier()
-//	// read the streams with bench.ReadGroup(ctx, client, bench.ReadOptions{...}, v), then
+//	v := bench.NewVerifier(fake.ExactData())
+//	// read the streams with bench.ReadGroup(ctx, client, bench.ReadOptions{...}, v)
+//	// (or bench.RecordStream afterwards), then
 //	verdict, err := v.Check(fake, []int{0, 1})
 //
 // Figures and the commands that produced them are in bench/RESULTS.md.

@@ -159,8 +159,12 @@ func (r *Report) WriteText(w io.Writer) error {
 	if p.Cache {
 		cache = "on"
 	}
-	fmt.Fprintf(&b, "feathery bench: %d shards, %d guilds x %d members, rate %s, %s, cache %s, %s; redis %s, fake %s, reader %s x%d; %d CPUs, redis %s\n",
-		p.Shards, p.Guilds, p.Members, rate, p.Compression, cache, p.Duration, p.Redis, p.Fake, p.Reader, p.Consumers, r.Machine.CPUs, r.Machine.RedisVersion)
+	world := fmt.Sprintf("%d guilds x %d members", p.Guilds, p.Members)
+	if p.Guilds == 0 {
+		world = "the external fake's world"
+	}
+	fmt.Fprintf(&b, "feathery bench: %d shards, %s, rate %s, %s, cache %s, %s; redis %s, fake %s, reader %s x%d; %d CPUs, redis %s\n",
+		p.Shards, world, rate, p.Compression, cache, p.Duration, p.Redis, p.Fake, p.Reader, p.Consumers, r.Machine.CPUs, r.Machine.RedisVersion)
 	if t := r.Throughput; t != nil {
 		v := t.Verdict
 		fmt.Fprintf(&b, "  throughput       %.0f events/s end to end (%d verified events read in %.1fs)\n", t.EventsPerSecond, t.Events, t.Seconds)

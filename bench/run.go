@@ -216,6 +216,7 @@ func Run(ctx context.Context, opts Options) (_ *Report, err error) {
 	}
 	if opts.FakeAddr != "" {
 		rep.Params.Fake = opts.FakeAddr
+		rep.Params.Guilds, rep.Params.Members = 0, 0 // the external fake's own world
 	}
 	if opts.PlainReader {
 		rep.Params.Reader, rep.Params.Consumers = "xread", 1
