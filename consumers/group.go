@@ -16,7 +16,8 @@ import (
 	"github.com/redis/rueidis"
 )
 
-// Handler handles one entry. Returning nil acknowledges it (XACK); an error
+// Handler handles one entry. Returning nil acknowledges it (one XACK for the
+// entries of a read that succeeded, sent once the read is handled); an error
 // leaves it pending, so it is delivered again after ClaimIdle, and moved to
 // the dead-letter stream once it has been delivered MaxDeliveries times.
 // With several streams, Run calls the handler from one goroutine per stream,
@@ -208,8 +209,9 @@ func (r *GroupReader) DeadLetterStreamFor(stream string) string {
 //   - creates the group on each stream if missing (an existing group is fine);
 //   - first re-reads this consumer's own pending entries (a restart under
 //     the same Consumer name hands them to the handler again);
-//   - then reads new entries with a blocking XREADGROUP and acknowledges
-//     each one after the handler returned nil;
+//   - then reads new entries with a blocking XREADGROUP (up to Count at a
+//     time) and, after handling a read's entries in order, acknowledges those
+//     whose handler returned nil with one XACK;
 //   - every ClaimInterval, takes over entries pending for longer than
 //     ClaimIdle (left by a dead consumer, or by a failed handler) with
 //     XAUTOCLAIM and handles them;
@@ -294,12 +296,7 @@ func (r *GroupReader) lane(ctx context.Context, stream string, h Handler) {
 			continue
 		}
 		bo.reset()
-		for _, e := range res[stream] {
-			if ctx.Err() != nil {
-				return // the rest stays pending with this consumer
-			}
-			r.process(ctx, stream, e, 1, h, log)
-		}
+		r.handleBatch(ctx, stream, res[stream], nil, h, log)
 	}
 }
 
@@ -398,16 +395,46 @@ func (r *GroupReader) handleOwned(ctx context.Context, stream string, entries []
 		}
 		return ctx.Err() != nil
 	}
+	r.handleBatch(ctx, stream, entries, counts, h, log)
+	return true
+}
+
+// handleBatch handles the entries of one read in stream order and then
+// acknowledges every entry whose handler succeeded (or that is gone from the
+// stream) with a single XACK. counts holds each entry's delivery count, 0 to
+// skip it (no longer pending with this consumer); nil means first delivery
+// for all. Once ctx is done no further handler is called: the rest stays
+// pending with this consumer, and what was handled is still acknowledged.
+func (r *GroupReader) handleBatch(ctx context.Context, stream string, entries []rueidis.XRangeEntry, counts []int64, h Handler, log *slog.Logger) {
+	if len(entries) == 0 {
+		return
+	}
+	hctx, release := r.handlerContext(ctx)
+	acks := make([]string, 0, len(entries))
+	var handled int64
 	for i, e := range entries {
 		if ctx.Err() != nil {
-			return true
+			break
 		}
-		if counts[i] == 0 {
-			continue // not ours any more
+		deliveries := int64(1)
+		if counts != nil {
+			if counts[i] == 0 {
+				continue // not ours any more
+			}
+			deliveries = counts[i]
 		}
-		r.process(ctx, stream, e, counts[i], h, log)
+		switch r.process(ctx, hctx, stream, e, deliveries, h, log) {
+		case outcomeHandled:
+			acks = append(acks, e.ID)
+			handled++
+		case outcomeGone:
+			acks = append(acks, e.ID)
+		}
 	}
-	return true
+	release()
+	if len(acks) > 0 && r.ack(ctx, stream, acks, log) {
+		r.acked.Add(handled)
+	}
 }
 
 // deliveries returns the delivery count of each entry while pending with
@@ -440,14 +467,23 @@ func (r *GroupReader) deliveries(ctx context.Context, stream string, entries []r
 	return out, nil
 }
 
-// process decodes one entry, calls the handler, and acknowledges or
-// dead-letters it.
-func (r *GroupReader) process(ctx context.Context, stream string, e rueidis.XRangeEntry, deliveries int64, h Handler, log *slog.Logger) {
+// outcome is what became of one entry in process.
+type outcome int
+
+const (
+	outcomePending outcome = iota // stays pending (handler failed) or already dead-lettered
+	outcomeHandled                // handler succeeded: acknowledge
+	outcomeGone                   // trimmed from the stream while pending: acknowledge
+)
+
+// process decodes one entry and calls the handler with hctx, or
+// dead-letters it. It reports whether the entry is to be acknowledged; the
+// caller acknowledges a whole batch at once.
+func (r *GroupReader) process(ctx, hctx context.Context, stream string, e rueidis.XRangeEntry, deliveries int64, h Handler, log *slog.Logger) outcome {
 	if e.FieldValues == nil {
 		// Deleted from the stream (trimmed) while pending: nothing to handle.
 		log.Debug("pending entry no longer in the stream", "id", e.ID)
-		r.ack(ctx, stream, e.ID, log)
-		return
+		return outcomeGone
 	}
 	m, err := DecodeEntry(e.ID, e.FieldValues)
 	m.Stream = stream
@@ -456,37 +492,31 @@ func (r *GroupReader) process(ctx context.Context, stream string, e rueidis.XRan
 		r.undecodable.Add(1)
 		log.Warn("undecodable entry; dead-lettering", "id", e.ID, "err", err)
 		r.deadLetter(ctx, stream, e, deliveries, err.Error(), log)
-		return
+		return outcomePending
 	}
 	if r.cfg.MaxDeliveries > 0 && deliveries > r.cfg.MaxDeliveries {
 		r.deadLetter(ctx, stream, e, deliveries,
 			fmt.Sprintf("delivered %d times without acknowledgement (limit %d)", deliveries, r.cfg.MaxDeliveries), log)
-		return
+		return outcomePending
 	}
 	r.handled.Add(1)
-	if herr := r.call(ctx, h, m); herr != nil {
+	if herr := r.call(hctx, h, m); herr != nil {
 		r.failed.Add(1)
 		log.Warn("handler failed; entry stays pending", "id", e.ID, "t", m.T, "deliveries", deliveries, "err", herr)
 		if ctx.Err() == nil && r.cfg.MaxDeliveries > 0 && deliveries >= r.cfg.MaxDeliveries {
 			r.deadLetter(ctx, stream, e, deliveries, herr.Error(), log)
 		}
-		return
+		return outcomePending
 	}
-	if r.ack(ctx, stream, e.ID, log) {
-		r.acked.Add(1)
-	}
+	return outcomeHandled
 }
 
-// call runs the handler. Its ctx outlives Run's ctx by ShutdownGrace, so an
-// in-flight handler can finish during a graceful stop. A panic becomes an
-// error (the entry stays pending).
-func (r *GroupReader) call(ctx context.Context, h Handler, m Message) (err error) {
+// handlerContext returns the ctx for the handler calls of one batch and a
+// release func to call after the last of them. The ctx outlives Run's ctx
+// by ShutdownGrace, so an in-flight handler can finish during a graceful
+// stop; after that it is cancelled.
+func (r *GroupReader) handlerContext(ctx context.Context) (context.Context, func()) {
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	if r.cfg.HandlerTimeout > 0 {
-		var cancelT context.CancelFunc
-		hctx, cancelT = context.WithTimeout(hctx, r.cfg.HandlerTimeout)
-		defer cancelT()
-	}
 	done := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		defer close(done)
@@ -498,12 +528,22 @@ func (r *GroupReader) call(ctx context.Context, h Handler, m Message) (err error
 		case <-hctx.Done():
 		}
 	})
-	defer func() {
+	return hctx, func() {
 		cancel()
 		if !stop() {
 			<-done // the grace timer goroutine was started: wait for it
 		}
-	}()
+	}
+}
+
+// call runs the handler with the batch's hctx, bounded by HandlerTimeout.
+// A panic becomes an error (the entry stays pending).
+func (r *GroupReader) call(hctx context.Context, h Handler, m Message) (err error) {
+	if r.cfg.HandlerTimeout > 0 {
+		var cancel context.CancelFunc
+		hctx, cancel = context.WithTimeout(hctx, r.cfg.HandlerTimeout)
+		defer cancel()
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("handler panic: %v\n%s", p, debug.Stack())
@@ -512,12 +552,13 @@ func (r *GroupReader) call(ctx context.Context, h Handler, m Message) (err error
 	return h(hctx, m)
 }
 
-// ack acknowledges one entry, even while Run is stopping.
-func (r *GroupReader) ack(ctx context.Context, stream, id string, log *slog.Logger) bool {
+// ack acknowledges entries of one stream in one XACK, even while Run is
+// stopping.
+func (r *GroupReader) ack(ctx context.Context, stream string, ids []string, log *slog.Logger) bool {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 	defer cancel()
-	if err := r.client.Do(actx, r.client.B().Xack().Key(stream).Group(r.cfg.Group).Id(id).Build()).Error(); err != nil {
-		log.Warn("ack failed; entry will be delivered again", "id", id, "err", err)
+	if err := r.client.Do(actx, r.client.B().Xack().Key(stream).Group(r.cfg.Group).Id(ids...).Build()).Error(); err != nil {
+		log.Warn("ack failed; entries will be delivered again", "count", len(ids), "first", ids[0], "err", err)
 		return false
 	}
 	return true
@@ -555,7 +596,7 @@ func (r *GroupReader) deadLetter(ctx context.Context, stream string, e rueidis.X
 		log.Warn("dead-letter write failed; entry stays pending", "id", e.ID, "dead_stream", dead, "err", err)
 		return
 	}
-	if r.ack(ctx, stream, e.ID, log) {
+	if r.ack(ctx, stream, []string{e.ID}, log) {
 		r.dead.Add(1)
 		log.Warn("entry moved to dead-letter stream", "id", e.ID, "dead_stream", dead, "deliveries", deliveries, "reason", reason)
 	}

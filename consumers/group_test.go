@@ -584,3 +584,63 @@ func allIn(ids []string, m map[string]int) bool {
 	}
 	return true
 }
+
+// Entries of one read are acknowledged together after the read is handled:
+// exactly those whose handler returned nil, never a failed one.
+func TestGroupReader_AcksOnlySucceededOfBatch(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	c := srv.Client(t)
+	const s, g = "{b}:events", "workers"
+	ids := xadd(t, c, s, 1, 10)
+	var failed []string
+	for i, id := range ids {
+		if i%3 == 1 {
+			failed = append(failed, id)
+		}
+	}
+	var mu sync.Mutex
+	calls := 0
+	r, err := consumers.NewGroupReader(c, consumers.GroupConfig{
+		Streams: []string{s}, Group: g, Consumer: "w", Count: 10,
+		Block: 50 * time.Millisecond, ClaimIdle: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runReader(t, func(ctx context.Context) error {
+		return r.Run(ctx, func(_ context.Context, m consumers.Message) error {
+			mu.Lock()
+			calls++
+			mu.Unlock()
+			if slices.Contains(failed, m.ID) {
+				return errors.New("refused")
+			}
+			return nil
+		})
+	})
+	eventually(t, 10*time.Second, "successes acked", func() bool {
+		return r.Stats().Acked == int64(len(ids)-len(failed))
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	rows, err := c.Do(context.Background(), c.B().Xpending().Key(s).Group(g).Start("-").End("+").Count(100).Build()).ToArray()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pending []string
+	for _, row := range rows {
+		fields, err := row.ToArray()
+		if err != nil || len(fields) == 0 {
+			t.Fatalf("XPENDING row: %v", err)
+		}
+		id, _ := fields[0].ToString()
+		pending = append(pending, id)
+	}
+	if !slices.Equal(pending, failed) {
+		t.Fatalf("pending after the batch: %v, want the failed %v", pending, failed)
+	}
+	if st := r.Stats(); calls != len(ids) || st.Handled != int64(len(ids)) || st.Failed != int64(len(failed)) {
+		t.Fatalf("calls %d, stats %+v; want %d calls, %d failed", calls, st, len(ids), len(failed))
+	}
+}
