@@ -14,9 +14,14 @@ import (
 // decompressed gateway payload larger than ManagerConfig.MaxPayload.
 var ErrPayloadTooLarge = errors.New("payload too large")
 
-// maxZstdWindow bounds the zstd window a server may ask for (the decoder
-// keeps that much history per connection).
-const maxZstdWindow = 32 << 20
+// maxZstdWindow bounds the zstd window a server may declare. The decoder
+// keeps a window of history (plus two blocks) per connection, so this bounds
+// a connection's decompression memory. 8 MiB is the most the zstd format
+// (RFC 8878) recommends every decoder to support and what its non-ultra
+// levels use at most; a stream declaring more fails with a read error. What
+// a connection really costs is the window the server declares: see
+// BenchmarkIdleInflater (the fake Discord declares 128 KiB).
+const maxZstdWindow = 8 << 20
 
 // zlibSuffix ends every complete zlib-stream message (Z_SYNC_FLUSH).
 var zlibSuffix = []byte{0x00, 0x00, 0xff, 0xff}
@@ -120,7 +125,11 @@ func (f *inflater) inflate(in []byte, fn func(payload []byte) error) error {
 		dec = f.zr
 	case CompressionZstdStream:
 		if f.zd == nil {
-			zd, err := zstd.NewReader(&f.src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(maxZstdWindow))
+			zd, err := zstd.NewReader(&f.src, zstd.WithDecoderConcurrency(1),
+				// Low memory: buffers sized to the blocks seen, not to the
+				// largest block possible (klauspost's default today; set
+				// here so a change of default cannot grow idle shards).
+				zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(maxZstdWindow))
 			if err != nil {
 				return fmt.Errorf("open zstd decoder: %w", err)
 			}

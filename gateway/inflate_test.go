@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 var compressions = []Compression{CompressionNone, CompressionZlibStream, CompressionZstdStream}
@@ -180,3 +182,41 @@ func fuzzInflate(f *testing.F, comp Compression) {
 
 func FuzzInflateZlib(f *testing.F) { fuzzInflate(f, CompressionZlibStream) }
 func FuzzInflateZstd(f *testing.F) { fuzzInflate(f, CompressionZstdStream) }
+
+// A zstd-stream declaring a window up to maxZstdWindow inflates; one
+// declaring more is refused with an error (the connection is dropped), so a
+// server cannot make a connection hold more history than that.
+func TestInflater_ZstdWindowBound(t *testing.T) {
+	msg := []byte(`{"op":0,"s":1,"t":"TYPING_START","d":{}}`)
+	for _, tc := range []struct {
+		window int
+		ok     bool
+	}{{128 << 10, true}, {maxZstdWindow, true}, {2 * maxZstdWindow, false}} {
+		t.Run(fmt.Sprintf("window=%dKiB", tc.window>>10), func(t *testing.T) {
+			var buf bytes.Buffer
+			enc, err := zstd.NewWriter(&buf, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(tc.window))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer enc.Close()
+			if _, err := enc.Write(msg); err != nil {
+				t.Fatal(err)
+			}
+			if err := enc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			inf := newInflater(CompressionZstdStream, 1<<20)
+			defer inf.close()
+			var got []byte
+			err = inf.feed(buf.Bytes(), func(p []byte) error { got = bytes.Clone(p); return nil })
+			switch {
+			case tc.ok && (err != nil || !bytes.Equal(got, msg)):
+				t.Fatalf("got %q, %v; want the message back", got, err)
+			case !tc.ok && err == nil:
+				t.Fatalf("a %d-byte window was accepted, want an error (limit %d)", tc.window, maxZstdWindow)
+			case !tc.ok && !errors.Is(err, zstd.ErrWindowSizeExceeded):
+				t.Fatalf("got %v, want it to wrap zstd.ErrWindowSizeExceeded", err)
+			}
+		})
+	}
+}
