@@ -42,13 +42,22 @@ func NewIdentifyLimiter(c rueidis.Client, cfg IdentifyConfig) *IdentifyLimiter {
 	return &IdentifyLimiter{c: c, keys: cfg.Keys, log: cfg.Logger, maxPoll: cfg.MaxPoll}
 }
 
+// identifyMargin is added to the window a bucket stays taken after an
+// IDENTIFY: the slot is taken before the IDENTIFY reaches the socket, and a
+// delay there under load (or clock drift between processes) would otherwise
+// put two IDENTIFYs of a bucket less than a window apart at Discord. Half
+// the window, at most 250ms (5% of Discord's 5 s), as the gateway's
+// in-memory limiter does.
+func identifyMargin(w time.Duration) time.Duration { return min(w/2, 250*time.Millisecond) }
+
 // Default identify limits used when Limits leaves them zero.
 const (
 	defaultIdentifyWindow = 5 * time.Second
 	defaultResetAfter     = 24 * time.Hour
 )
 
-// Wait blocks until shard may IDENTIFY, then takes the slot. The daily
+// Wait blocks until shard may IDENTIFY, then takes the slot (for the
+// window plus identifyMargin). The daily
 // counter is initialised from lim.Remaining (TTL lim.ResetAfter) when Redis
 // has none. It returns an error wrapping ErrStartLimitExhausted (with the
 // time left until the reset) when no start is left, or ctx's error.
@@ -88,7 +97,7 @@ func (l *IdentifyLimiter) try(ctx context.Context, bot string, shard int, lim Li
 	}
 	bucket := shard % conc
 	r, err := luascripts.Identify(ctx, l.c, l.keys.IdentifyBucket(bot, bucket), l.keys.IdentifyRemaining(bot),
-		window, lim.Remaining, reset)
+		window+identifyMargin(window), lim.Remaining, reset)
 	if err != nil {
 		return r, fmt.Errorf("identify %s shard %d: %w", bot, shard, err)
 	}

@@ -147,3 +147,22 @@ func TestIdentifyLimiter_Exhausted(t *testing.T) {
 		t.Fatalf("after new limits: %v, want ErrStartLimitExhausted", err)
 	}
 }
+
+// After an IDENTIFY a bucket stays taken for the window plus a margin
+// (half the window, at most 250ms), as the gateway's in-memory limiter
+// does: with a 100ms window, two IDENTIFYs of one bucket are at least 150ms
+// apart. Only a lower bound is asserted, which a slow machine cannot break.
+func TestIdentifyLimiter_MarginAfterWindow(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	l := broker.NewIdentifyLimiter(srv.Client(t), broker.IdentifyConfig{Keys: broker.NewKeys(""), MaxPoll: 5 * time.Millisecond})
+	lim := broker.Limits{MaxConcurrency: 1, Window: 100 * time.Millisecond, Remaining: 10, ResetAfter: time.Hour}
+	start := time.Now()
+	for s := range 3 {
+		if err := l.Wait(t.Context(), "bot", s, lim); err != nil {
+			t.Fatalf("shard %d: %v", s, err)
+		}
+	}
+	if d := time.Since(start); d < 2*150*time.Millisecond {
+		t.Fatalf("three IDENTIFYs of one bucket took %s, want at least 2 × (100ms window + 50ms margin)", d)
+	}
+}
