@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,7 +115,27 @@ func (a *adminServer) handler() http.Handler {
 	mux.HandleFunc("GET /api/status", a.handleStatus)
 	mux.HandleFunc("GET /metrics", a.handleMetrics)
 	mux.HandleFunc("POST /api/bots/{bot}/shards/{id}/reconnect", a.requireToken(a.handleReconnect))
+	// Go's profiler, registered on this mux (the package's init also fills
+	// http.DefaultServeMux, which feathery never serves). Read-only,
+	// so open without admin.token like /api/status; once a token is set
+	// (likely because the API is reachable beyond loopback) it needs it:
+	// profiles show code paths and cost CPU while they run.
+	mux.HandleFunc("GET /debug/pprof/", a.tokenIfSet(pprof.Index))
+	mux.HandleFunc("GET /debug/pprof/cmdline", a.tokenIfSet(pprof.Cmdline))
+	mux.HandleFunc("GET /debug/pprof/profile", a.tokenIfSet(pprof.Profile))
+	mux.HandleFunc("GET /debug/pprof/symbol", a.tokenIfSet(pprof.Symbol))
+	mux.HandleFunc("POST /debug/pprof/symbol", a.tokenIfSet(pprof.Symbol))
+	mux.HandleFunc("GET /debug/pprof/trace", a.tokenIfSet(pprof.Trace))
 	return mux
+}
+
+// tokenIfSet guards a read-only endpoint with the bearer token when one is
+// configured, and leaves it open otherwise.
+func (a *adminServer) tokenIfSet(next http.HandlerFunc) http.HandlerFunc {
+	if a.token == "" {
+		return next
+	}
+	return a.requireToken(next)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
