@@ -227,15 +227,15 @@ type cacheOp struct {
 	bc     *botCache
 	guild  string
 	before beforeKind
-	// g is the index of the event's phase-1 (guild slot) call, -1 = none.
-	g int
+	// g is the event's phase-1 (guild slot) reply, noRef = none.
+	g pipeRef
 	// joins are users the payload shows as members (id, user JSON).
 	joins []luascripts.CacheField
 	// leave is a user the event ends the membership of ("" = none).
 	leave string
 	// update is a USER_UPDATE user (id, JSON).
 	update luascripts.CacheField
-	// u0, u1 is the range of the event's phase-2 (user slot) calls.
+	// u0, u1 is the range of the event's phase-2 (user slot) replies.
 	u0, u1 int
 }
 
@@ -243,43 +243,49 @@ type cacheOp struct {
 // before[i] with the cached object evs[i] replaced or removed (UPDATE,
 // DELETE and REMOVE events; nil when nothing was cached). Per-guild calls go
 // in one pipelined round trip, then the per-user calls they lead to in a
-// second. A payload that cannot be read is logged and leaves the cache
-// alone; an error means Redis failed, and applying the batch again is safe.
+// second; the single-object operations of a phase share cache_ops calls
+// (see cachePipe). A payload that cannot be read is logged and leaves the
+// cache alone; an error means Redis failed, and applying the batch again is
+// safe.
 func (c *Cache) Apply(ctx context.Context, evs []*Event, before [][]byte) error {
 	if len(before) < len(evs) {
 		return fmt.Errorf("apply cache: %d before slots for %d events", len(before), len(evs))
 	}
 	ops := make([]cacheOp, len(evs))
-	var guildCmds rueidis.Commands
-	b := c.client.B()
+	p1 := newCachePipe(c.client)
+	b := p1.b
 	for i, ev := range evs {
 		before[i] = nil
 		op := &ops[i]
-		op.g = -1
-		cmd, has, err := c.plan(b, op, ev)
+		op.g = noRef
+		pl, err := c.plan(b, op, ev)
 		if err != nil {
 			c.skipped.Add(1)
 			c.log.Warn("cache: skip event payload", "bot", ev.Bot, "shard", ev.Shard, "seq", ev.Seq, "type", ev.Type, "err", err)
-			ops[i] = cacheOp{g: -1}
+			ops[i] = cacheOp{g: noRef}
 			continue
 		}
 		if op.kind != kNone {
 			c.events.Add(1)
 		}
-		if has {
-			op.g = len(guildCmds)
-			guildCmds = append(guildCmds, cmd.Pin())
+		if pl.kind != 0 {
+			op.g = p1.add(op.guild, pl)
 		}
 	}
-	res1, err := c.do(ctx, guildCmds)
+	res1, err := c.do(ctx, p1.build())
 	if err != nil {
 		return err
 	}
-	var userCmds rueidis.Commands
+	p1.read(res1)
+	if err := c.unavailable(p1); err != nil {
+		return err
+	}
+	p2 := newCachePipe(c.client)
+	var urefs []pipeRef
 	for i := range ops {
 		op := &ops[i]
-		op.u0 = len(userCmds)
-		if op.g >= 0 && c.failed(res1[op.g], evs[i]) {
+		op.u0 = len(urefs)
+		if op.g.call >= 0 && c.failed(p1.opErr(op.g), evs[i]) {
 			op.kind, op.before = kNone, bNone
 		}
 		if op.kind == kNone || op.bc.ent&entUsers == 0 || op.bc.ent&entMembers == 0 {
@@ -287,43 +293,41 @@ func (c *Cache) Apply(ctx context.Context, evs []*Event, before [][]byte) error 
 			continue
 		}
 		keys := op.bc.keys
-		join := func(uid, user string) {
-			userCmds = append(userCmds, luascripts.CacheUser(b, keys.CacheUser(uid), keys.CacheUserGuilds(uid),
-				luascripts.CacheUserJoin, op.guild, user).Pin())
-		}
-		leave := func(uid string) {
-			userCmds = append(userCmds, luascripts.CacheUser(b, keys.CacheUser(uid), keys.CacheUserGuilds(uid),
-				luascripts.CacheUserLeave, op.guild, "").Pin())
+		user := func(uid string, uop luascripts.CacheUserOp, guild, js string) {
+			urefs = append(urefs, p2.add("u"+uid, batched(luascripts.CacheOpUser(keys.CacheUser(uid), keys.CacheUserGuilds(uid), uop, guild, js))))
 		}
 		if op.leave != "" {
-			leave(op.leave)
+			user(op.leave, luascripts.CacheUserLeave, op.guild, "")
 		}
 		for _, j := range op.joins {
-			join(j.ID, j.JSON)
+			user(j.ID, luascripts.CacheUserJoin, op.guild, j.JSON)
 		}
 		if op.update.ID != "" && op.kind == kUserUpdate {
-			userCmds = append(userCmds, luascripts.CacheUser(b, keys.CacheUser(op.update.ID), keys.CacheUserGuilds(op.update.ID),
-				luascripts.CacheUserUpdate, "", op.update.JSON).Pin())
+			user(op.update.ID, luascripts.CacheUserUpdate, "", op.update.JSON)
 		}
-		if op.g >= 0 && (op.kind == kGuildCreate || op.kind == kGuildDelete) {
-			_, _, ids, err := luascripts.ParseCacheGuild(res1[op.g])
+		if op.g.call >= 0 && (op.kind == kGuildCreate || op.kind == kGuildDelete) {
+			_, _, ids, err := luascripts.ParseCacheGuild(p1.result(op.g))
 			if err != nil {
 				return fmt.Errorf("apply cache: read %s reply (seq %d): %w", evs[i].Type, evs[i].Seq, err)
 			}
 			for _, uid := range ids {
-				leave(uid)
+				user(uid, luascripts.CacheUserLeave, op.guild, "")
 			}
 		}
-		op.u1 = len(userCmds)
+		op.u1 = len(urefs)
 	}
-	res2, err := c.do(ctx, userCmds)
+	res2, err := c.do(ctx, p2.build())
 	if err != nil {
+		return err
+	}
+	p2.read(res2)
+	if err := c.unavailable(p2); err != nil {
 		return err
 	}
 	for i := range ops {
 		op := &ops[i]
-		for _, r := range res2[op.u0:op.u1] {
-			if c.failed(r, evs[i]) {
+		for _, r := range urefs[op.u0:op.u1] {
+			if c.failed(p2.opErr(r), evs[i]) {
 				op.before = bNone // a partial effect: no trustworthy before image
 				break
 			}
@@ -331,7 +335,13 @@ func (c *Cache) Apply(ctx context.Context, evs []*Event, before [][]byte) error 
 		if op.before == bNone {
 			continue
 		}
-		v, err := op.beforeImage(res1, res2)
+		var ur pipeRef
+		if op.u1 > op.u0 {
+			ur = urefs[op.u0]
+		} else {
+			ur = noRef
+		}
+		v, err := op.beforeImage(p1, p2, ur)
 		if err != nil {
 			return fmt.Errorf("apply cache: read %s reply (seq %d): %w", evs[i].Type, evs[i].Seq, err)
 		}
@@ -340,33 +350,51 @@ func (c *Cache) Apply(ctx context.Context, evs []*Event, before [][]byte) error 
 	return nil
 }
 
-func (op *cacheOp) beforeImage(res1, res2 []rueidis.RedisResult) ([]byte, error) {
+// unavailable fails a phase whose cache_ops calls had an operation fail for
+// a reason other than a refusal (see refused): Redis is unavailable, the
+// batch is retried.
+func (c *Cache) unavailable(p *cachePipe) error {
+	for i := range p.calls {
+		pc := &p.calls[i]
+		if pc.ops == nil || pc.err != nil {
+			continue
+		}
+		for j := range pc.replies {
+			if err := pc.replies[j].Error(); err != nil && !rueidis.IsRedisNil(err) && !refused(err) {
+				return fmt.Errorf("apply cache: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+func (op *cacheOp) beforeImage(p1, p2 *cachePipe, user pipeRef) ([]byte, error) {
 	switch op.before {
 	case bGuild:
-		s, ok, _, err := luascripts.ParseCacheGuild(res1[op.g])
+		s, ok, _, err := luascripts.ParseCacheGuild(p1.result(op.g))
 		if !ok || err != nil {
 			return nil, err
 		}
 		return []byte(s), nil
 	case bString:
-		s, ok, err := luascripts.ParseCacheEntity(res1[op.g])
+		s, ok, err := p1.before(op.g)
 		if !ok || err != nil {
 			return nil, err
 		}
 		return []byte(s), nil
 	case bPresence:
-		s, ok, err := luascripts.ParseCacheEntity(res1[op.g])
+		s, ok, err := p1.before(op.g)
 		if !ok || err != nil {
 			return nil, err
 		}
 		return withFirst("user", []byte(`{"id":"`+op.update.ID+`"}`), []byte(s)), nil
 	case bMember:
-		m, ok, err := luascripts.ParseCacheMember(res1[op.g])
+		m, ok, err := p1.before(op.g)
 		if !ok || err != nil {
 			return nil, err
 		}
-		if op.u1 > op.u0 {
-			u, uok, err := luascripts.ParseCacheUser(res2[op.u0])
+		if user.call >= 0 {
+			u, uok, err := p2.before(user)
 			if err != nil {
 				return nil, err
 			}
@@ -376,10 +404,10 @@ func (op *cacheOp) beforeImage(res1, res2 []rueidis.RedisResult) ([]byte, error)
 		}
 		return []byte(m), nil
 	case bUser:
-		if op.u1 == op.u0 {
+		if user.call < 0 {
 			return nil, nil
 		}
-		u, ok, err := luascripts.ParseCacheUser(res2[op.u0])
+		u, ok, err := p2.before(user)
 		if !ok || err != nil {
 			return nil, err
 		}
@@ -454,9 +482,9 @@ func refused(err error) bool {
 	return true
 }
 
-// failed reports whether r is a refused call and, if so, logs it.
-func (c *Cache) failed(r rueidis.RedisResult, ev *Event) bool {
-	err := r.Error()
+// failed reports whether err (a call's or operation's) is a refusal and,
+// if so, logs it.
+func (c *Cache) failed(err error, ev *Event) bool {
 	if err == nil || rueidis.IsRedisNil(err) {
 		return false
 	}
@@ -487,18 +515,17 @@ func dropUserAndGuildID(k string) bool { return k == "user" || k == "guild_id" }
 
 // plan reads ev and fills op; it returns the event's per-guild call (nil if
 // none).
-func (c *Cache) plan(b rueidis.Builder, op *cacheOp, ev *Event) (rueidis.Completed, bool, error) {
-	var none rueidis.Completed
+func (c *Cache) plan(b rueidis.Builder, op *cacheOp, ev *Event) (planned, error) {
 	kind, ok := cacheKinds[ev.Type]
 	if !ok {
-		return none, false, nil
+		return planned{}, nil
 	}
 	bc := c.bot(ev.Bot)
 	if bc.off {
-		return none, false, nil
+		return planned{}, nil
 	}
 	if !sonic.Valid(ev.Data) {
-		return none, false, fmt.Errorf("payload is not valid JSON")
+		return planned{}, fmt.Errorf("payload is not valid JSON")
 	}
 	d := ev.Data
 	op.kind, op.bc = kind, bc
@@ -508,11 +535,11 @@ func (c *Cache) plan(b rueidis.Builder, op *cacheOp, ev *Event) (rueidis.Complet
 	if kind == kUserUpdate {
 		id, err := idField(d, "id")
 		if err != nil {
-			return none, false, err
+			return planned{}, err
 		}
 		op.update = luascripts.CacheField{ID: id, JSON: rueidis.BinaryString(d)}
 		op.before = bUser
-		return none, false, nil
+		return planned{}, nil
 	}
 	if kind == kGuildCreate || kind == kGuildUpdate || kind == kGuildDelete {
 		op.guild, err = idField(d, "id")
@@ -522,9 +549,9 @@ func (c *Cache) plan(b rueidis.Builder, op *cacheOp, ev *Event) (rueidis.Complet
 	if err != nil {
 		if kind == kChannelSet || kind == kChannelDel {
 			op.kind = kNone // a DM channel: not cached
-			return none, false, nil
+			return planned{}, nil
 		}
-		return none, false, err
+		return planned{}, err
 	}
 	g := op.guild
 	gq := `"` + g + `"`
@@ -535,7 +562,7 @@ func (c *Cache) plan(b rueidis.Builder, op *cacheOp, ev *Event) (rueidis.Complet
 		return c.planGuild(b, op, ev, d, gq, users)
 	case kGuildDelete:
 		op.before = bGuild
-		return luascripts.CacheGuildDelete(b, keys.cacheGuildKeys(g), ev.Bot, isTrue(fieldOr(d, "unavailable"))), true, nil
+		return single(luascripts.CacheGuildDelete(b, keys.cacheGuildKeys(g), ev.Bot, isTrue(fieldOr(d, "unavailable")))), nil
 	case kChannelSet, kChannelDel, kThreadSet, kThreadDel:
 		hash, on := keys.CacheChannels(g), ent&entChannels != 0
 		if kind == kThreadSet || kind == kThreadDel {
@@ -543,31 +570,31 @@ func (c *Cache) plan(b rueidis.Builder, op *cacheOp, ev *Event) (rueidis.Complet
 		}
 		if !on {
 			op.kind = kNone
-			return none, false, nil
+			return planned{}, nil
 		}
 		id, err := idField(d, "id")
 		if err != nil {
-			return none, false, err
+			return planned{}, err
 		}
 		if strings.HasSuffix(ev.Type, "_UPDATE") || strings.HasSuffix(ev.Type, "_DELETE") {
 			op.before = bString
 		}
 		if kind == kChannelDel || kind == kThreadDel {
-			return luascripts.CacheEntityDel(b, hash, id), true, nil
+			return batched(luascripts.CacheOpEntityDel(hash, id)), nil
 		}
 		js := rueidis.BinaryString(d)
 		if kind == kThreadSet {
 			t, err := strip(d, dropNewlyCreated)
 			if err != nil {
-				return none, false, err
+				return planned{}, err
 			}
 			js = string(t)
 		}
-		return luascripts.CacheEntitySet(b, hash, id, js), true, nil
+		return batched(luascripts.CacheOpEntitySet(hash, id, js)), nil
 	case kThreadSync:
 		if ent&entThreads == 0 {
 			op.kind = kNone
-			return none, false, nil
+			return planned{}, nil
 		}
 		var parents []string
 		pr, hasParents := field(d, "channel_ids")
@@ -577,60 +604,60 @@ func (c *Cache) plan(b rueidis.Builder, op *cacheOp, ev *Event) (rueidis.Complet
 				parents = append(parents, id)
 				return err
 			}); err != nil {
-				return none, false, fmt.Errorf("channel_ids: %w", err)
+				return planned{}, fmt.Errorf("channel_ids: %w", err)
 			}
 		} else {
 			hasParents = false
 		}
 		threads, err := objects(fieldOr(d, "threads"), "id", func(k string) bool { return false }, gq)
 		if err != nil {
-			return none, false, fmt.Errorf("threads: %w", err)
+			return planned{}, fmt.Errorf("threads: %w", err)
 		}
-		return luascripts.CacheThreadSync(b, keys.CacheThreads(g), !hasParents, parents, threads), true, nil
+		return single(luascripts.CacheThreadSync(b, keys.CacheThreads(g), !hasParents, parents, threads)), nil
 	case kRoleSet, kRoleDel:
 		if ent&entRoles == 0 {
 			op.kind = kNone
-			return none, false, nil
+			return planned{}, nil
 		}
 		if kind == kRoleSet {
 			role, ok := field(d, "role")
 			if !ok {
-				return none, false, fmt.Errorf("no role")
+				return planned{}, fmt.Errorf("no role")
 			}
 			id, err := idField(role, "id")
 			if err != nil {
-				return none, false, fmt.Errorf("role: %w", err)
+				return planned{}, fmt.Errorf("role: %w", err)
 			}
 			if ev.Type == "GUILD_ROLE_UPDATE" {
 				op.before = bString
 			}
-			return luascripts.CacheEntitySet(b, keys.CacheRoles(g), id, rueidis.BinaryString(role)), true, nil
+			return batched(luascripts.CacheOpEntitySet(keys.CacheRoles(g), id, rueidis.BinaryString(role))), nil
 		}
 		id, err := idField(d, "role_id")
 		if err != nil {
-			return none, false, err
+			return planned{}, err
 		}
 		op.before = bString
-		return luascripts.CacheEntityDel(b, keys.CacheRoles(g), id), true, nil
+		return batched(luascripts.CacheOpEntityDel(keys.CacheRoles(g), id)), nil
 	case kMemberAdd, kMemberUpdate, kMemberRemove:
 		if !members {
 			op.kind = kNone
-			return none, false, nil
+			return planned{}, nil
 		}
 		user, ok := field(d, "user")
 		if !ok {
-			return none, false, fmt.Errorf("no user")
+			return planned{}, fmt.Errorf("no user")
 		}
 		uid, err := idField(user, "id")
 		if err != nil {
-			return none, false, fmt.Errorf("user: %w", err)
+			return planned{}, fmt.Errorf("user: %w", err)
 		}
 		if kind != kMemberAdd {
 			op.before = bMember
 		}
 		if kind == kMemberRemove {
 			op.leave = uid
-			return luascripts.CacheMember(b, keys.CacheMembers(g), keys.CachePresences(g), luascripts.CacheMemberRemove, uid, ""), true, nil
+			return batched(luascripts.CacheOpMember(keys.CacheMembers(g), keys.CachePresences(g), luascripts.CacheMemberRemove, uid, "")), nil
 		}
 		drop := dropGuildID
 		if users {
@@ -639,30 +666,30 @@ func (c *Cache) plan(b rueidis.Builder, op *cacheOp, ev *Event) (rueidis.Complet
 		}
 		m, err := strip(d, drop)
 		if err != nil {
-			return none, false, err
+			return planned{}, err
 		}
 		mop := luascripts.CacheMemberSet
 		if kind == kMemberUpdate {
 			mop = luascripts.CacheMemberMerge
 		}
-		return luascripts.CacheMember(b, keys.CacheMembers(g), keys.CachePresences(g), mop, uid, string(m)), true, nil
+		return batched(luascripts.CacheOpMember(keys.CacheMembers(g), keys.CachePresences(g), mop, uid, string(m))), nil
 	case kMemberChunk:
 		if !members {
 			op.kind = kNone
-			return none, false, nil
+			return planned{}, nil
 		}
 		ms, joins, err := memberList(fieldOr(d, "members"), users)
 		if err != nil {
-			return none, false, fmt.Errorf("members: %w", err)
+			return planned{}, fmt.Errorf("members: %w", err)
 		}
 		op.joins = joins
 		var ps []luascripts.CacheField
 		if ent&entPresences != 0 {
 			if ps, err = presenceList(fieldOr(d, "presences")); err != nil {
-				return none, false, fmt.Errorf("presences: %w", err)
+				return planned{}, fmt.Errorf("presences: %w", err)
 			}
 		}
-		return luascripts.CacheMemberChunk(b, keys.CacheMembers(g), keys.CachePresences(g), ms, ps), true, nil
+		return single(luascripts.CacheMemberChunk(b, keys.CacheMembers(g), keys.CachePresences(g), ms, ps)), nil
 	case kEmojis, kStickers:
 		name, key, on := "emojis", keys.CacheEmojis(g), ent&entEmojis != 0
 		if kind == kStickers {
@@ -670,57 +697,57 @@ func (c *Cache) plan(b rueidis.Builder, op *cacheOp, ev *Event) (rueidis.Complet
 		}
 		if !on {
 			op.kind = kNone
-			return none, false, nil
+			return planned{}, nil
 		}
 		list, ok := field(d, name)
 		if !ok || len(list) == 0 || list[0] != '[' {
-			return none, false, fmt.Errorf("no %s array", name)
+			return planned{}, fmt.Errorf("no %s array", name)
 		}
 		op.before = bString
-		return luascripts.CacheListSet(b, key, rueidis.BinaryString(list)), true, nil
+		return batched(luascripts.CacheOpListSet(key, rueidis.BinaryString(list))), nil
 	case kVoice:
 		if ent&entVoiceStates == 0 {
 			op.kind = kNone
-			return none, false, nil
+			return planned{}, nil
 		}
 		uid, err := idField(d, "user_id")
 		if err != nil {
-			return none, false, err
+			return planned{}, err
 		}
 		op.before = bString
 		if isNull(fieldOr(d, "channel_id")) {
-			return luascripts.CacheEntityDel(b, keys.CacheVoiceStates(g), uid), true, nil
+			return batched(luascripts.CacheOpEntityDel(keys.CacheVoiceStates(g), uid)), nil
 		}
 		v, err := strip(d, dropMember)
 		if err != nil {
-			return none, false, err
+			return planned{}, err
 		}
-		return luascripts.CacheEntitySet(b, keys.CacheVoiceStates(g), uid, string(v)), true, nil
+		return batched(luascripts.CacheOpEntitySet(keys.CacheVoiceStates(g), uid, string(v))), nil
 	case kPresence:
 		if ent&entPresences == 0 {
 			op.kind = kNone
-			return none, false, nil
+			return planned{}, nil
 		}
 		user, ok := field(d, "user")
 		if !ok {
-			return none, false, fmt.Errorf("no user")
+			return planned{}, fmt.Errorf("no user")
 		}
 		uid, err := idField(user, "id")
 		if err != nil {
-			return none, false, fmt.Errorf("user: %w", err)
+			return planned{}, fmt.Errorf("user: %w", err)
 		}
 		op.before = bPresence
 		op.update.ID = uid // for the before image only; presences do not touch users
 		if st, _ := field(d, "status"); string(st) == `"offline"` {
-			return luascripts.CacheEntityDel(b, keys.CachePresences(g), uid), true, nil
+			return batched(luascripts.CacheOpEntityDel(keys.CachePresences(g), uid)), nil
 		}
 		p, err := strip(d, dropUserAndGuildID)
 		if err != nil {
-			return none, false, err
+			return planned{}, err
 		}
-		return luascripts.CacheEntitySet(b, keys.CachePresences(g), uid, string(p)), true, nil
+		return batched(luascripts.CacheOpEntitySet(keys.CachePresences(g), uid, string(p))), nil
 	}
-	return none, false, nil
+	return planned{}, nil
 }
 
 // fieldOr is field without the found flag (nil when absent).
@@ -730,8 +757,7 @@ func fieldOr(b []byte, name string) []byte {
 }
 
 // planGuild plans GUILD_CREATE and GUILD_UPDATE.
-func (c *Cache) planGuild(b rueidis.Builder, op *cacheOp, ev *Event, d []byte, gq string, users bool) (rueidis.Completed, bool, error) {
-	var none rueidis.Completed
+func (c *Cache) planGuild(b rueidis.Builder, op *cacheOp, ev *Event, d []byte, gq string, users bool) (planned, error) {
 	ent := op.bc.ent
 	keys := op.bc.keys.cacheGuildKeys(op.guild)
 	a := luascripts.CacheGuildArgs{Mode: luascripts.CacheGuildCreate, Bot: ev.Bot}
@@ -740,12 +766,12 @@ func (c *Cache) planGuild(b rueidis.Builder, op *cacheOp, ev *Event, d []byte, g
 		op.before = bGuild
 	} else if isTrue(fieldOr(d, "unavailable")) {
 		a.Mode = luascripts.CacheGuildUnavailable
-		return luascripts.CacheGuild(b, keys, a), true, nil
+		return single(luascripts.CacheGuild(b, keys, a)), nil
 	}
 	if ent&entGuilds != 0 {
 		g, err := strip(d, listDrop)
 		if err != nil {
-			return none, false, err
+			return planned{}, err
 		}
 		a.Guild = string(g)
 	}
@@ -764,16 +790,16 @@ func (c *Cache) planGuild(b rueidis.Builder, op *cacheOp, ev *Event, d []byte, g
 	never := func(string) bool { return false }
 	var err error
 	if a.Channels, err = section(ent&entChannels != 0, "channels", "id", never, gq); err != nil {
-		return none, false, err
+		return planned{}, err
 	}
 	if a.Threads, err = section(ent&entThreads != 0, "threads", "id", never, gq); err != nil {
-		return none, false, err
+		return planned{}, err
 	}
 	if a.Roles, err = section(ent&entRoles != 0, "roles", "id", never, ""); err != nil {
-		return none, false, err
+		return planned{}, err
 	}
 	if a.VoiceStates, err = section(ent&entVoiceStates != 0, "voice_states", "user_id", dropMember, gq); err != nil {
-		return none, false, err
+		return planned{}, err
 	}
 	list := func(on bool, name string) (luascripts.CacheList, error) {
 		raw, ok := field(d, name)
@@ -786,16 +812,16 @@ func (c *Cache) planGuild(b rueidis.Builder, op *cacheOp, ev *Event, d []byte, g
 		return luascripts.CacheList{Replace: true, JSON: rueidis.BinaryString(raw)}, nil
 	}
 	if a.Emojis, err = list(ent&entEmojis != 0, "emojis"); err != nil {
-		return none, false, err
+		return planned{}, err
 	}
 	if a.Stickers, err = list(ent&entStickers != 0, "stickers"); err != nil {
-		return none, false, err
+		return planned{}, err
 	}
 	if op.kind == kGuildCreate {
 		if raw, ok := field(d, "members"); ok && ent&entMembers != 0 && !isNull(raw) {
 			ms, joins, err := memberList(raw, users)
 			if err != nil {
-				return none, false, fmt.Errorf("members: %w", err)
+				return planned{}, fmt.Errorf("members: %w", err)
 			}
 			a.Members = luascripts.CacheSection{Replace: true, Fields: ms}
 			op.joins = joins
@@ -803,12 +829,12 @@ func (c *Cache) planGuild(b rueidis.Builder, op *cacheOp, ev *Event, d []byte, g
 		if raw, ok := field(d, "presences"); ok && ent&entPresences != 0 && !isNull(raw) {
 			ps, err := presenceList(raw)
 			if err != nil {
-				return none, false, fmt.Errorf("presences: %w", err)
+				return planned{}, fmt.Errorf("presences: %w", err)
 			}
 			a.Presences = luascripts.CacheSection{Replace: true, Fields: ps}
 		}
 	}
-	return luascripts.CacheGuild(b, keys, a), true, nil
+	return single(luascripts.CacheGuild(b, keys, a)), nil
 }
 
 // objects splits a JSON array of objects into (id, JSON) fields: idKey

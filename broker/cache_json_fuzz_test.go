@@ -93,7 +93,7 @@ func FuzzCachePlan(f *testing.F) {
 	f.Fuzz(func(t *testing.T, d []byte) {
 		for typ := range cacheKinds {
 			var op cacheOp
-			_, _, _ = c.plan(client.B(), &op, &Event{Bot: "a", Type: typ, Data: d})
+			_, _ = c.plan(client.B(), &op, &Event{Bot: "a", Type: typ, Data: d})
 		}
 	})
 }
