@@ -23,89 +23,76 @@
 -- type); an operation that fails leaves the others alone, as its own
 -- script call would.
 
-local function entity_set(k, id, json)
-  local old = redis.call('HGET', k, id)
-  redis.call('HSET', k, id, json)
-  return old
-end
-local function entity_del(k, id)
-  local old = redis.call('HGET', k, id)
-  redis.call('HDEL', k, id)
-  return old
-end
-local function member_merge(k, id, json)
-  local old = redis.call('HGET', k, id)
-  redis.call('HSET', k, id, json_merge(get_or_nil(old), json))
-  return old
-end
-local function member_remove(k, p, id)
-  local old = redis.call('HGET', k, id)
-  redis.call('HDEL', k, id)
-  redis.call('HDEL', p, id)
-  return old
-end
-local function list_set(k, json)
-  local old = redis.call('GET', k)
-  redis.call('SET', k, json)
-  return old
-end
-local function user_join(u, g, guild, json)
-  local old = redis.call('GET', u)
-  if json ~= '' then redis.call('SET', u, json) end
-  redis.call('SADD', g, guild)
-  return old
-end
-local function user_leave(u, g, guild)
-  local old = redis.call('GET', u)
-  redis.call('SREM', g, guild)
-  if redis.call('SCARD', g) == 0 then
-    redis.call('DEL', u)
-  end
-  return old
-end
-local function user_update(u, json)
-  local old = redis.call('GET', u)
-  if old then redis.call('SET', u, json_merge(old, json)) end
-  return old
-end
+-- Each Redis call is redis.pcall: an error reply ends the operation (the
+-- calls after it in the operation are not made) and becomes its reply.
+local function failed(v) return type(v) == 'table' and v.err ~= nil end
 
 local reply = {}
 local i, n = 1, #ARGV
 while i <= n do
-  local op, k = ARGV[i], KEYS[tonumber(ARGV[i + 1])]
-  local ok, v
-  if op == 'es' or op == 'ms' then
-    ok, v = pcall(entity_set, k, ARGV[i + 2], ARGV[i + 3])
+  local op, ki = ARGV[i], tonumber(ARGV[i + 1])
+  local k = KEYS[ki]
+  local v
+  if op == 'es' or op == 'ms' or op == 'mm' then
+    local id = ARGV[i + 2]
+    v = redis.pcall('HGET', k, id)
+    if not failed(v) then
+      local js = ARGV[i + 3]
+      if op == 'mm' then js = json_merge(get_or_nil(v), js) end
+      local e = redis.pcall('HSET', k, id, js)
+      if failed(e) then v = e end
+    end
     i = i + 4
-  elseif op == 'ed' then
-    ok, v = pcall(entity_del, k, ARGV[i + 2])
-    i = i + 3
-  elseif op == 'mm' then
-    ok, v = pcall(member_merge, k, ARGV[i + 2], ARGV[i + 3])
-    i = i + 4
-  elseif op == 'mr' then
-    ok, v = pcall(member_remove, k, KEYS[tonumber(ARGV[i + 1]) + 1], ARGV[i + 2])
+  elseif op == 'ed' or op == 'mr' then
+    local id = ARGV[i + 2]
+    v = redis.pcall('HGET', k, id)
+    if not failed(v) then
+      local e = redis.pcall('HDEL', k, id)
+      if not failed(e) and op == 'mr' then e = redis.pcall('HDEL', KEYS[ki + 1], id) end
+      if failed(e) then v = e end
+    end
     i = i + 3
   elseif op == 'ls' then
-    ok, v = pcall(list_set, k, ARGV[i + 2])
+    v = redis.pcall('GET', k)
+    if not failed(v) then
+      local e = redis.pcall('SET', k, ARGV[i + 2])
+      if failed(e) then v = e end
+    end
     i = i + 3
-  elseif op == 'uj' then
-    ok, v = pcall(user_join, k, KEYS[tonumber(ARGV[i + 1]) + 1], ARGV[i + 2], ARGV[i + 3])
-    i = i + 4
-  elseif op == 'ul' then
-    ok, v = pcall(user_leave, k, KEYS[tonumber(ARGV[i + 1]) + 1], ARGV[i + 2])
-    i = i + 3
+  elseif op == 'uj' or op == 'ul' then
+    local g, guild = KEYS[ki + 1], ARGV[i + 2]
+    v = redis.pcall('GET', k)
+    if not failed(v) then
+      local e
+      if op == 'uj' then
+        local js = ARGV[i + 3]
+        if js ~= '' then e = redis.pcall('SET', k, js) end
+        if not failed(e) then e = redis.pcall('SADD', g, guild) end
+        i = i + 4
+      else
+        e = redis.pcall('SREM', g, guild)
+        if not failed(e) then
+          e = redis.pcall('SCARD', g)
+          if e == 0 then e = redis.pcall('DEL', k) end
+        end
+        i = i + 3
+      end
+      if failed(e) then v = e end
+    elseif op == 'uj' then
+      i = i + 4
+    else
+      i = i + 3
+    end
   elseif op == 'uu' then
-    ok, v = pcall(user_update, k, ARGV[i + 2])
+    v = redis.pcall('GET', k)
+    if v and not failed(v) then
+      local e = redis.pcall('SET', k, json_merge(v, ARGV[i + 2]))
+      if failed(e) then v = e end
+    end
     i = i + 3
   else
     return redis.error_reply('cache_ops: unknown op ' .. tostring(op))
   end
-  if ok then
-    reply[#reply + 1] = v
-  else
-    if type(v) == 'table' then v = v.err end
-    reply[#reply + 1] = { err = tostring(v) }
-  end
+  reply[#reply + 1] = v
 end
 return reply
