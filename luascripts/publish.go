@@ -76,6 +76,13 @@ func (a *PublishArgs) Build(call *PublishCall) {
 	for i := range call.Streams {
 		a.Keys = append(a.Keys, call.Streams[i].Key)
 	}
+	ascending := "1"
+	for i := 1; i < len(call.Entries); i++ {
+		if call.Entries[i].Seq <= call.Entries[i-1].Seq {
+			ascending = "0"
+			break
+		}
+	}
 	a.Args = append(a.Args[:0],
 		call.Session,
 		a.itoa(call.Seq),
@@ -86,21 +93,30 @@ func (a *PublishArgs) Build(call *PublishCall) {
 		a.itoa(int64(call.Shard)),
 		a.itoa(int64(len(call.Streams))),
 		EnvelopeVersion,
+		a.itoa(int64(len(call.Entries))),
+		ascending,
 	)
 	for i := range call.Streams {
 		a.Args = append(a.Args, call.Streams[i].TrimKind, call.Streams[i].Threshold)
 	}
+	routed := len(call.Streams) > 1
 	for i := range call.Entries {
 		e := &call.Entries[i]
+		if routed {
+			a.Args = append(a.Args, a.itoa(int64(e.Stream+1)))
+		}
 		a.Args = append(a.Args,
-			a.itoa(int64(e.Stream+1)),
 			a.itoa(e.Seq),
 			e.Type,
 			rueidis.BinaryString(e.Data),
 			a.guild(e.Guild),
-			rueidis.BinaryString(e.Before),
 			a.itoa(e.At),
 		)
+	}
+	for i := range call.Entries {
+		if b := call.Entries[i].Before; len(b) > 0 {
+			a.Args = append(a.Args, a.itoa(int64(i+1)), rueidis.BinaryString(b))
+		}
 	}
 }
 

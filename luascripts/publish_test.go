@@ -137,3 +137,54 @@ func TestIdentify(t *testing.T) {
 		}
 	})
 }
+
+// TestPublishOneStream: with a single stream (no route index sent) the
+// before images, sent after the entries, land on their own entries; an
+// ascending batch that overlaps the checkpoint adds only what is new, one
+// wholly above it adds everything.
+func TestPublishOneStream(t *testing.T) {
+	servers(t, func(t *testing.T, c rueidis.Client) {
+		ctx := context.Background()
+		ck := "p:{bot:y}:session:0"
+		stream := "p:{bot:y}:events"
+		call := luascripts.PublishCall{
+			Checkpoint: ck, Streams: []luascripts.PublishStream{{Key: stream, TrimKind: "MAXLEN", Threshold: "100"}},
+			Session: "s", Seq: 3, ResumeURL: "wss://r", ShardCount: 1, Bot: "y", Shard: 0,
+			Entries: []luascripts.PublishEntry{
+				{Seq: 1, Type: "A", Data: []byte(`1`), Before: []byte(`{"b":1}`), At: 10},
+				{Seq: 2, Type: "B", Data: []byte(`2`), Guild: 7, At: 11},
+				{Seq: 3, Type: "C", Data: []byte(`3`), Guild: 8, Before: []byte(`{"b":3}`), At: 12},
+			},
+		}
+		var a luascripts.PublishArgs
+		a.Build(&call)
+		if res, err := luascripts.Publish(ctx, c, &a); err != nil || res != (luascripts.PublishResult{Added: 3}) {
+			t.Fatalf("first batch: %+v %v", res, err)
+		}
+		// Overlapping: 2 and 3 are at or below the checkpoint.
+		call.Seq = 5
+		call.Entries = []luascripts.PublishEntry{
+			{Seq: 2, Type: "B", Data: []byte(`2`), Guild: 7, At: 11},
+			{Seq: 3, Type: "C", Data: []byte(`3`), Before: []byte(`{"b":3}`), At: 12},
+			{Seq: 4, Type: "D", Data: []byte(`4`), Before: []byte(`{"b":4}`), At: 13},
+			{Seq: 5, Type: "E", Data: []byte(`5`), At: 14},
+		}
+		a.Build(&call)
+		if res, err := luascripts.Publish(ctx, c, &a); err != nil || res != (luascripts.PublishResult{Added: 2, Skipped: 2}) {
+			t.Fatalf("overlapping batch: %+v %v", res, err)
+		}
+		want := [][]string{
+			{"v", "1", "t", "A", "d", `1`, "bot", "y", "shard", "0", "session", "s", "seq", "1", "before", `{"b":1}`, "at", "10"},
+			{"v", "1", "t", "B", "d", `2`, "bot", "y", "shard", "0", "session", "s", "seq", "2", "guild", "7", "at", "11"},
+			{"v", "1", "t", "C", "d", `3`, "bot", "y", "shard", "0", "session", "s", "seq", "3", "guild", "8", "before", `{"b":3}`, "at", "12"},
+			{"v", "1", "t", "D", "d", `4`, "bot", "y", "shard", "0", "session", "s", "seq", "4", "before", `{"b":4}`, "at", "13"},
+			{"v", "1", "t", "E", "d", `5`, "bot", "y", "shard", "0", "session", "s", "seq", "5", "at", "14"},
+		}
+		if got := fields(t, c, stream); !reflect.DeepEqual(got, want) {
+			t.Errorf("stream:\ngot  %q\nwant %q", got, want)
+		}
+		if s, _ := c.Do(ctx, c.B().Hget().Key(ck).Field("seq").Build()).ToString(); s != "5" {
+			t.Errorf("checkpoint seq %s, want 5", s)
+		}
+	})
+}
