@@ -2,6 +2,9 @@ package luascripts
 
 import (
 	"context"
+	"math/rand/v2"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/alicebob/miniredis/v2"
@@ -67,6 +70,84 @@ func TestCacheJSONLua(t *testing.T) {
 			}
 			if _, ok := run("get", `{"x":{"parent_id":"7"}}`, "parent_id"); ok {
 				t.Error("get found a nested member")
+			}
+		})
+	}
+}
+
+// fieldsProbe compares json_fields with json_fields_general on every
+// argument and replies the index of the first that differs (0 = none).
+const fieldsProbe = `
+local function same(a, b)
+  if a == nil or b == nil then return a == b end
+  if #a ~= #b then return false end
+  for i = 1, #a do if a[i] ~= b[i] then return false end end
+  return true
+end
+for i = 1, #ARGV do
+  local k1, v1 = json_fields(ARGV[i])
+  local k2, v2 = json_fields_general(ARGV[i])
+  if not same(k1, k2) or not same(v1, v2) then return i end
+end
+return 0
+`
+
+// TestCacheJSONFieldsFast: the fast splitter gives the general one's
+// result on compact objects and on mutations of them (whitespace, escapes,
+// missing or extra separators, truncation), on Redis and miniredis.
+func TestCacheJSONFieldsFast(t *testing.T) {
+	m := miniredis.RunT(t)
+	mc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{m.Addr()}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(mc.Close)
+	r := rand.New(rand.NewPCG(5, 9))
+	values := []string{`"x"`, `""`, `"a]b}c,d"`, `"ü🎉"`, `null`, `true`, `-1.5e+300`, `12345678901234567`, `[]`, `{}`,
+		`["600000000000000002","600000000000000003"]`, `[1,[2,{"a":"]"}]]`, `{"id":"1","n":{"x":[]}}`, `"a\"b"`, `"\\"`}
+	var inputs []string
+	for len(inputs) < 3000 {
+		var sb strings.Builder
+		sb.WriteByte('{')
+		for f := range r.IntN(6) {
+			if f > 0 {
+				sb.WriteByte(',')
+			}
+			sb.WriteString(`"k` + strconv.Itoa(f) + `":` + values[r.IntN(len(values))])
+		}
+		sb.WriteByte('}')
+		s := []byte(sb.String())
+		for range r.IntN(3) {
+			if len(s) == 0 {
+				break
+			}
+			p := r.IntN(len(s))
+			switch r.IntN(3) {
+			case 0:
+				s = append(s[:p], s[p+1:]...)
+			case 1:
+				s = append(s[:p], append([]byte{` ,:"[]{}\\x1`[r.IntN(12)]}, s[p:]...)...)
+			default:
+				s = s[:p]
+			}
+		}
+		inputs = append(inputs, string(s))
+	}
+	for name, client := range map[string]rueidis.Client{
+		"redis":     redistest.Start(t, redistest.Options{}).Client(t),
+		"miniredis": mc,
+	} {
+		t.Run(name, func(t *testing.T) {
+			script := rueidis.NewLuaScript(cacheJSON + fieldsProbe)
+			for at := 0; at < len(inputs); at += 500 {
+				batch := inputs[at:min(at+500, len(inputs))]
+				i, err := script.Exec(context.Background(), client, nil, batch).AsInt64()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i != 0 {
+					t.Fatalf("json_fields(%q) differs from json_fields_general", batch[i-1])
+				}
 			}
 		})
 	}
