@@ -94,13 +94,14 @@ type shardQueue struct {
 	lastErr    atomic.Pointer[string]
 
 	// Owned by the flusher goroutine.
-	ck      checkpoint
-	batch   []*item
-	carry   *item
-	timer   *time.Timer
-	sc      scratch
-	failing int       // consecutive failed attempts
-	lastLog time.Time // last failure log line
+	ck        checkpoint
+	batch     []*item
+	carry     *item
+	timer     *time.Timer
+	lastBatch int // events in the previous batch
+	sc        scratch
+	failing   int       // consecutive failed attempts
+	lastLog   time.Time // last failure log line
 }
 
 type checkpoint struct {
@@ -246,26 +247,35 @@ func (sq *shardQueue) run(ctx context.Context) {
 		}
 		batch := append(sq.batch[:0], first)
 		size := len(first.ev.Data)
-		deadline := false
+		// A batch waits for company only while the shard is busy: events
+		// were already queued behind its first one, or the last batch
+		// carried more than one. A quiet shard (one event now and then)
+		// gains nothing from waiting and flushes at once. MaxDelay bounds
+		// the whole wait, counted from the batch's first event: one timer
+		// per batch, started when the queue first runs dry.
+		busy := len(sq.q) > 0 || sq.lastBatch > 1
+		lingering, expired := false, cfg.MaxDelay <= 0 || !busy
 	collect:
 		for len(batch) < cfg.MaxBatch {
 			var it *item
 			select {
 			case it = <-sq.q:
 			default:
-				if cfg.MaxDelay <= 0 || deadline {
+				if expired {
 					break collect
 				}
-				if sq.timer == nil {
-					sq.timer = time.NewTimer(cfg.MaxDelay)
-				} else {
-					sq.timer.Reset(cfg.MaxDelay)
+				if !lingering {
+					lingering = true
+					if sq.timer == nil {
+						sq.timer = time.NewTimer(cfg.MaxDelay)
+					} else {
+						sq.timer.Reset(cfg.MaxDelay)
+					}
 				}
 				select {
 				case it = <-sq.q:
-					sq.timer.Stop()
 				case <-sq.timer.C:
-					deadline = true
+					expired = true
 					continue
 				case <-ctx.Done():
 					sq.timer.Stop()
@@ -280,6 +290,10 @@ func (sq *shardQueue) run(ctx context.Context) {
 			batch = append(batch, it)
 			size += len(it.ev.Data)
 		}
+		if lingering && !expired {
+			sq.timer.Stop()
+		}
+		sq.lastBatch = len(batch)
 		sq.batch = batch
 		ok := sq.process(ctx, batch)
 		clear(batch)
