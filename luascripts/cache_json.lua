@@ -95,27 +95,27 @@ local function json_nested_end(s, i)
   end
 end
 
--- json_fields_general's result, found with plain searches and byte tests
--- when s is compact (no whitespace between tokens) and has no backslash —
--- what Discord sends and the cache stores; anything else goes the general
--- way. Lua pattern matching costs per byte scanned, plain find does not.
-local function json_fields(s)
-  if type(s) ~= 'string' or sbyte(s, 1) ~= 123 or sfind(s, '\\', 1, true) then
-    return json_fields_general(s)
-  end
-  local keys, vals, nf = {}, {}, 0
+-- json_scan walks a compact object (no whitespace between tokens) without
+-- a backslash — what Discord sends and the cache stores — with plain
+-- searches and byte tests, calling f(ks, ke, vs, ve) for each member (key
+-- with its quotes at ks..ke, raw value at vs..ve). It returns the index of
+-- the closing brace, or nil when s has another shape (then the general
+-- scanner is needed). Lua pattern matching costs per byte scanned, plain
+-- find does not.
+local function json_scan(s, f)
+  if type(s) ~= 'string' or sbyte(s, 1) ~= 123 or sfind(s, '\\', 1, true) then return nil end
   local i = 2
   local c = sbyte(s, i)
-  if c == 125 then return keys, vals end
+  if c == 125 then return i end
   while true do
-    if c ~= 34 then return json_fields_general(s) end
+    if c ~= 34 then return nil end
     local ke = sfind(s, '"', i + 1, true)
-    if not ke or sbyte(s, ke + 1) ~= 58 then return json_fields_general(s) end
+    if not ke or sbyte(s, ke + 1) ~= 58 then return nil end
     local vs = ke + 2
     local v = sbyte(s, vs)
     local ve
     if v == nil or v <= 32 then
-      return json_fields_general(s)
+      return nil
     elseif v == 34 then
       ve = sfind(s, '"', vs + 1, true)
     elseif v == 91 or v == 123 then
@@ -123,16 +123,26 @@ local function json_fields(s)
     else
       ve = smatch(s, '^[^,}%]%s]*()', vs) - 1
     end
-    if not ve then return json_fields_general(s) end
-    nf = nf + 1
-    keys[nf] = ssub(s, i, ke)
-    vals[nf] = ssub(s, vs, ve)
+    if not ve then return nil end
+    f(i, ke, vs, ve)
     c = sbyte(s, ve + 1)
-    if c == 125 then return keys, vals end
-    if c ~= 44 then return json_fields_general(s) end
+    if c == 125 then return ve + 1 end
+    if c ~= 44 then return nil end
     i = ve + 2
     c = sbyte(s, i)
   end
+end
+
+-- json_fields_general's result, by json_scan when s has its shape
+local function json_fields(s)
+  local keys, vals, nf = {}, {}, 0
+  local close = json_scan(s, function(ks, ke, vs, ve)
+    nf = nf + 1
+    keys[nf] = ssub(s, ks, ke)
+    vals[nf] = ssub(s, vs, ve)
+  end)
+  if close then return keys, vals end
+  return json_fields_general(s)
 end
 
 -- the raw value of the top-level member name (unquoted) of object s, or nil
@@ -146,11 +156,29 @@ local function json_get(s, name)
   return nil
 end
 
--- old with the top-level members of new written over it (members only in
--- old are kept, in their order; new ones are appended). Either side that is
--- not an object yields new.
+-- old with the top-level members of new written over it. Either side that
+-- is not an object yields new. When both have json_scan's shape the result
+-- is new followed by the members only old has (in their order), otherwise
+-- old's members in their order with new's values, then those only new has.
 local function json_merge(old, new)
   if not old then return new end
+  local nkeys = {}
+  local nclose = json_scan(new, function(ks, ke) nkeys[ssub(new, ks, ke)] = true end)
+  if nclose then
+    local kept, nk = {}, 0
+    local oclose = json_scan(old, function(ks, ke, vs, ve)
+      if not nkeys[ssub(old, ks, ke)] then
+        nk = nk + 1
+        kept[nk] = ssub(old, ks, ve)
+      end
+    end)
+    if oclose then
+      if nk == 0 then return ssub(new, 1, nclose) end
+      local sep = ','
+      if nclose == 2 then sep = '' end
+      return ssub(new, 1, nclose - 1) .. sep .. table.concat(kept, ',') .. '}'
+    end
+  end
   local ok, ov = json_fields(old)
   if not ok then return new end
   local nk, nv = json_fields(new)

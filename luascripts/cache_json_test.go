@@ -2,7 +2,9 @@ package luascripts
 
 import (
 	"context"
+	"encoding/json"
 	"math/rand/v2"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -51,14 +53,18 @@ func TestCacheJSONLua(t *testing.T) {
 			}
 			merges := []struct{ old, new, want string }{
 				{"", `{"a":1}`, `{"a":1}`},
-				{`{"a":"1","b":[]}`, `{"b":[1,2],"c":{}}`, `{"a":"1","b":[1,2],"c":{}}`},
+				{`{"a":"1","b":[]}`, `{"b":[1,2],"c":{}}`, `{"b":[1,2],"c":{},"a":"1"}`},
+				{`{"a":"1","b":[],"d":{"e":"]"}}`, `{}`, `{"a":"1","b":[],"d":{"e":"]"}}`},
+				{`{"a":"1","b":[]}`, `{"b":[1,2],"a":"2"}`, `{"b":[1,2],"a":"2"}`},
+				{`{"a":"1","b":[]}`, `{"b":[1,2],"a":"2"} `, `{"b":[1,2],"a":"2"}`},
 				{`{ "id" : "123456789012345678901" , "x":[ ] }`, `{"y":null}`, `{"id":"123456789012345678901","x":[ ],"y":null}`},
 				{`{"s":"a\"}{,b\\","n":-1.5e+300}`, `{"t":"ü🎉\u00e9"}`, `{"s":"a\"}{,b\\","n":-1.5e+300,"t":"ü🎉\u00e9"}`},
-				{`{"o":{"k":[{"z":"}"}]},"f":false}`, `{"f":true}`, `{"o":{"k":[{"z":"}"}]},"f":true}`},
+				{`{"o":{"k":[{"z":"}"}]},"f":false}`, `{"f":true}`, `{"f":true,"o":{"k":[{"z":"}"}]}}`},
+				{`{"o":1,"f":false}`, `{"f":"\"x"}`, `{"o":1,"f":"\"x"}`},
 				{`{}`, `{"a":[]}`, `{"a":[]}`},
 				{`{"a":1}`, `{}`, `{"a":1}`},
 				{`not json`, `{"a":2}`, `{"a":2}`},
-				{`{"big":12345678901234567}`, `{"x":1}`, `{"big":12345678901234567,"x":1}`},
+				{`{"big":12345678901234567}`, `{"x":1}`, `{"x":1,"big":12345678901234567}`},
 			}
 			for _, c := range merges {
 				if got, _ := run("merge", c.old, c.new); got != c.want {
@@ -147,6 +153,68 @@ func TestCacheJSONFieldsFast(t *testing.T) {
 				}
 				if i != 0 {
 					t.Fatalf("json_fields(%q) differs from json_fields_general", batch[i-1])
+				}
+			}
+		})
+	}
+}
+
+// TestCacheJSONMergeRandom: json_merge of random objects (compact or not,
+// with escapes or not) is old's members overwritten and extended by new's,
+// checked against encoding/json, on Redis and miniredis.
+func TestCacheJSONMergeRandom(t *testing.T) {
+	m := miniredis.RunT(t)
+	mc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{m.Addr()}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(mc.Close)
+	r := rand.New(rand.NewPCG(11, 3))
+	values := []string{`"x"`, `""`, `"a]b}c,d"`, `"ü🎉"`, `null`, `true`, `-1.5e+300`, `12345678901234567`, `[]`, `{}`,
+		`["600000000000000002","600000000000000003"]`, `[1,[2,{"a":"]"}]]`, `{"id":"1","n":{"x":[]}}`, `"a\"b"`, `"\\"`}
+	object := func() string {
+		var sb strings.Builder
+		sb.WriteByte('{')
+		for i, k := range r.Perm(6)[:r.IntN(7)] {
+			if i > 0 {
+				sb.WriteByte(',')
+				if r.IntN(8) == 0 {
+					sb.WriteByte(' ')
+				}
+			}
+			sb.WriteString(`"k` + strconv.Itoa(k) + `":` + values[r.IntN(len(values))])
+		}
+		sb.WriteByte('}')
+		return sb.String()
+	}
+	decode := func(s string) map[string]any {
+		t.Helper()
+		d := json.NewDecoder(strings.NewReader(s))
+		d.UseNumber()
+		var v map[string]any
+		if err := d.Decode(&v); err != nil {
+			t.Fatalf("decode %s: %v", s, err)
+		}
+		return v
+	}
+	for name, client := range map[string]rueidis.Client{
+		"redis":     redistest.Start(t, redistest.Options{}).Client(t),
+		"miniredis": mc,
+	} {
+		t.Run(name, func(t *testing.T) {
+			script := rueidis.NewLuaScript(cacheJSON + mergeProbe)
+			for range 400 {
+				old, upd := object(), object()
+				got, err := script.Exec(context.Background(), client, nil, []string{"merge", old, upd}).ToString()
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := decode(old)
+				for k, v := range decode(upd) {
+					want[k] = v
+				}
+				if g := decode(got); !reflect.DeepEqual(g, want) {
+					t.Fatalf("merge(%s, %s) = %s, want %v", old, upd, got, want)
 				}
 			}
 		})

@@ -77,7 +77,7 @@ func TestCacheOps(t *testing.T) {
 				o.Add(CacheOpUser("n:{u1}:user", "n:{u1}:guilds", CacheUserLeave, "7", ``))
 			})...)
 			want := []string{"<none>", `{"id":"5","name":"a"}`, "", "<none>", `{"nick":null,"deaf":false}`, "<none>", `{"id":"5","name":"b"}`,
-				"<none>", `{"id":"1","username":"u"}`, `{"id":"1","username":"v"}`, `{"id":"1","username":"v"}`}
+				"<none>", `{"id":"1","username":"u"}`, `{"username":"v","id":"1"}`, `{"username":"v","id":"1"}`}
 			for i, w := range want {
 				if i == 2 {
 					if err := r[i].Error(); err == nil {
@@ -99,7 +99,7 @@ func TestCacheOps(t *testing.T) {
 				}
 				return v
 			}
-			if got := hget(mem, "1"); got != `{"nick":"x","deaf":false,"roles":[]}` {
+			if got := hget(mem, "1"); got != `{"nick":"x","roles":[],"deaf":false}` {
 				t.Errorf("member after merge = %s", got)
 			}
 			if got := hget(ch, "5"); got != "<none>" {
@@ -107,7 +107,7 @@ func TestCacheOps(t *testing.T) {
 			}
 			r = do(func(o *CacheOps) { o.Add(CacheOpMember(mem, pres, CacheMemberRemove, "1", "")) })
 			do(func(o *CacheOps) { o.Add(CacheOpUser("n:{u1}:user", "n:{u1}:guilds", CacheUserLeave, "8", ``)) })
-			if got := before(r[0]); got != `{"nick":"x","deaf":false,"roles":[]}` {
+			if got := before(r[0]); got != `{"nick":"x","roles":[],"deaf":false}` {
 				t.Errorf("remove: before %s", got)
 			}
 			if hget(mem, "1") != "<none>" || hget(pres, "1") != "<none>" {
