@@ -231,6 +231,19 @@ func (r *deliveryRig) finish(identifies int64, lost map[int]string) (excused int
 			t.Errorf("gap control event for shard %d session %s, which was not lost", k.shard, k.session)
 		}
 	}
+	// The graceful stop checkpointed each shard's session at its last
+	// dispatch, so a next process resumes with nothing to replay.
+	for id := range r.shards {
+		ls := r.fake.Ledger(id)
+		cur := ls[len(ls)-1]
+		cp, err := r.rc.Do(r.ctx, r.rc.B().Hgetall().Key(r.keys.Session(deliveryBot, id)).Build()).AsStrMap()
+		if err != nil {
+			t.Fatalf("read checkpoint of shard %d: %v", id, err)
+		}
+		if want := strconv.FormatInt(cur.Entries[len(cur.Entries)-1].Seq, 10); cp["session"] != cur.Session || cp["seq"] != want {
+			t.Errorf("shard %d checkpoint after the graceful stop: session %q seq %q, want %q %s", id, cp["session"], cp["seq"], cur.Session, want)
+		}
+	}
 	got := readEntries(t, r.rc, []string{r.events, r.messages})
 	excused = checkDelivery(t, r.fake, r.shards, deliveryBot, got, gaps, func(typ string) string {
 		if strings.HasPrefix(typ, "MESSAGE_") {
