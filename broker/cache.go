@@ -227,8 +227,9 @@ type cacheOp struct {
 	bc     *botCache
 	guild  string
 	before beforeKind
-	// g is the event's phase-1 (guild slot) reply, noRef = none.
-	g pipeRef
+	// g is the handle of the event's phase-1 (guild slot) reply, noRef =
+	// none.
+	g int
 	// joins are users the payload shows as members (id, user JSON).
 	joins []luascripts.CacheField
 	// leave is a user the event ends the membership of ("" = none).
@@ -272,7 +273,7 @@ func (c *Cache) Apply(ctx context.Context, evs []*Event, before [][]byte) error 
 			op.g = p1.add(op.guild, pl)
 		}
 	}
-	res1, err := c.do(ctx, p1.build())
+	res1, err := c.do(ctx, p1)
 	if err != nil {
 		return err
 	}
@@ -281,11 +282,11 @@ func (c *Cache) Apply(ctx context.Context, evs []*Event, before [][]byte) error 
 		return err
 	}
 	p2 := newCachePipe(c.client)
-	var urefs []pipeRef
+	var urefs []int
 	for i := range ops {
 		op := &ops[i]
 		op.u0 = len(urefs)
-		if op.g.call >= 0 && c.failed(p1.opErr(op.g), evs[i]) {
+		if op.g >= 0 && c.failed(p1.opErr(op.g), evs[i]) {
 			op.kind, op.before = kNone, bNone
 		}
 		if op.kind == kNone || op.bc.ent&entUsers == 0 || op.bc.ent&entMembers == 0 {
@@ -305,7 +306,7 @@ func (c *Cache) Apply(ctx context.Context, evs []*Event, before [][]byte) error 
 		if op.update.ID != "" && op.kind == kUserUpdate {
 			user(op.update.ID, luascripts.CacheUserUpdate, "", op.update.JSON)
 		}
-		if op.g.call >= 0 && (op.kind == kGuildCreate || op.kind == kGuildDelete) {
+		if op.g >= 0 && (op.kind == kGuildCreate || op.kind == kGuildDelete) {
 			_, _, ids, err := luascripts.ParseCacheGuild(p1.result(op.g))
 			if err != nil {
 				return fmt.Errorf("apply cache: read %s reply (seq %d): %w", evs[i].Type, evs[i].Seq, err)
@@ -316,7 +317,7 @@ func (c *Cache) Apply(ctx context.Context, evs []*Event, before [][]byte) error 
 		}
 		op.u1 = len(urefs)
 	}
-	res2, err := c.do(ctx, p2.build())
+	res2, err := c.do(ctx, p2)
 	if err != nil {
 		return err
 	}
@@ -335,11 +336,9 @@ func (c *Cache) Apply(ctx context.Context, evs []*Event, before [][]byte) error 
 		if op.before == bNone {
 			continue
 		}
-		var ur pipeRef
+		ur := noRef
 		if op.u1 > op.u0 {
 			ur = urefs[op.u0]
-		} else {
-			ur = noRef
 		}
 		v, err := op.beforeImage(p1, p2, ur)
 		if err != nil {
@@ -368,7 +367,7 @@ func (c *Cache) unavailable(p *cachePipe) error {
 	return nil
 }
 
-func (op *cacheOp) beforeImage(p1, p2 *cachePipe, user pipeRef) ([]byte, error) {
+func (op *cacheOp) beforeImage(p1, p2 *cachePipe, user int) ([]byte, error) {
 	switch op.before {
 	case bGuild:
 		s, ok, _, err := luascripts.ParseCacheGuild(p1.result(op.g))
@@ -393,7 +392,7 @@ func (op *cacheOp) beforeImage(p1, p2 *cachePipe, user pipeRef) ([]byte, error) 
 		if !ok || err != nil {
 			return nil, err
 		}
-		if user.call >= 0 {
+		if user >= 0 {
 			u, uok, err := p2.before(user)
 			if err != nil {
 				return nil, err
@@ -404,7 +403,7 @@ func (op *cacheOp) beforeImage(p1, p2 *cachePipe, user pipeRef) ([]byte, error) 
 		}
 		return []byte(m), nil
 	case bUser:
-		if user.call < 0 {
+		if user < 0 {
 			return nil, nil
 		}
 		u, ok, err := p2.before(user)
@@ -416,10 +415,12 @@ func (op *cacheOp) beforeImage(p1, p2 *cachePipe, user pipeRef) ([]byte, error) 
 	return nil, nil
 }
 
-// do sends cmds in one pipeline. When the server lost the scripts
-// (NOSCRIPT), it loads them and sends again from the first call that was
-// not run; calls are idempotent, so those after it running twice is safe.
-func (c *Cache) do(ctx context.Context, cmds rueidis.Commands) ([]rueidis.RedisResult, error) {
+// do sends p's commands in one pipeline. When the server lost the scripts
+// (NOSCRIPT, on its own or inside a transaction's reply), it loads them and
+// sends again from the start of the first call that was not run; calls are
+// idempotent, so those after it running twice is safe.
+func (c *Cache) do(ctx context.Context, p *cachePipe) ([]rueidis.RedisResult, error) {
+	cmds := p.build()
 	if len(cmds) == 0 {
 		return nil, nil
 	}
@@ -432,9 +433,13 @@ func (c *Cache) do(ctx context.Context, cmds rueidis.Commands) ([]rueidis.RedisR
 	res := c.client.DoMulti(ctx, cmds...)
 	for attempt := 0; ; attempt++ {
 		first := -1
+		var firstErr error
 		for i, r := range res {
-			if err := r.Error(); err != nil && luascripts.IsNoScript(err) {
-				first = i
+			if lost, from := p.noScript(i, r); lost {
+				first, firstErr = from, r.Error()
+				if firstErr == nil {
+					firstErr = fmt.Errorf("NOSCRIPT inside a transaction")
+				}
 				break
 			}
 		}
@@ -442,7 +447,7 @@ func (c *Cache) do(ctx context.Context, cmds rueidis.Commands) ([]rueidis.RedisR
 			break
 		}
 		if attempt == 2 {
-			return nil, fmt.Errorf("apply cache: scripts missing after reload: %w", res[first].Error())
+			return nil, fmt.Errorf("apply cache: scripts missing after reload: %w", firstErr)
 		}
 		c.reloads.Add(1)
 		if err := luascripts.LoadCacheScripts(ctx, c.client); err != nil {
@@ -464,7 +469,8 @@ func (c *Cache) do(ctx context.Context, cmds rueidis.Commands) ([]rueidis.RedisR
 // opposed to Redis being unavailable (connection, LOADING, BUSY, TRYAGAIN,
 // CLUSTERDOWN, redirects, OOM), which fails the batch so it is retried.
 // A refused call is logged and its event left out of the cache: retrying
-// would refuse again and stall the shard.
+// would refuse again and stall the shard. A transaction Redis discarded
+// (EXECABORT: a command refused while queueing, e.g. for memory) is retried.
 func refused(err error) bool {
 	re, ok := rueidis.IsRedisErr(err)
 	if !ok || re.IsLoading() || re.IsTryAgain() || re.IsClusterDown() || re.IsNoScript() {
@@ -474,7 +480,7 @@ func refused(err error) bool {
 		return false
 	}
 	msg := re.Error()
-	for _, p := range []string{"BUSY", "OOM", "MASTERDOWN", "READONLY", "NOREPLICAS", "NOAUTH", "NOPERM"} {
+	for _, p := range []string{"BUSY", "OOM", "MASTERDOWN", "READONLY", "NOREPLICAS", "NOAUTH", "NOPERM", "EXECABORT"} {
 		if strings.HasPrefix(msg, p) {
 			return false
 		}

@@ -534,12 +534,18 @@ func TestCacheScriptFlush(t *testing.T) {
 	if err := client.Do(context.Background(), client.B().ScriptFlush().Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
+	// The member merge runs in Lua inside the batch's transaction, the
+	// role updates are plain commands around it.
 	b := apply(t, c, ev("a", "GUILD_ROLE_UPDATE", mustJSON(obj{"guild_id": g, "role": wRole(1, 5)})),
+		ev("a", "GUILD_MEMBER_UPDATE", mustJSON(obj{"guild_id": g, "user": wUser(1, 0), "roles": []string{}, "nick": "flushed"})),
 		ev("a", "GUILD_ROLE_UPDATE", mustJSON(obj{"guild_id": g, "role": wRole(1, 6)})))
 	wantJSON(t, "first before", string(b[0]), mustJSON(wRole(1, 0)))
-	wantJSON(t, "second before", string(b[1]), mustJSON(wRole(1, 5)))
+	wantJSON(t, "second before", string(b[2]), mustJSON(wRole(1, 5)))
 	r, _ := hget(t, client, k.CacheRoles(g), wid(wRoleBase, 1))
 	wantJSON(t, "role", r, mustJSON(wRole(1, 6)))
+	if m, _ := hget(t, client, k.CacheMembers(g), wid(wUserBase, 1)); !strings.Contains(m, `"nick":"flushed"`) {
+		t.Errorf("member after the update = %s", m)
+	}
 	if n := c.Stats().Reloads; n != 1 {
 		t.Errorf("reloads = %d, want 1", n)
 	}

@@ -10,11 +10,18 @@ import (
 	"github.com/feathery/feathery/broker/redistest"
 )
 
-// TestCacheOps runs every operation of cache_ops.lua in one call on a real
-// Redis and on miniredis: each replies the object cached before it, applies
-// in order, and one refused by Redis (a key of the wrong type) replies an
-// error while the operations around it still apply.
+// TestCacheOps runs every single-object operation in one cache_ops.lua
+// call, and in one transaction (CacheTx: plain commands and cache_ops
+// calls), on a real Redis and on miniredis: each replies the object cached
+// before it, applies in order, and one refused by Redis (a key of the wrong
+// type) replies an error while the operations around it still apply.
 func TestCacheOps(t *testing.T) {
+	for _, script := range []bool{true, false} {
+		t.Run(map[bool]string{true: "script", false: "transaction"}[script], func(t *testing.T) { testCacheOps(t, script) })
+	}
+}
+
+func testCacheOps(t *testing.T, script bool) {
 	m := miniredis.RunT(t)
 	mc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{m.Addr()}, DisableCache: true})
 	if err != nil {
@@ -33,13 +40,18 @@ func TestCacheOps(t *testing.T) {
 			const (
 				ch, mem, pres, emo, bad = "n:{g}:channels", "n:{g}:members", "n:{g}:presences", "n:{g}:emojis", "n:{g}:roles"
 			)
-			do := func(build func(o *CacheOps)) []rueidis.RedisMessage {
+			do := func(build func(o *CacheTx)) []rueidis.RedisMessage {
 				t.Helper()
-				var o CacheOps
+				o := CacheTx{Script: script}
 				build(&o)
-				r, err := ParseCacheOps(client.Do(ctx, o.Build(client.B())), o.Len())
+				cmds := o.Build(client.B())
+				res := client.DoMulti(ctx, cmds...)
+				r, err := o.Parse(res[len(res)-1])
 				if err != nil {
 					t.Fatal(err)
+				}
+				if len(r) != o.Len() {
+					t.Fatalf("%d replies for %d operations", len(r), o.Len())
 				}
 				return r
 			}
@@ -60,7 +72,7 @@ func TestCacheOps(t *testing.T) {
 			if err := client.Do(ctx, client.B().Hset().Key(pres).FieldValue().FieldValue("1", `{"status":"idle"}`).Build()).Error(); err != nil {
 				t.Fatal(err)
 			}
-			r := do(func(o *CacheOps) {
+			r := do(func(o *CacheTx) {
 				o.Add(CacheOpEntitySet(ch, "5", `{"id":"5","name":"a"}`))
 				o.Add(CacheOpEntitySet(ch, "5", `{"id":"5","name":"b"}`))
 				o.Add(CacheOpEntitySet(bad, "9", `{}`))
@@ -70,7 +82,7 @@ func TestCacheOps(t *testing.T) {
 				o.Add(CacheOpEntityDel(ch, "5"))
 			})
 			// One user's keys: a call of their own on Redis Cluster.
-			r = append(r, do(func(o *CacheOps) {
+			r = append(r, do(func(o *CacheTx) {
 				o.Add(CacheOpUser("n:{u1}:user", "n:{u1}:guilds", CacheUserJoin, "7", `{"id":"1","username":"u"}`))
 				o.Add(CacheOpUser("n:{u1}:user", "n:{u1}:guilds", CacheUserUpdate, "", `{"username":"v"}`))
 				o.Add(CacheOpUser("n:{u1}:user", "n:{u1}:guilds", CacheUserJoin, "8", ``))
@@ -105,8 +117,8 @@ func TestCacheOps(t *testing.T) {
 			if got := hget(ch, "5"); got != "<none>" {
 				t.Errorf("channel after delete = %s", got)
 			}
-			r = do(func(o *CacheOps) { o.Add(CacheOpMember(mem, pres, CacheMemberRemove, "1", "")) })
-			do(func(o *CacheOps) { o.Add(CacheOpUser("n:{u1}:user", "n:{u1}:guilds", CacheUserLeave, "8", ``)) })
+			r = do(func(o *CacheTx) { o.Add(CacheOpMember(mem, pres, CacheMemberRemove, "1", "")) })
+			do(func(o *CacheTx) { o.Add(CacheOpUser("n:{u1}:user", "n:{u1}:guilds", CacheUserLeave, "8", ``)) })
 			if got := before(r[0]); got != `{"nick":"x","roles":[],"deaf":false}` {
 				t.Errorf("remove: before %s", got)
 			}
