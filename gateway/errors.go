@@ -74,3 +74,6 @@ func (e *CloseError) action() closeAction {
 // session resumable after any other code, which is what lets the next
 // process RESUME.
 const clientCloseCode = 4000
+
+// ErrUnknownShard is returned for a bot or shard this manager does not run.
+var ErrUnknownShard = errors.New("no such shard here")

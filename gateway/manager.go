@@ -369,6 +369,30 @@ func (m *Manager) Status() []ShardStatus {
 	return out
 }
 
+// Reconnect ends the current connection of one shard with a resumable close
+// code and resumes its session on a new connection, as after op 7. A shard
+// that is between connections takes the request on its next one.
+func (m *Manager) Reconnect(bot string, shard int) error {
+	m.mu.Lock()
+	bots := m.bots
+	m.mu.Unlock()
+	for _, br := range bots {
+		if br.cfg.Name != bot {
+			continue
+		}
+		s := br.shards[shard]
+		if s == nil {
+			return fmt.Errorf("reconnect shard %d of bot %q: %w", shard, bot, ErrUnknownShard)
+		}
+		select {
+		case s.reconnect <- struct{}{}:
+		default: // one is already pending
+		}
+		return nil
+	}
+	return fmt.Errorf("reconnect shard %d: unknown bot %q: %w", shard, bot, ErrUnknownShard)
+}
+
 // RequestGuildMembers queues a Request Guild Members (op 8, every member)
 // for guildID on the shard of bot that holds it. It is sent within the send
 // limit once that shard is ready, and again after RATE_LIMITED.

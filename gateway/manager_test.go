@@ -963,3 +963,44 @@ func TestManager_BufferedHello(t *testing.T) {
 		t.Fatal("the dial hook buffered nothing: the test proves nothing")
 	}
 }
+
+// TestManager_Reconnect: an operator's reconnect ends the connection with a
+// resumable code and the shard RESUMEs its session; nothing is lost.
+func TestManager_Reconnect(t *testing.T) {
+	t.Parallel()
+	fake := startFake(t, discordtest.Config{Shards: 2, MaxConcurrency: 2, Guilds: 4, Rate: 60, Seed: 9})
+	sink := newRecordingSink()
+	h := startManager(t, fake, gateway.BotConfig{Compression: gateway.CompressionZstdStream}, sink, nil)
+	h.waitReady(t, 0, 1)
+	session := h.status(1).Session
+	if err := h.m.Reconnect("main", 1); err != nil {
+		t.Fatalf("reconnect: %v", err)
+	}
+	waitFor(t, 20*time.Second, "shard 1 resumed", func() bool {
+		st := h.status(1)
+		return st.Resumes >= 1 && st.State == gateway.StateReady
+	})
+	if got := h.status(1).Session; got != session {
+		t.Errorf("session after reconnect %q, want the same %q", got, session)
+	}
+	if st := h.status(0); st.Resumes != 0 {
+		t.Errorf("shard 0 resumed %d times; only shard 1 was asked", st.Resumes)
+	}
+	for _, c := range []struct {
+		bot   string
+		shard int
+	}{{"main", 7}, {"other", 0}} {
+		if err := h.m.Reconnect(c.bot, c.shard); !errors.Is(err, gateway.ErrUnknownShard) {
+			t.Errorf("reconnect %s/%d: %v, want ErrUnknownShard", c.bot, c.shard, err)
+		}
+	}
+	before := h.status(1).Events
+	waitFor(t, 10*time.Second, "traffic after the reconnect", func() bool { return h.status(1).Events > before+5 })
+	fake.SetRate(0)
+	h.checkLedger(t, 0)
+	h.checkLedger(t, 1)
+	if st := h.status(1); st.Identifies != 1 {
+		t.Errorf("shard 1: %d identifies, want 1 (the reconnect resumes)", st.Identifies)
+	}
+	checkViolations(t, fake)
+}

@@ -22,6 +22,7 @@ import (
 var (
 	errStopping        = errors.New("shard stopping")
 	errReconnect       = errors.New("gateway asked to reconnect (op 7)")
+	errAskedReconnect  = errors.New("reconnect requested")
 	errZombie          = errors.New("no heartbeat ACK between two heartbeats (zombie connection)")
 	errSink            = errors.New("sink refused event")
 	errResumeExhausted = errors.New("resume failed repeatedly")
@@ -86,6 +87,8 @@ type shard struct {
 	events, bytes, reconnects, resumes, identifies atomic.Uint64
 
 	members memberQueue
+	// reconnect asks the current connection to end and resume (Reconnect).
+	reconnect chan struct{}
 }
 
 func newShard(m *Manager, b *botRun, id int) *shard {
@@ -98,6 +101,7 @@ func newShard(m *Manager, b *botRun, id int) *shard {
 		inf: newInflater(b.cfg.Compression, m.maxPayload),
 	}
 	s.members.wake = make(chan struct{}, 1)
+	s.reconnect = make(chan struct{}, 1)
 	s.onPayload = s.handlePayload
 	return s
 }
@@ -245,8 +249,8 @@ func (s *shard) decide(ctx context.Context, err error) (time.Duration, error) {
 			s.loseSession(ctx, err.Error())
 			delay = time.Second + rand.N(4*time.Second)
 		}
-	case errors.Is(err, errReconnect):
-		s.log.Info("gateway asked to reconnect; resuming")
+	case errors.Is(err, errReconnect) || errors.Is(err, errAskedReconnect):
+		s.log.Info("reconnecting and resuming", "why", err)
 		if s.attempt <= 1 {
 			delay = 0
 		}
@@ -791,6 +795,9 @@ func (s *shard) heartbeat(ctx context.Context, c *conn) {
 			if !send(false) {
 				return
 			}
+		case <-s.reconnect:
+			c.setCause(errAskedReconnect)
+			return
 		case <-s.members.wake:
 			s.sendMembers(c, memberTimer, &buf)
 		case <-memberTimer.C:

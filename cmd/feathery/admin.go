@@ -36,10 +36,6 @@ type adminBackend interface {
 // errNotFound is returned by adminBackend.Reconnect for an unknown shard.
 var errNotFound = errors.New("not found")
 
-// errUnsupported is returned by adminBackend for an action this build
-// cannot do.
-var errUnsupported = errors.New("not supported by this build")
-
 // healthReport is the body of GET /healthz.
 type healthReport struct {
 	OK          bool   `json:"ok"`
@@ -203,10 +199,6 @@ func (a *adminServer) handleReconnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := a.backend.Reconnect(r.Context(), bot, id); err != nil {
-		if errors.Is(err, errUnsupported) {
-			writeJSON(w, http.StatusNotImplemented, apiError{"reconnecting one shard is not supported by this build"})
-			return
-		}
 		if errors.Is(err, errNotFound) {
 			writeJSON(w, http.StatusNotFound, apiError{fmt.Sprintf("no shard %d of bot %q runs here", id, bot)})
 			return

@@ -343,30 +343,12 @@ func (d *daemon) Health(ctx context.Context) healthReport {
 }
 
 // Reconnect implements adminBackend.
-func (d *daemon) Reconnect(ctx context.Context, bot string, shard int) error {
-	found := false
-	for _, s := range d.mgr.Status() {
-		if s.Bot == bot && s.Shard == shard {
-			found = true
-			break
-		}
-	}
-	if !found {
+func (d *daemon) Reconnect(_ context.Context, bot string, shard int) error {
+	err := d.mgr.Reconnect(bot, shard)
+	if errors.Is(err, gateway.ErrUnknownShard) {
 		return errNotFound
 	}
-	// The gateway's Manager grows a Reconnect method; until it has one the
-	// endpoint answers that it is not available.
-	switch r := any(d.mgr).(type) {
-	case interface {
-		Reconnect(ctx context.Context, bot string, shard int) error
-	}:
-		return r.Reconnect(ctx, bot, shard)
-	case interface {
-		Reconnect(bot string, shard int) error
-	}:
-		return r.Reconnect(bot, shard)
-	}
-	return errUnsupported
+	return err
 }
 
 // portOf returns the port of a host:port address.

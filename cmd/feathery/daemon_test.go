@@ -539,9 +539,6 @@ func TestDaemon_ReconnectEndpoint(t *testing.T) {
 	waitFor(t, 20*time.Second, "healthy", func() bool { return d.Health(t.Context()).OK })
 	resumes := fake.Stats().Resumes
 	code, _, body := httpDo(t, "POST", base+"/api/bots/e2e/shards/0/reconnect", adminToken)
-	if code == http.StatusNotImplemented {
-		t.Skip("gateway.Manager has no Reconnect(ctx, bot, shard) yet: " + body)
-	}
 	if code != http.StatusAccepted {
 		t.Fatalf("reconnect: %d %s", code, body)
 	}
