@@ -674,11 +674,10 @@ func (c *Cache) plan(b rueidis.Builder, op *cacheOp, ev *Event) (planned, error)
 		if err != nil {
 			return planned{}, err
 		}
-		mop := luascripts.CacheMemberSet
 		if kind == kMemberUpdate {
-			mop = luascripts.CacheMemberMerge
+			return batched(luascripts.CacheOpMemberMerge(keys.CacheMembers(g), uid, string(m), quotedKeys(m))), nil
 		}
-		return batched(luascripts.CacheOpMember(keys.CacheMembers(g), keys.CachePresences(g), mop, uid, string(m))), nil
+		return batched(luascripts.CacheOpMember(keys.CacheMembers(g), keys.CachePresences(g), luascripts.CacheMemberSet, uid, string(m))), nil
 	case kMemberChunk:
 		if !members {
 			op.kind = kNone

@@ -248,6 +248,29 @@ func strip(b []byte, drop func(key string) bool, inject ...[2]string) ([]byte, e
 	return append(out, '}'), nil
 }
 
+// quotedKeys lists the top-level keys of obj (written by strip), each in
+// its quotes, concatenated — what the member merge takes to skip scanning
+// the new member; "" when a key has a backslash or obj cannot be read (the
+// merge then scans).
+func quotedKeys(obj []byte) string {
+	var out []byte
+	ok := true
+	err := eachField(obj, func(k, _ []byte) bool {
+		if bytes.IndexByte(k, '\\') >= 0 {
+			ok = false
+			return false
+		}
+		out = append(out, '"')
+		out = append(out, k...)
+		out = append(out, '"')
+		return true
+	})
+	if err != nil || !ok {
+		return ""
+	}
+	return string(out)
+}
+
 // withFirst returns object obj with member key: raw put first (the inverse
 // of strip for one member): {"key":raw,...obj's members}.
 func withFirst(key string, raw, obj []byte) []byte {

@@ -227,3 +227,25 @@ local function get_or_nil(v)
   if v == false then return nil end
   return v
 end
+
+-- json_merge(old, new) when nkeys lists new's top-level keys, each with its
+-- quotes, concatenated (as the caller that wrote new knows them): old is
+-- scanned, new is not. nkeys "" (or a new with a backslash, or not ending
+-- in its closing brace) takes json_merge.
+local function json_merge_keys(old, new, nkeys)
+  if nkeys == '' or not old or sbyte(new, #new) ~= 125 or sfind(new, '\\', 1, true) then
+    return json_merge(old, new)
+  end
+  local kept, nk = {}, 0
+  local oclose = json_scan(old, function(ks, ke, vs, ve)
+    if not sfind(nkeys, ssub(old, ks, ke), 1, true) then
+      nk = nk + 1
+      kept[nk] = ssub(old, ks, ve)
+    end
+  end)
+  if not oclose then return json_merge(old, new) end
+  if nk == 0 then return new end
+  local sep = ','
+  if #new == 2 then sep = '' end
+  return ssub(new, 1, #new - 1) .. sep .. table.concat(kept, ',') .. '}'
+end

@@ -21,18 +21,18 @@ var CacheOpsScript = newCacheScript("cache_ops", cacheOpsSrc)
 type CacheOp struct {
 	code   string
 	k1, k2 string // k2 "" = one key
-	a      [3]string
+	a      [4]string
 	na     int
 }
 
 // CacheOpEntitySet stores object JSON under id in a per-guild hash.
 func CacheOpEntitySet(hash, id, json string) CacheOp {
-	return CacheOp{code: "es", k1: hash, a: [3]string{id, json}, na: 2}
+	return CacheOp{code: "es", k1: hash, a: [4]string{id, json}, na: 2}
 }
 
 // CacheOpEntityDel forgets id in a per-guild hash.
 func CacheOpEntityDel(hash, id string) CacheOp {
-	return CacheOp{code: "ed", k1: hash, a: [3]string{id}, na: 1}
+	return CacheOp{code: "ed", k1: hash, a: [4]string{id}, na: 1}
 }
 
 // CacheOpMember is a single-member operation: members and presences are
@@ -41,16 +41,24 @@ func CacheOpEntityDel(hash, id string) CacheOp {
 func CacheOpMember(members, presences string, op CacheMemberOp, userID, member string) CacheOp {
 	switch op {
 	case CacheMemberSet:
-		return CacheOp{code: "ms", k1: members, a: [3]string{userID, member}, na: 2}
+		return CacheOp{code: "ms", k1: members, a: [4]string{userID, member}, na: 2}
 	case CacheMemberMerge:
-		return CacheOp{code: "mm", k1: members, a: [3]string{userID, member}, na: 2}
+		return CacheOpMemberMerge(members, userID, member, "")
 	}
-	return CacheOp{code: "mr", k1: members, k2: presences, a: [3]string{userID}, na: 1}
+	return CacheOp{code: "mr", k1: members, k2: presences, a: [4]string{userID}, na: 1}
+}
+
+// CacheOpMemberMerge is CacheOpMember's merge with the member JSON's
+// top-level keys given, each quoted, concatenated ("" = unknown): the merge
+// then scans only the cached member. member must be compact at its top
+// level and end with its closing brace.
+func CacheOpMemberMerge(members, userID, member, keys string) CacheOp {
+	return CacheOp{code: "mm", k1: members, a: [4]string{userID, member, keys}, na: 3}
 }
 
 // CacheOpListSet replaces a per-guild JSON array (emojis, stickers).
 func CacheOpListSet(key, json string) CacheOp {
-	return CacheOp{code: "ls", k1: key, a: [3]string{json}, na: 1}
+	return CacheOp{code: "ls", k1: key, a: [4]string{json}, na: 1}
 }
 
 // CacheOpUser is an operation on one user's object and mutual-guild set
@@ -58,11 +66,11 @@ func CacheOpListSet(key, json string) CacheOp {
 func CacheOpUser(user, guilds string, op CacheUserOp, guildID, userJSON string) CacheOp {
 	switch op {
 	case CacheUserJoin:
-		return CacheOp{code: "uj", k1: user, k2: guilds, a: [3]string{guildID, userJSON}, na: 2}
+		return CacheOp{code: "uj", k1: user, k2: guilds, a: [4]string{guildID, userJSON}, na: 2}
 	case CacheUserLeave:
-		return CacheOp{code: "ul", k1: user, k2: guilds, a: [3]string{guildID}, na: 1}
+		return CacheOp{code: "ul", k1: user, k2: guilds, a: [4]string{guildID}, na: 1}
 	}
-	return CacheOp{code: "uu", k1: user, k2: guilds, a: [3]string{userJSON}, na: 1}
+	return CacheOp{code: "uu", k1: user, k2: guilds, a: [4]string{userJSON}, na: 1}
 }
 
 // CacheOps collects operations for one cache_ops.lua call. The zero value

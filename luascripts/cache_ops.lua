@@ -10,7 +10,10 @@
 --   "es" k id json    HSET KEYS[k] id json            (cache_entity "set")
 --   "ed" k id         HDEL KEYS[k] id                 (cache_entity "del")
 --   "ms" k id json    member set; KEYS[k] members, KEYS[k+1] presences
---   "mm" k id json    member merge (top-level members over the cached one)
+--   "mm" k id json keys  member merge (top-level members over the cached
+--                     one); keys "" or json's top-level keys, each quoted,
+--                     concatenated (json compact, as the caller wrote it:
+--                     the merge need not scan json)
 --   "mr" k id         member remove (member and presence forgotten)
 --   "ls" k json       SET KEYS[k] json                (cache_list)
 --   "uj" k guild json user joins guild; KEYS[k] user, KEYS[k+1] guilds;
@@ -38,11 +41,12 @@ while i <= n do
     v = redis.pcall('HGET', k, id)
     if not failed(v) then
       local js = ARGV[i + 3]
-      if op == 'mm' then js = json_merge(get_or_nil(v), js) end
+      if op == 'mm' then js = json_merge_keys(get_or_nil(v), js, ARGV[i + 4]) end
       local e = redis.pcall('HSET', k, id, js)
       if failed(e) then v = e end
     end
     i = i + 4
+    if op == 'mm' then i = i + 1 end
   elseif op == 'ed' or op == 'mr' then
     local id = ARGV[i + 2]
     v = redis.pcall('HGET', k, id)
