@@ -779,6 +779,9 @@ func (c *Cache) planGuild(b rueidis.Builder, op *cacheOp, ev *Event, d []byte, g
 			return planned{}, err
 		}
 		a.Guild = string(g)
+		if op.kind == kGuildUpdate {
+			a.GuildKeys = quotedKeys(g)
+		}
 	}
 	a.Partial = isTrue(fieldOr(d, "large"))
 	section := func(on bool, name, idKey string, drop func(string) bool, inject string) (luascripts.CacheSection, error) {

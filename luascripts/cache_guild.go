@@ -40,6 +40,10 @@ type CacheGuildArgs struct {
 	Bot string
 	// Guild is the guild object without its lists; "" leaves it alone.
 	Guild string
+	// GuildKeys, for CacheGuildUpdate, lists Guild's top-level keys, each
+	// quoted, concatenated ("" = unknown): the merge then scans only the
+	// cached guild. Guild must then be compact at its top level.
+	GuildKeys string
 	// Partial: the member and presence lists are not complete (a large
 	// guild); they are merged into the cache instead of replacing it.
 	Partial                         bool
@@ -50,13 +54,13 @@ type CacheGuildArgs struct {
 
 // CacheGuild builds the call of cache_guild.lua.
 func CacheGuild(b rueidis.Builder, k CacheGuildKeys, a CacheGuildArgs) rueidis.Completed {
-	args := make([]string, 0, 4+a.Channels.argc()+a.Threads.argc()+a.Roles.argc()+4+
+	args := make([]string, 0, 5+a.Channels.argc()+a.Threads.argc()+a.Roles.argc()+4+
 		a.Members.argc()+a.VoiceStates.argc()+a.Presences.argc())
 	partial := "0"
 	if a.Partial {
 		partial = "1"
 	}
-	args = append(args, string(a.Mode), a.Bot, a.Guild, partial)
+	args = append(args, string(a.Mode), a.Bot, a.Guild, partial, a.GuildKeys)
 	args = a.Channels.append(args)
 	args = a.Threads.append(args)
 	args = a.Roles.append(args)

@@ -16,6 +16,8 @@
 -- ARGV[3] guild JSON without its lists, "" = leave the guild object alone
 -- ARGV[4] "1" when the member and presence lists are partial (a large
 --         guild): they are merged instead of replaced
+-- ARGV[5] "update": ARGV[3]'s top-level keys, each quoted, concatenated
+--         ("" = unknown), so the merge scans only the cached guild
 -- then eight sections in the order channels, threads, roles, emojis,
 -- stickers, members, voice states, presences. Each starts with a count n:
 -- -1 = absent (keep what is cached); for hash sections n >= 0 is followed by
@@ -40,10 +42,10 @@ if mode == 'create' then
   redis.call('DEL', KEYS[3])
   if guild ~= '' then redis.call('SET', KEYS[1], guild) end
 elseif guild ~= '' then
-  redis.call('SET', KEYS[1], json_merge(old, guild))
+  redis.call('SET', KEYS[1], json_merge_keys(old, guild, ARGV[5]))
 end
 
-local at = 5
+local at = 6
 local function hash_section(key, merge, removed)
   local n = tonumber(ARGV[at])
   at = at + 1
