@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"fmt"
+
 	"github.com/redis/rueidis"
 
 	"github.com/feathery/feathery/luascripts"
@@ -223,7 +225,7 @@ func (p *cachePipe) before(h int) (string, bool, error) {
 	r := p.refs[h]
 	c := &p.calls[r.call]
 	if c.ops == nil {
-		return luascripts.ParseCacheEntity(p.res[c.at])
+		return "", false, fmt.Errorf("before image of a script call of its own (only single-object operations have one)")
 	}
 	if c.err != nil {
 		return "", false, c.err

@@ -222,6 +222,9 @@ local function hset_args(key, from, n)
   end
 end
 
+-- whether v, a redis.pcall reply, is an error reply
+local function failed(v) return type(v) == 'table' and v.err ~= nil end
+
 -- DEL-free "read then forget": value or nil (Redis false becomes nil)
 local function get_or_nil(v)
   if v == false then return nil end

@@ -11,66 +11,22 @@ import (
 //go:embed cache_ops.lua
 var cacheOpsSrc string
 
-// CacheOpsScript is cache_ops.lua: several single-object operations (those
-// of cache_entity.lua, cache_member.lua, cache_list.lua and cache_user.lua)
-// in one call, applied in order.
-var CacheOpsScript = newCacheScript("cache_ops", cacheOpsSrc)
+// CacheOpsScript is cache_ops.lua: several single-object operations in one
+// call, applied in order. Its source is the operations' files (each
+// defining local functions: cache_op_entity.lua, cache_op_member.lua,
+// cache_op_list.lua, cache_op_user.lua) followed by cache_ops.lua's
+// dispatch loop, so the operations are one script and one EVALSHA.
+var CacheOpsScript = newCacheScript("cache_ops",
+	cacheOpEntitySrc+"\n"+cacheOpMemberSrc+"\n"+cacheOpListSrc+"\n"+cacheOpUserSrc+"\n"+cacheOpsSrc)
 
 // CacheOp is one operation of cache_ops.lua; build it with the CacheOp*
-// functions.
+// functions of this package (one per operation of the cache_op_*.lua
+// files).
 type CacheOp struct {
 	code   string
 	k1, k2 string // k2 "" = one key
 	a      [4]string
 	na     int
-}
-
-// CacheOpEntitySet stores object JSON under id in a per-guild hash.
-func CacheOpEntitySet(hash, id, json string) CacheOp {
-	return CacheOp{code: "es", k1: hash, a: [4]string{id, json}, na: 2}
-}
-
-// CacheOpEntityDel forgets id in a per-guild hash.
-func CacheOpEntityDel(hash, id string) CacheOp {
-	return CacheOp{code: "ed", k1: hash, a: [4]string{id}, na: 1}
-}
-
-// CacheOpMember is a single-member operation: members and presences are
-// the guild's hashes, member the member JSON without its user (unused for
-// CacheMemberRemove).
-func CacheOpMember(members, presences string, op CacheMemberOp, userID, member string) CacheOp {
-	switch op {
-	case CacheMemberSet:
-		return CacheOp{code: "ms", k1: members, a: [4]string{userID, member}, na: 2}
-	case CacheMemberMerge:
-		return CacheOpMemberMerge(members, userID, member, "")
-	}
-	return CacheOp{code: "mr", k1: members, k2: presences, a: [4]string{userID}, na: 1}
-}
-
-// CacheOpMemberMerge is CacheOpMember's merge with the member JSON's
-// top-level keys given, each quoted, concatenated ("" = unknown): the merge
-// then scans only the cached member. member must be compact at its top
-// level and end with its closing brace.
-func CacheOpMemberMerge(members, userID, member, keys string) CacheOp {
-	return CacheOp{code: "mm", k1: members, a: [4]string{userID, member, keys}, na: 3}
-}
-
-// CacheOpListSet replaces a per-guild JSON array (emojis, stickers).
-func CacheOpListSet(key, json string) CacheOp {
-	return CacheOp{code: "ls", k1: key, a: [4]string{json}, na: 1}
-}
-
-// CacheOpUser is an operation on one user's object and mutual-guild set
-// (the keys share the user's hash tag); as CacheUser.
-func CacheOpUser(user, guilds string, op CacheUserOp, guildID, userJSON string) CacheOp {
-	switch op {
-	case CacheUserJoin:
-		return CacheOp{code: "uj", k1: user, k2: guilds, a: [4]string{guildID, userJSON}, na: 2}
-	case CacheUserLeave:
-		return CacheOp{code: "ul", k1: user, k2: guilds, a: [4]string{guildID}, na: 1}
-	}
-	return CacheOp{code: "uu", k1: user, k2: guilds, a: [4]string{userJSON}, na: 1}
 }
 
 // CacheOps collects operations for one cache_ops.lua call. The zero value
