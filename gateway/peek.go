@@ -95,7 +95,8 @@ func peekEnvelope(p []byte) (envelope, error) {
 		vs := i
 		var ve int
 		if string(p[ks:ke]) == "d" && i < len(p) && p[i] == '{' {
-			ve, err = skipObjectKeys(p, i, &env)
+			env.DGuildID, env.DID = nil, nil
+			ve, err = skipObject(p, i, 0, &env)
 		} else {
 			ve, err = skipValue(p, i, 0)
 		}
@@ -156,10 +157,10 @@ func peekEnvelope(p []byte) (envelope, error) {
 	return env, nil
 }
 
-// skipObjectKeys skips the object at p[i] like skipValue and records the
-// raw values of its top-level "guild_id" and "id" in env.
-func skipObjectKeys(p []byte, i int, env *envelope) (int, error) {
-	env.DGuildID, env.DID = nil, nil
+// skipObject returns the index just after the JSON object starting at
+// p[i] == '{', whose values are at depth+1. With env non-nil it also records
+// the raw values of the object's top-level "guild_id" and "id" in env.
+func skipObject(p []byte, i, depth int, env *envelope) (int, error) {
 	i = skipWS(p, i+1)
 	if i < len(p) && p[i] == '}' {
 		return i + 1, nil
@@ -183,15 +184,17 @@ func skipObjectKeys(p []byte, i int, env *envelope) (int, error) {
 			return 0, errBadEnvelope
 		}
 		vs := skipWS(p, i+1)
-		i, err = skipValue(p, vs, 1)
+		i, err = skipValue(p, vs, depth+1)
 		if err != nil {
 			return 0, err
 		}
-		switch string(p[ks:ke]) {
-		case "guild_id":
-			env.DGuildID = p[vs:i]
-		case "id":
-			env.DID = p[vs:i]
+		if env != nil {
+			switch string(p[ks:ke]) {
+			case "guild_id":
+				env.DGuildID = p[vs:i]
+			case "id":
+				env.DID = p[vs:i]
+			}
 		}
 		i = skipWS(p, i)
 		if i >= len(p) {
@@ -372,44 +375,7 @@ func skipValue(p []byte, i, depth int) (int, error) {
 		_, _, next, err := scanString(p, i)
 		return next, err
 	case c == '{':
-		i = skipWS(p, i+1)
-		if i < len(p) && p[i] == '}' {
-			return i + 1, nil
-		}
-		for {
-			if i >= len(p) {
-				return 0, errTruncated
-			}
-			if p[i] != '"' {
-				return 0, errBadEnvelope
-			}
-			_, _, next, err := scanString(p, i)
-			if err != nil {
-				return 0, err
-			}
-			i = skipWS(p, next)
-			if i >= len(p) {
-				return 0, errTruncated
-			}
-			if p[i] != ':' {
-				return 0, errBadEnvelope
-			}
-			i, err = skipValue(p, skipWS(p, i+1), depth+1)
-			if err != nil {
-				return 0, err
-			}
-			i = skipWS(p, i)
-			if i >= len(p) {
-				return 0, errTruncated
-			}
-			if p[i] == '}' {
-				return i + 1, nil
-			}
-			if p[i] != ',' {
-				return 0, errBadEnvelope
-			}
-			i = skipWS(p, i+1)
-		}
+		return skipObject(p, i, depth, nil)
 	case c == '[':
 		i = skipWS(p, i+1)
 		if i < len(p) && p[i] == ']' {
