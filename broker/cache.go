@@ -514,7 +514,6 @@ func listDrop(k string) bool {
 // dropNewlyCreated drops THREAD_CREATE's event flag from the thread.
 func dropNewlyCreated(k string) bool { return k == "newly_created" }
 
-func dropUser(k string) bool           { return k == "user" || k == "guild_id" }
 func dropGuildID(k string) bool        { return k == "guild_id" }
 func dropMember(k string) bool         { return k == "member" }
 func dropUserAndGuildID(k string) bool { return k == "user" || k == "guild_id" }
@@ -650,13 +649,9 @@ func (c *Cache) plan(b rueidis.Builder, op *cacheOp, ev *Event) (planned, error)
 			op.kind = kNone
 			return planned{}, nil
 		}
-		user, ok := field(d, "user")
-		if !ok {
-			return planned{}, fmt.Errorf("no user")
-		}
-		uid, err := idField(user, "id")
+		user, uid, err := userOf(d)
 		if err != nil {
-			return planned{}, fmt.Errorf("user: %w", err)
+			return planned{}, err
 		}
 		if kind != kMemberAdd {
 			op.before = bMember
@@ -667,7 +662,7 @@ func (c *Cache) plan(b rueidis.Builder, op *cacheOp, ev *Event) (planned, error)
 		}
 		drop := dropGuildID
 		if users {
-			drop = dropUser
+			drop = dropUserAndGuildID
 			op.joins = []luascripts.CacheField{{ID: uid, JSON: rueidis.BinaryString(user)}}
 		}
 		m, err := strip(d, drop)
@@ -733,13 +728,9 @@ func (c *Cache) plan(b rueidis.Builder, op *cacheOp, ev *Event) (planned, error)
 			op.kind = kNone
 			return planned{}, nil
 		}
-		user, ok := field(d, "user")
-		if !ok {
-			return planned{}, fmt.Errorf("no user")
-		}
-		uid, err := idField(user, "id")
+		_, uid, err := userOf(d)
 		if err != nil {
-			return planned{}, fmt.Errorf("user: %w", err)
+			return planned{}, err
 		}
 		op.before = bPresence
 		op.update.ID = uid // for the before image only; presences do not touch users
@@ -873,60 +864,57 @@ func objects(arr []byte, idKey string, drop func(string) bool, inject string) ([
 	return out, err
 }
 
+// userOf returns the "user" object of obj and that user's id.
+func userOf(obj []byte) (user []byte, uid string, err error) {
+	user, ok := field(obj, "user")
+	if !ok {
+		return nil, "", fmt.Errorf("no user")
+	}
+	uid, err = idField(user, "id")
+	if err != nil {
+		return nil, "", fmt.Errorf("user: %w", err)
+	}
+	return user, uid, nil
+}
+
 // memberList splits member objects into (user id, member JSON without
 // user) and, when users are cached, (user id, user JSON) joins.
 func memberList(arr []byte, users bool) (ms, joins []luascripts.CacheField, err error) {
-	if isNull(arr) {
-		return nil, nil, nil
-	}
 	drop := dropGuildID
 	if users {
-		drop = dropUser
+		drop = dropUserAndGuildID
 	}
-	err = eachElem(arr, func(e []byte) error {
-		user, ok := field(e, "user")
-		if !ok {
-			return fmt.Errorf("member without user")
-		}
-		uid, err := idField(user, "id")
-		if err != nil {
-			return fmt.Errorf("user: %w", err)
-		}
-		m, err := strip(e, drop)
-		if err != nil {
-			return err
-		}
-		ms = append(ms, luascripts.CacheField{ID: uid, JSON: rueidis.BinaryString(m)})
-		if users {
-			joins = append(joins, luascripts.CacheField{ID: uid, JSON: rueidis.BinaryString(user)})
-		}
-		return nil
-	})
-	return ms, joins, err
+	return userKeyedList(arr, "member", drop, users)
 }
 
 // presenceList splits presences into (user id, presence JSON without user
 // and guild_id).
 func presenceList(arr []byte) ([]luascripts.CacheField, error) {
+	ps, _, err := userKeyedList(arr, "presence", dropUserAndGuildID, false)
+	return ps, err
+}
+
+// userKeyedList splits the objects of the array arr, each with a "user",
+// into (user id, object without the keys drop names) and, with joins,
+// (user id, user JSON). what names an element in errors.
+func userKeyedList(arr []byte, what string, drop func(string) bool, joins bool) (out, users []luascripts.CacheField, err error) {
 	if isNull(arr) {
-		return nil, nil
+		return nil, nil, nil
 	}
-	var out []luascripts.CacheField
-	err := eachElem(arr, func(e []byte) error {
-		user, ok := field(e, "user")
-		if !ok {
-			return fmt.Errorf("presence without user")
-		}
-		uid, err := idField(user, "id")
+	err = eachElem(arr, func(e []byte) error {
+		user, uid, err := userOf(e)
 		if err != nil {
-			return fmt.Errorf("user: %w", err)
+			return fmt.Errorf("%s: %w", what, err)
 		}
-		p, err := strip(e, dropUserAndGuildID)
+		v, err := strip(e, drop)
 		if err != nil {
 			return err
 		}
-		out = append(out, luascripts.CacheField{ID: uid, JSON: rueidis.BinaryString(p)})
+		out = append(out, luascripts.CacheField{ID: uid, JSON: rueidis.BinaryString(v)})
+		if joins {
+			users = append(users, luascripts.CacheField{ID: uid, JSON: rueidis.BinaryString(user)})
+		}
 		return nil
 	})
-	return out, err
+	return out, users, err
 }
