@@ -77,37 +77,48 @@ func BenchmarkPublish(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer p.Close(context.Background())
-			ctx := context.Background()
 			b.SetBytes(int64(len(benchMessage)))
 			b.ReportAllocs()
 			b.ResetTimer()
-			var wg sync.WaitGroup
 			per := b.N / shards
-			for s := range shards {
-				count := per
+			publishShards(b, p, shards, func(s int) int {
 				if s == 0 {
-					count += b.N - per*shards
+					return per + b.N - per*shards
 				}
-				wg.Go(func() {
-					ev := Event{Bot: "b", Shard: s, ShardCount: shards, Session: "s", Type: "MESSAGE_CREATE",
-						GuildID: 41771983423143937, Data: benchMessage}
-					for i := range count {
-						ev.Seq = int64(i + 1)
-						ev.Received = time.Now()
-						if err := p.Publish(ctx, &ev); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-					if err := p.Flush(ctx, "b", s); err != nil {
-						b.Error(err)
-					}
-				})
-			}
-			wg.Wait()
+				return per
+			}, nil)
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 		})
 	}
+}
+
+// publishShards publishes count(s) benchMessage MESSAGE_CREATE events
+// (seq 1, 2, …) on each shard s of bot "b", one goroutine a shard, and then
+// flushes the shard. With pace non-nil, event i waits for pace(i) first.
+func publishShards(b *testing.B, p *Publisher, shards int, count func(shard int) int, pace func(i int)) {
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for s := range shards {
+		wg.Go(func() {
+			ev := Event{Bot: "b", Shard: s, ShardCount: shards, Session: "s", Type: "MESSAGE_CREATE",
+				GuildID: 41771983423143937, Data: benchMessage}
+			for i := range count(s) {
+				if pace != nil {
+					pace(i)
+				}
+				ev.Seq = int64(i + 1)
+				ev.Received = time.Now()
+				if err := p.Publish(ctx, &ev); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+			if err := p.Flush(ctx, "b", s); err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // BenchmarkPeekMessage measures reading content, author.bot and webhook_id.

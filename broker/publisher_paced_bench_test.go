@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,35 +32,17 @@ func BenchmarkPublishPaced(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer p.Close(context.Background())
-				ctx := context.Background()
 				interval := time.Duration(float64(time.Second) * float64(shards) / rate)
 				cpu0, rcpu0 := pacedProcessCPU(b), pacedRedisCPU(b, c)
 				b.ReportAllocs()
 				b.ResetTimer()
-				var wg sync.WaitGroup
 				per := max(b.N/shards, 1)
 				start := time.Now()
-				for s := range shards {
-					wg.Go(func() {
-						ev := Event{Bot: "b", Shard: s, ShardCount: shards, Session: "s", Type: "MESSAGE_CREATE",
-							GuildID: 41771983423143937, Data: benchMessage}
-						for i := range per {
-							if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-								time.Sleep(d)
-							}
-							ev.Seq = int64(i + 1)
-							ev.Received = time.Now()
-							if err := p.Publish(ctx, &ev); err != nil {
-								b.Error(err)
-								return
-							}
-						}
-						if err := p.Flush(ctx, "b", s); err != nil {
-							b.Error(err)
-						}
-					})
-				}
-				wg.Wait()
+				publishShards(b, p, shards, func(int) int { return per }, func(i int) {
+					if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+						time.Sleep(d)
+					}
+				})
 				b.StopTimer()
 				n := float64(per * shards)
 				st := p.Stats()
