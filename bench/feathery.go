@@ -232,26 +232,36 @@ type Health struct {
 // Health asks the admin API for /healthz (503 is a valid answer).
 func (f *Feathery) Health(ctx context.Context) (Health, error) {
 	var h Health
-	if f.opts.AdminAddr == "" || f.opts.AdminAddr == "off" {
-		return h, errors.New("health: the admin API is off")
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+f.opts.AdminAddr+"/healthz", nil)
+	resp, b, err := f.getAdmin(ctx, "health", "/healthz", 1<<20)
 	if err != nil {
-		return h, fmt.Errorf("health: %w", err)
-	}
-	resp, err := f.http.Do(req)
-	if err != nil {
-		return h, fmt.Errorf("health: %w", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return h, fmt.Errorf("health: read body: %w", err)
+		return h, err
 	}
 	if err := json.Unmarshal(b, &h); err != nil {
 		return h, fmt.Errorf("health: decode body (status %d): %w", resp.StatusCode, err)
 	}
 	return h, nil
+}
+
+// getAdmin GETs path from the admin API and returns the response (its body
+// closed) and up to limit bytes of that body. Errors start with what.
+func (f *Feathery) getAdmin(ctx context.Context, what, path string, limit int64) (*http.Response, []byte, error) {
+	if f.opts.AdminAddr == "" || f.opts.AdminAddr == "off" {
+		return nil, nil, fmt.Errorf("%s: the admin API is off", what)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+f.opts.AdminAddr+path, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	resp, err := f.http.Do(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: read body: %w", what, err)
+	}
+	return resp, b, nil
 }
 
 // WaitReady polls /healthz until shards shards are ready (and Redis
@@ -285,18 +295,9 @@ func (f *Feathery) WaitReady(ctx context.Context, shards int) (time.Duration, er
 
 // Status fetches GET /api/status as raw JSON.
 func (f *Feathery) Status(ctx context.Context) (json.RawMessage, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+f.opts.AdminAddr+"/api/status", nil)
+	resp, b, err := f.getAdmin(ctx, "status", "/api/status", 64<<20)
 	if err != nil {
-		return nil, fmt.Errorf("status: %w", err)
-	}
-	resp, err := f.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("status: %w", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("status: read body: %w", err)
+		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("status: %s", resp.Status)
