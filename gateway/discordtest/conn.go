@@ -55,7 +55,13 @@ type gwConn struct {
 	aborted       atomic.Bool
 	zombie        atomic.Bool
 	beatRequested atomic.Bool
-	closeSent     atomic.Bool
+	// closeStarted is set before the fake's close frame is written: a
+	// close frame the client sends from then on answers it (the client
+	// cannot have seen the frame before it is written, so it is set
+	// before the client can echo it). closeSent is set once the frame is
+	// flushed.
+	closeStarted atomic.Bool
+	closeSent    atomic.Bool
 
 	// readLoop only.
 	sess       *session // guarded by s.mu
@@ -192,6 +198,7 @@ func (c *gwConn) writeLoop() {
 		c.spare = q[:0]
 		c.mu.Unlock()
 		if err == nil && code != 0 {
+			c.closeStarted.Store(true)
 			err = ws.WriteFrame(bw, ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusCode(code), msg)))
 			if err == nil {
 				err = bw.Flush()
@@ -286,6 +293,11 @@ func (c *gwConn) readLoop(q url.Values) {
 	for {
 		if !c.closeSent.Load() {
 			_ = c.nc.SetReadDeadline(c.lastBeat.Add(c.s.cfg.HeartbeatInterval * 3 / 2))
+			if c.closeSent.Load() {
+				// The writer's closeGrace deadline may just have been
+				// overwritten.
+				_ = c.nc.SetReadDeadline(time.Now().Add(closeGrace))
+			}
 		}
 		op, p, err := c.readMessage(msg[:0])
 		if err != nil {
@@ -415,9 +427,11 @@ func (c *gwConn) enqueueControl(f ws.Frame) {
 //
 // A close frame that answers the fake's own close frame only completes the
 // closing handshake: whatever code it echoes, the session's fate was decided
-// by the fake's code.
+// by the fake's code. closeStarted (not closeSent) decides: the writer marks
+// closeSent only after the flush, by which time the client may already have
+// read the frame and echoed it.
 func (c *gwConn) clientClosed(code int) {
-	if (code != 1000 && code != 1001) || c.closeSent.Load() {
+	if (code != 1000 && code != 1001) || c.closeStarted.Load() {
 		return
 	}
 	c.s.mu.Lock()

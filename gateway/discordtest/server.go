@@ -43,6 +43,7 @@ type Server struct {
 	stats          statsCounters
 	violations     []Violation
 	rate           float64
+	rateEpoch      int64 // counts SetRate calls; the traffic loop stops a stale batch on a change
 	mix            mixTable
 	restWindow     time.Time
 	restCount      int
@@ -342,13 +343,16 @@ func (s *Server) BotUserID() string {
 	return s.world.bot.ID
 }
 
-// SetRate changes the live traffic rate (dispatches per second).
+// SetRate changes the live traffic rate (dispatches per second). Once it
+// returns, no live event is made at the previous rate: after SetRate(0) the
+// ledgers only grow by what the test injects.
 func (s *Server) SetRate(r float64) {
 	if r < 0 {
 		r = 0
 	}
 	s.mu.Lock()
 	s.rate = r
+	s.rateEpoch++
 	s.mu.Unlock()
 	select {
 	case s.rateChanged <- struct{}{}:

@@ -92,7 +92,7 @@ func (s *Server) trafficLoop() {
 	var debt float64
 	for {
 		s.mu.Lock()
-		rate := s.rate
+		rate, epoch := s.rate, s.rateEpoch
 		s.mu.Unlock()
 		if rate == 0 || len(s.mix.names) == 0 {
 			select {
@@ -121,16 +121,30 @@ func (s *Server) trafficLoop() {
 		}
 		n := int(debt)
 		debt -= float64(n)
-		s.generate(n)
+		// The rate read above may be stale by now: generateAt stops as soon
+		// as SetRate has changed it, so once SetRate returns no event is
+		// made at the old rate.
+		s.generateAt(n, epoch)
 	}
 }
 
 // generate makes n live events over the live sessions and returns how
 // many it made (fewer when no session is live).
 func (s *Server) generate(n int) int {
+	return s.generateAt(n, -1)
+}
+
+// generateAt is generate for the traffic loop: when epoch is not -1 it
+// stops, checked under s.mu before each batch, once s.rateEpoch differs
+// (SetRate was called since the loop read the rate).
+func (s *Server) generateAt(n int, epoch int64) int {
 	made := 0
 	for made < n {
 		s.mu.Lock()
+		if epoch != -1 && s.rateEpoch != epoch {
+			s.mu.Unlock()
+			return made
+		}
 		now := time.Now()
 		if !s.pruneLiveLocked(now) {
 			s.mu.Unlock()

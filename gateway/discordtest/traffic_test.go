@@ -163,3 +163,29 @@ func TestOverlappingShardCounts(t *testing.T) {
 		}
 	}
 }
+
+// TestSetRateStopsStaleBatch: a batch the traffic loop sized at a rate that
+// SetRate has since changed makes nothing, so no live event follows
+// SetRate(0); a batch at the current rate is made in full.
+func TestSetRateStopsStaleBatch(t *testing.T) {
+	s := startFake(t, Config{Guilds: 4, Seed: 5, ResumeWindow: time.Hour})
+	c, _, _ := connectIdentify(t, s, "", 0, 1, allIntents)
+	c.close()
+	s.mu.Lock()
+	stale := s.rateEpoch
+	s.mu.Unlock()
+	s.SetRate(0)
+	before := len(s.Ledger(0)[0].Entries)
+	if made := s.generateAt(100, stale); made != 0 {
+		t.Fatalf("a batch sized before SetRate(0) made %d events", made)
+	}
+	if n := len(s.Ledger(0)[0].Entries); n != before {
+		t.Fatalf("ledger grew from %d to %d after SetRate(0)", before, n)
+	}
+	s.mu.Lock()
+	current := s.rateEpoch
+	s.mu.Unlock()
+	if made := s.generateAt(100, current); made != 100 {
+		t.Fatalf("a batch at the current rate made %d of 100 events", made)
+	}
+}
