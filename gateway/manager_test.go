@@ -968,7 +968,10 @@ func TestManager_BufferedHello(t *testing.T) {
 // resumable code and the shard RESUMEs its session; nothing is lost.
 func TestManager_Reconnect(t *testing.T) {
 	t.Parallel()
-	fake := startFake(t, discordtest.Config{Shards: 2, MaxConcurrency: 2, Guilds: 4, Rate: 60, Seed: 9})
+	// A 2 s heartbeat, as in the recovery test: the package's parallel tests
+	// load the machine, and the fake counts a beat 1.5 intervals late.
+	fake := startFake(t, discordtest.Config{Shards: 2, MaxConcurrency: 2, Guilds: 4, Rate: 60, Seed: 9,
+		HeartbeatInterval: 2 * time.Second})
 	sink := newRecordingSink()
 	h := startManager(t, fake, gateway.BotConfig{Compression: gateway.CompressionZstdStream}, sink, nil)
 	h.waitReady(t, 0, 1)
