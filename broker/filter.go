@@ -94,10 +94,7 @@ func mentions(content, id string) bool {
 	if id == "" || !strings.HasPrefix(content, "<@") {
 		return false
 	}
-	rest := content[2:]
-	if strings.HasPrefix(rest, "!") {
-		rest = rest[1:]
-	}
+	rest := strings.TrimPrefix(content[2:], "!")
 	return strings.HasPrefix(rest, id) && strings.HasPrefix(rest[len(id):], ">")
 }
 

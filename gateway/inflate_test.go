@@ -19,7 +19,7 @@ func TestInflater_RoundTrip(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/split=%d", comp, split), func(t *testing.T) {
 				t.Parallel()
 				r := rand.New(rand.NewPCG(1, uint64(split)))
-				enc := newStreamEncoder(t, comp)
+				var enc *streamEncoder
 				inf := newInflater(comp, 1<<20)
 				defer inf.close()
 				for conn := 0; conn < 2; conn++ { // a second connection gets a fresh context

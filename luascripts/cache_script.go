@@ -51,11 +51,6 @@ func (s *CacheScript) evalsha(b rueidis.Builder, keys, args []string) rueidis.Co
 	return b.Evalsha().Sha1(s.sha).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
 }
 
-// eval builds EVAL (the whole source) for keys and args.
-func (s *CacheScript) eval(b rueidis.Builder, keys, args []string) rueidis.Completed {
-	return b.Eval().Script(s.src).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
-}
-
 // LoadCacheScripts loads every cache script on every node of client
 // (SCRIPT LOAD), so EVALSHA calls built by this package find them.
 func LoadCacheScripts(ctx context.Context, client rueidis.Client) error {
@@ -137,18 +132,6 @@ func itoa(n int) string {
 		return string(rune('0' + n))
 	}
 	return fmt.Sprint(n)
-}
-
-// optString reads a bulk string reply that may be nil.
-func optString(r rueidis.RedisResult) (string, bool, error) {
-	s, err := r.ToString()
-	if rueidis.IsRedisNil(err) {
-		return "", false, nil
-	}
-	if err != nil {
-		return "", false, err
-	}
-	return s, true, nil
 }
 
 // beforeAndIDs reads the reply of cache_guild and cache_guild_delete.

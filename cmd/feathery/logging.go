@@ -56,7 +56,7 @@ func (m *Main) newLogger(w io.Writer, o logOptions) (*slog.Logger, error) {
 	text := o.Format == "text" || ((o.Format == "" || o.Format == "auto") && m.IsTerminal(w))
 	var h slog.Handler
 	if text {
-		h = tint.NewHandler(w, &tint.Options{
+		h = tint.NewTextHandler(w, &tint.Options{
 			Level:      level,
 			TimeFormat: time.TimeOnly + ".000",
 			NoColor:    !m.IsTerminal(w),
