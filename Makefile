@@ -2,7 +2,7 @@ GO        ?= go
 PKGS      := ./...
 BENCHTIME ?= 1s
 
-.PHONY: run test lint fuzz bench build node-deps
+.PHONY: run test lint staticcheck fuzz bench build node-deps
 
 build:
 	$(GO) build -o bin/feathery ./cmd/feathery
@@ -23,6 +23,10 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+
+## staticcheck: extra static analysis (fetched through the module proxy; not part of make test)
+staticcheck:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
 
 ## fuzz: each fuzz target for FUZZTIME
 FUZZTIME ?= 20s
