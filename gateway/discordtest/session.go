@@ -475,9 +475,9 @@ var ErrNoConnection = errors.New("no connected session on this shard")
 func (s *Server) Reconnect(shard int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	conns := s.connectedLocked(shard)
-	if len(conns) == 0 {
-		return fmt.Errorf("reconnect shard %d: %w", shard, ErrNoConnection)
+	conns, err := s.liveConnsLocked(shard, "reconnect")
+	if err != nil {
+		return err
 	}
 	for _, c := range conns {
 		c.enqueue([]byte(msgReconnect))
@@ -497,9 +497,9 @@ func (s *Server) Reconnect(shard int) error {
 func (s *Server) Invalidate(shard int, resumable bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	conns := s.connectedLocked(shard)
-	if len(conns) == 0 {
-		return fmt.Errorf("invalidate shard %d: %w", shard, ErrNoConnection)
+	conns, err := s.liveConnsLocked(shard, "invalidate")
+	if err != nil {
+		return err
 	}
 	for _, c := range conns {
 		c.enqueue(invalidSessionMsg(resumable))
@@ -523,9 +523,9 @@ func (s *Server) CloseShard(shard, code int) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	conns := s.connectedLocked(shard)
-	if len(conns) == 0 {
-		return fmt.Errorf("close shard %d: %w", shard, ErrNoConnection)
+	conns, err := s.liveConnsLocked(shard, "close")
+	if err != nil {
+		return err
 	}
 	for _, c := range conns {
 		if code == 0 {
@@ -544,15 +544,25 @@ func (s *Server) CloseShard(shard, code int) error {
 	return nil
 }
 
+// liveConnsLocked returns the connections of shard, or an error saying
+// that what could not be done for lack of one. s.mu must be held.
+func (s *Server) liveConnsLocked(shard int, what string) ([]*gwConn, error) {
+	conns := s.connectedLocked(shard)
+	if len(conns) == 0 {
+		return nil, fmt.Errorf("%s shard %d: %w", what, shard, ErrNoConnection)
+	}
+	return conns, nil
+}
+
 // RequestHeartbeat sends op 1 to every connection of shard; a client must
 // answer with a heartbeat at once. Stats.HeartbeatRequests counts the
 // requests and Stats.HeartbeatRequestsAnswered the heartbeats that followed.
 func (s *Server) RequestHeartbeat(shard int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	conns := s.connectedLocked(shard)
-	if len(conns) == 0 {
-		return fmt.Errorf("request heartbeat on shard %d: %w", shard, ErrNoConnection)
+	conns, err := s.liveConnsLocked(shard, "request heartbeat on")
+	if err != nil {
+		return err
 	}
 	for _, c := range conns {
 		if c.enqueue([]byte(msgHeartbeatRequest)) {
@@ -567,9 +577,9 @@ func (s *Server) RequestHeartbeat(shard int) error {
 func (s *Server) Zombie(shard int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	conns := s.connectedLocked(shard)
-	if len(conns) == 0 {
-		return fmt.Errorf("zombie shard %d: %w", shard, ErrNoConnection)
+	conns, err := s.liveConnsLocked(shard, "zombie")
+	if err != nil {
+		return err
 	}
 	for _, c := range conns {
 		c.zombie.Store(true)
