@@ -567,7 +567,7 @@ func (c *Cache) plan(b rueidis.Builder, op *cacheOp, ev *Event) (planned, error)
 		return c.planGuild(b, op, ev, d, gq, users)
 	case kGuildDelete:
 		op.before = bGuild
-		return single(luascripts.CacheGuildDelete(b, keys.cacheGuildKeys(g), ev.Bot, isTrue(fieldOr(d, "unavailable")))), nil
+		return single(luascripts.CacheGuildDelete(b, cacheGuildKeys(keys, g), ev.Bot, isTrue(fieldOr(d, "unavailable")))), nil
 	case kChannelSet, kChannelDel, kThreadSet, kThreadDel:
 		hash, on := keys.CacheChannels(g), ent&entChannels != 0
 		if kind == kThreadSet || kind == kThreadDel {
@@ -755,7 +755,7 @@ func fieldOr(b []byte, name string) []byte {
 // planGuild plans GUILD_CREATE and GUILD_UPDATE.
 func (c *Cache) planGuild(b rueidis.Builder, op *cacheOp, ev *Event, d []byte, gq string, users bool) (planned, error) {
 	ent := op.bc.ent
-	keys := op.bc.keys.cacheGuildKeys(op.guild)
+	keys := cacheGuildKeys(op.bc.keys, op.guild)
 	a := luascripts.CacheGuildArgs{Mode: luascripts.CacheGuildCreate, Bot: ev.Bot}
 	if op.kind == kGuildUpdate {
 		a.Mode = luascripts.CacheGuildUpdate

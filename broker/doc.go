@@ -1,7 +1,7 @@
 // Package broker is feathery's Redis side: the client (standalone, TLS,
-// Cluster or embedded), every key name (keys.go), the Publisher that turns
-// a shard's events into stream entries and checkpoints, its filters, and
-// the Redis SessionStore and IdentifyLimiter.
+// Cluster or embedded), the Publisher that turns a shard's events into
+// stream entries and checkpoints, its filters, and the Redis SessionStore
+// and IdentifyLimiter. Every key name comes from package keyspace.
 //
 //	c, err := broker.NewClient(broker.RedisConfig{URL: "redis://127.0.0.1:6379"})
 //	pub, err := broker.NewPublisher(c.Redis(), broker.PublisherConfig{

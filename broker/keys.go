@@ -1,193 +1,42 @@
 package broker
 
 import (
-	"fmt"
-	"strconv"
-	"strings"
-
+	"github.com/feathery/feathery/broker/keyspace"
 	"github.com/feathery/feathery/luascripts"
 )
 
-// This file forms every Redis key and stream name feathery uses: Keys the
-// streams, checkpoints, identify limits, control stream and guild prefixes
-// (under the prefix, default "feathery"); CacheKeys the cache's keys (under
-// the cache namespace, default "feathery:cache"). Nothing else in feathery
-// builds a key name.
+// The key layout lives in package keyspace, a leaf that readers of the
+// streams and the cache import without linking the broker; these names are
+// the broker's view of it.
 
 // DefaultPrefix is the namespace every key starts with unless configured.
-const DefaultPrefix = "feathery"
+const DefaultPrefix = keyspace.DefaultPrefix
 
 // DefaultStream is the stream name of events no route claims.
-const DefaultStream = "events"
-
-// Keys forms the key and stream names of the streams side (the cache's are
-// CacheKeys'). Layout, with P the prefix (default "feathery"):
-//
-//	P:{bot:<bot>}:events                 a bot's default stream
-//	P:{bot:<bot>}:<stream>               a bot's route stream
-//	P:{bot:<bot>}:session:<shard>        a shard's checkpoint hash
-//	                                     (session, seq, resume_url, shards, intents)
-//	P:{bot:<bot>}:identify:bucket:<b>    identify bucket b = shard % max_concurrency
-//	                                     (exists while its window runs)
-//	P:{bot:<bot>}:identify:remaining     daily session starts left
-//	P:control                            feathery's control stream
-//	P:{<guild_id>}:prefixes:<bot>        a guild's command prefixes for a bot
-//	                                     (a SET any client may SADD/SREM)
-//
-// A bot's streams, checkpoints and identify keys share the hash tag
-// {bot:<bot>}, so one publish script touches one Cluster slot. Per-guild
-// keys carry the {<guild_id>} tag, the one the cache keys use.
-type Keys struct {
-	prefix string
-}
-
-// NewKeys returns the key layout under prefix ("" = DefaultPrefix).
-func NewKeys(prefix string) Keys {
-	if prefix == "" {
-		prefix = DefaultPrefix
-	}
-	return Keys{prefix: prefix}
-}
-
-// Prefix is the namespace of every key.
-func (k Keys) Prefix() string {
-	if k.prefix == "" {
-		return DefaultPrefix
-	}
-	return k.prefix
-}
-
-// BotTag is the hash tag shared by a bot's keys, braces included.
-func (k Keys) BotTag(bot string) string { return "{bot:" + bot + "}" }
-
-// Events is the default stream of bot.
-func (k Keys) Events(bot string) string { return k.Stream(bot, DefaultStream) }
-
-// Stream is the route stream named stream of bot.
-func (k Keys) Stream(bot, stream string) string {
-	return k.Prefix() + ":" + k.BotTag(bot) + ":" + stream
-}
-
-// Session is the checkpoint hash of (bot, shard).
-func (k Keys) Session(bot string, shard int) string {
-	return k.Prefix() + ":" + k.BotTag(bot) + ":session:" + strconv.Itoa(shard)
-}
-
-// IdentifyBucket is the key held while bucket's identify window runs.
-func (k Keys) IdentifyBucket(bot string, bucket int) string {
-	return k.Prefix() + ":" + k.BotTag(bot) + ":identify:bucket:" + strconv.Itoa(bucket)
-}
-
-// IdentifyRemaining counts the bot's daily session starts left.
-func (k Keys) IdentifyRemaining(bot string) string {
-	return k.Prefix() + ":" + k.BotTag(bot) + ":identify:remaining"
-}
-
-// Control is the stream of feathery's own control events.
-func (k Keys) Control() string { return k.Prefix() + ":control" }
-
-// GuildTag is the hash tag of a guild's keys, braces included.
-func (k Keys) GuildTag(guild uint64) string { return "{" + strconv.FormatUint(guild, 10) + "}" }
-
-// GuildPrefixes is the SET of command prefixes bot accepts in guild.
-func (k Keys) GuildPrefixes(guild uint64, bot string) string {
-	return k.Prefix() + ":" + k.GuildTag(guild) + ":prefixes:" + bot
-}
+const DefaultStream = keyspace.DefaultStream
 
 // DefaultCacheNamespace is the namespace of the cache keys unless a bot is
 // given its own.
-const DefaultCacheNamespace = "feathery:cache"
+const DefaultCacheNamespace = keyspace.DefaultCacheNamespace
 
-// CacheKeys forms the cache's key names (consumers/KEYS.md documents them).
-// With N the namespace, G a guild id and U a user id:
-//
-//	N:{G}:guild        string  guild object without its lists
-//	N:{G}:bots         set     names of the bots that see the guild
-//	N:{G}:unavailable  string  "1" while the guild is in an outage
-//	N:{G}:channels     hash    channel id -> channel JSON
-//	N:{G}:threads      hash    thread id -> thread JSON
-//	N:{G}:roles        hash    role id -> role JSON
-//	N:{G}:emojis       string  JSON array of the guild's emojis
-//	N:{G}:stickers     string  JSON array of the guild's stickers
-//	N:{G}:members      hash    user id -> member JSON without "user"
-//	N:{G}:voice_states hash    user id -> voice state JSON without "member"
-//	N:{G}:presences    hash    user id -> presence JSON without "user" and "guild_id"
-//	N:{uU}:user        string  user JSON
-//	N:{uU}:guilds      set     ids of the cached guilds the user is a member of
-//
-// Per-guild keys share the hash tag {G}, a user's keys the tag {uU}, so every
-// cache script touches one Cluster slot.
-type CacheKeys struct {
-	ns string
-}
+// Keys forms the key and stream names of the streams side (keyspace.Keys).
+type Keys = keyspace.Keys
+
+// CacheKeys forms the cache's key names (keyspace.CacheKeys).
+type CacheKeys = keyspace.CacheKeys
+
+// NewKeys returns the key layout under prefix ("" = DefaultPrefix).
+func NewKeys(prefix string) Keys { return keyspace.NewKeys(prefix) }
 
 // NewCacheKeys returns the layout under namespace ("" = DefaultCacheNamespace).
-func NewCacheKeys(namespace string) CacheKeys {
-	if namespace == "" {
-		namespace = DefaultCacheNamespace
-	}
-	return CacheKeys{ns: namespace}
-}
+func NewCacheKeys(namespace string) CacheKeys { return keyspace.NewCacheKeys(namespace) }
 
-// Namespace is the prefix of every cache key.
-func (k CacheKeys) Namespace() string {
-	if k.ns == "" {
-		return DefaultCacheNamespace
-	}
-	return k.ns
-}
-
-func (k CacheKeys) guildKey(guild, suffix string) string {
-	return k.Namespace() + ":{" + guild + "}:" + suffix
-}
-
-func (k CacheKeys) userKey(user, suffix string) string {
-	return k.Namespace() + ":{u" + user + "}:" + suffix
-}
-
-// CacheGuild is the guild object of guild (a snowflake in decimal).
-func (k CacheKeys) CacheGuild(guild string) string { return k.guildKey(guild, "guild") }
-
-// CacheGuildBots is the set of bots that see guild.
-func (k CacheKeys) CacheGuildBots(guild string) string { return k.guildKey(guild, "bots") }
-
-// CacheGuildUnavailable exists ("1") while guild is unavailable.
-func (k CacheKeys) CacheGuildUnavailable(guild string) string {
-	return k.guildKey(guild, "unavailable")
-}
-
-// CacheChannels is the hash of guild's channels.
-func (k CacheKeys) CacheChannels(guild string) string { return k.guildKey(guild, "channels") }
-
-// CacheThreads is the hash of guild's active threads.
-func (k CacheKeys) CacheThreads(guild string) string { return k.guildKey(guild, "threads") }
-
-// CacheRoles is the hash of guild's roles.
-func (k CacheKeys) CacheRoles(guild string) string { return k.guildKey(guild, "roles") }
-
-// CacheEmojis is guild's emoji array.
-func (k CacheKeys) CacheEmojis(guild string) string { return k.guildKey(guild, "emojis") }
-
-// CacheStickers is guild's sticker array.
-func (k CacheKeys) CacheStickers(guild string) string { return k.guildKey(guild, "stickers") }
-
-// CacheMembers is the hash of guild's members.
-func (k CacheKeys) CacheMembers(guild string) string { return k.guildKey(guild, "members") }
-
-// CacheVoiceStates is the hash of guild's voice states.
-func (k CacheKeys) CacheVoiceStates(guild string) string { return k.guildKey(guild, "voice_states") }
-
-// CachePresences is the hash of guild's presences.
-func (k CacheKeys) CachePresences(guild string) string { return k.guildKey(guild, "presences") }
-
-// CacheUser is the user object of user.
-func (k CacheKeys) CacheUser(user string) string { return k.userKey(user, "user") }
-
-// CacheUserGuilds is the set of cached guilds user is a member of.
-func (k CacheKeys) CacheUserGuilds(user string) string { return k.userKey(user, "guilds") }
+// CheckName reports whether s can be used as a bot or stream name inside
+// keys (keyspace.CheckName).
+func CheckName(s string) error { return keyspace.CheckName(s) }
 
 // cacheGuildKeys are the keys cache_guild.lua and cache_guild_delete.lua take.
-func (k CacheKeys) cacheGuildKeys(guild string) luascripts.CacheGuildKeys {
+func cacheGuildKeys(k CacheKeys, guild string) luascripts.CacheGuildKeys {
 	return luascripts.CacheGuildKeys{
 		Guild: k.CacheGuild(guild), Bots: k.CacheGuildBots(guild),
 		Unavailable: k.CacheGuildUnavailable(guild), Channels: k.CacheChannels(guild),
@@ -196,22 +45,4 @@ func (k CacheKeys) cacheGuildKeys(guild string) luascripts.CacheGuildKeys {
 		Members: k.CacheMembers(guild), VoiceStates: k.CacheVoiceStates(guild),
 		Presences: k.CachePresences(guild),
 	}
-}
-
-// CheckName reports whether s can be used as a bot or stream name inside
-// keys: not empty, and free of braces (they would break the hash tag),
-// whitespace and control characters.
-func CheckName(s string) error {
-	if s == "" {
-		return fmt.Errorf("is empty")
-	}
-	if strings.ContainsAny(s, "{}") {
-		return fmt.Errorf("%q contains a brace", s)
-	}
-	for _, r := range s {
-		if r <= ' ' || r == 0x7f {
-			return fmt.Errorf("%q contains whitespace or a control character", s)
-		}
-	}
-	return nil
 }

@@ -9,26 +9,26 @@ import (
 
 	"github.com/redis/rueidis"
 
-	"github.com/feathery/feathery/broker"
+	"github.com/feathery/feathery/broker/keyspace"
 )
 
 // ErrNotCached: the cache holds no such object.
 var ErrNotCached = errors.New("not cached")
 
 // CacheReader reads feathery's cache with the key layout of KEYS.md
-// (broker.CacheKeys). Objects come back as the raw JSON feathery stored, with
+// (keyspace.CacheKeys). Objects come back as the raw JSON feathery stored, with
 // the pieces it keeps apart put back: a member gets its "user", a presence
 // its "user":{"id"}. Decode them with encoding/json into the types of this
 // package (Member, Role, Channel, ...) when wanted.
 type CacheReader struct {
 	client rueidis.Client
-	keys   broker.CacheKeys
+	keys   keyspace.CacheKeys
 }
 
 // NewCacheReader reads the cache under namespace ("" = the default,
-// broker.DefaultCacheNamespace).
+// keyspace.DefaultCacheNamespace).
 func NewCacheReader(client rueidis.Client, namespace string) *CacheReader {
-	return &CacheReader{client: client, keys: broker.NewCacheKeys(namespace)}
+	return &CacheReader{client: client, keys: keyspace.NewCacheKeys(namespace)}
 }
 
 func (r *CacheReader) get(ctx context.Context, key string) (json.RawMessage, error) {

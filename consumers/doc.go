@@ -5,7 +5,7 @@
 //
 // feathery writes each dispatch as one stream entry with flat fields v, t,
 // d, bot, shard, session, seq, guild, before and at (see DecodeEntry). A
-// bot's default stream is "feathery:{bot:<bot>}:events" (broker.Keys names
+// bot's default stream is "feathery:{bot:<bot>}:events" (keyspace.Keys names
 // every key).
 //
 // # Group reading
