@@ -1,12 +1,14 @@
 package bench_test
 
 import (
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/feathery/feathery/bench"
 	"github.com/feathery/feathery/gateway/discordtest"
+	"github.com/feathery/feathery/gateway/testkit"
 )
 
 func TestRedisServer_KillRestartKeepsAcknowledgedWrites(t *testing.T) {
@@ -43,18 +45,12 @@ func TestRedisServer_KillRestartKeepsAcknowledgedWrites(t *testing.T) {
 	}
 	// The client's other pooled connections may still hold the killed
 	// server's sockets: the first command on one of them fails once.
-	var used int64
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		used, err = bench.UsedMemory(ctx, c)
-		if (err == nil && used > 0) || time.Now().After(deadline) {
-			break
+	testkit.EventuallyWhy(t, 30*time.Second, func() string {
+		if used, err := bench.UsedMemory(ctx, c); err != nil || used <= 0 {
+			return fmt.Sprintf("used_memory: got %d, %v", used, err)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil || used <= 0 {
-		t.Fatalf("used_memory: got %d, %v", used, err)
-	}
+		return ""
+	})
 	if err := rs.Stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/feathery/feathery/broker"
 	"github.com/feathery/feathery/broker/redistest"
+	"github.com/feathery/feathery/gateway/testkit"
 	"github.com/redis/rueidis"
 )
 
@@ -77,7 +78,7 @@ func testGuildPrefixChange(t *testing.T, c *broker.Client, other rueidis.Client)
 	}
 	// In force within a second (prefix TTL <= 1s); the deadline leaves room
 	// for a loaded machine.
-	eventually(t, 5*time.Second, func() string {
+	testkit.EventuallyWhy(t, 5*time.Second, func() string {
 		if s := send("?ping"); !published(s) {
 			return "message with the guild's new prefix still dropped"
 		}
@@ -87,7 +88,7 @@ func testGuildPrefixChange(t *testing.T, c *broker.Client, other rueidis.Client)
 	if err := other.Do(t.Context(), other.B().Srem().Key(keys.GuildPrefixes(guild, "b")).Member("?").Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, func() string {
+	testkit.EventuallyWhy(t, 5*time.Second, func() string {
 		if s := send("?ping"); published(s) {
 			return "message with the removed prefix still published"
 		}

@@ -11,22 +11,6 @@ import (
 	"github.com/redis/rueidis"
 )
 
-// eventually polls cond until it returns "" or the deadline passes.
-func eventually(t *testing.T, within time.Duration, cond func() string) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		why := cond()
-		if why == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: %s", within, why)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func newPublisher(t *testing.T, c rueidis.Client, cfg broker.PublisherConfig) *broker.Publisher {
 	t.Helper()
 	p, err := broker.NewPublisher(c, cfg)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/feathery/feathery/broker"
 	"github.com/feathery/feathery/broker/redistest"
+	"github.com/feathery/feathery/gateway/testkit"
 )
 
 // Two limiters (two processes) share one bot's buckets. With
@@ -50,7 +51,7 @@ func TestIdentifyLimiter_SharedBuckets(t *testing.T) {
 		return append([]int(nil), got...)
 	}
 	for round := 1; round <= shards/2; round++ {
-		eventually(t, 10*time.Second, func() string {
+		testkit.EventuallyWhy(t, 10*time.Second, func() string {
 			if n := len(snapshot()); n < 2*round {
 				return fmt.Sprintf("round %d: %d shards identified", round, n)
 			}

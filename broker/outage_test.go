@@ -10,6 +10,7 @@ import (
 
 	"github.com/feathery/feathery/broker"
 	"github.com/feathery/feathery/broker/redistest"
+	"github.com/feathery/feathery/gateway/testkit"
 )
 
 // Redis stops mid-stream: Publish blocks once the shard's queue is full
@@ -43,7 +44,7 @@ func TestPublisher_RedisOutageBackpressure(t *testing.T) {
 		done <- nil
 	}()
 	// Backpressure: the queue fills and Publish stops returning.
-	eventually(t, 10*time.Second, func() string {
+	testkit.EventuallyWhy(t, 10*time.Second, func() string {
 		st := shardStats(p, "b", 0)
 		if st.QueueDepth < queue || st.Errors == 0 {
 			return fmt.Sprintf("queue depth %d/%d, errors %d", st.QueueDepth, st.QueueCap, st.Errors)

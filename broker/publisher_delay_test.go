@@ -7,6 +7,7 @@ import (
 
 	"github.com/feathery/feathery/broker"
 	"github.com/feathery/feathery/broker/redistest"
+	"github.com/feathery/feathery/gateway/testkit"
 )
 
 // gateCache is a CacheWriter that holds its first call until released and
@@ -51,7 +52,7 @@ func TestPublisher_MaxDelayGathersWhenBusy(t *testing.T) {
 		mustPublish(t, p, ev(i, "TYPING_START", `{}`))
 	}
 	close(g.release)
-	eventually(t, 5*time.Second, func() string {
+	testkit.EventuallyWhy(t, 5*time.Second, func() string {
 		if n, _ := c.Do(t.Context(), c.B().Xlen().Key("feathery:{bot:b}:events").Build()).AsInt64(); n < 1 {
 			return "first batch not published"
 		}
@@ -112,7 +113,7 @@ func TestPublisher_MaxDelayBoundsTheWait(t *testing.T) {
 		}
 	}()
 	// The trickle lasts 10s; seq 3 must reach the stream long before.
-	eventually(t, 5*time.Second, func() string {
+	testkit.EventuallyWhy(t, 5*time.Second, func() string {
 		if n, _ := c.Do(t.Context(), c.B().Xlen().Key("feathery:{bot:b}:events").Build()).AsInt64(); n < 3 {
 			return "second batch still waiting"
 		}

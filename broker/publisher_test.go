@@ -14,6 +14,7 @@ import (
 
 	"github.com/feathery/feathery/broker"
 	"github.com/feathery/feathery/broker/redistest"
+	"github.com/feathery/feathery/gateway/testkit"
 	"github.com/redis/rueidis"
 )
 
@@ -431,7 +432,7 @@ func TestPublisher_Control(t *testing.T) {
 	at := time.UnixMilli(1700000000123)
 	p.Control(broker.ControlEvent{Bot: "b", Shard: 3, Kind: broker.ControlGap, Session: "s1", Seq: 41, At: at})
 	p.Control(broker.ControlEvent{Bot: "b", Shard: 3, Kind: broker.ControlFatal, Err: "close 4004", At: at})
-	eventually(t, 5*time.Second, func() string {
+	testkit.EventuallyWhy(t, 5*time.Second, func() string {
 		if n := len(readStream(t, c, "feathery:control")); n != 2 {
 			return fmt.Sprintf("%d control entries", n)
 		}
@@ -457,7 +458,7 @@ func TestPublisher_Control(t *testing.T) {
 		t.Errorf("dropped %d queued %d, want >= 5 dropped and <= 4 queued", st.ControlDropped, st.ControlQueued)
 	}
 	srv.Restart()
-	eventually(t, 10*time.Second, func() string {
+	testkit.EventuallyWhy(t, 10*time.Second, func() string {
 		es, err := tryReadStream(t.Context(), c, "feathery:control")
 		if err != nil || len(es) == 0 {
 			return fmt.Sprint("read control stream: ", err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/feathery/feathery/broker/redistest"
 	"github.com/feathery/feathery/consumers"
+	"github.com/feathery/feathery/gateway/testkit"
 	"github.com/redis/rueidis"
 )
 
@@ -111,8 +112,8 @@ func TestGroupReader_ReadsAndAcksAll(t *testing.T) {
 	for i, s := range streams {
 		want[s] = append(want[s], xadd(t, c, s, int64(i*1000+500), 30)...)
 	}
-	eventually(t, 20*time.Second, "all entries handled", func() bool { return rec.count() == 300 })
-	eventually(t, 5*time.Second, "nothing pending", func() bool {
+	testkit.Eventually(t, 20*time.Second, "all entries handled", func() bool { return rec.count() == 300 })
+	testkit.Eventually(t, 5*time.Second, "nothing pending", func() bool {
 		return pendingCount(t, c, streams[0], "workers") == 0 && pendingCount(t, c, streams[1], "workers") == 0
 	})
 	if err := stop(); err != nil {
@@ -159,8 +160,8 @@ func TestGroupReader_ReclaimsFromDeadConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runReader(t, func(ctx context.Context) error { return r.Run(ctx, rec.handle) })
-	eventually(t, 10*time.Second, "B handled all 25", func() bool { return rec.count() == 25 })
-	eventually(t, 5*time.Second, "nothing pending", func() bool { return pendingCount(t, c, s, g) == 0 })
+	testkit.Eventually(t, 10*time.Second, "B handled all 25", func() bool { return rec.count() == 25 })
+	testkit.Eventually(t, 5*time.Second, "nothing pending", func() bool { return pendingCount(t, c, s, g) == 0 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -203,8 +204,8 @@ func TestGroupReader_RestartRereadsOwnPending(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runReader(t, func(ctx context.Context) error { return r.Run(ctx, rec.handle) })
-	eventually(t, 10*time.Second, "own pending re-read", func() bool { return rec.count() == 10 })
-	eventually(t, 5*time.Second, "nothing pending", func() bool { return pendingCount(t, c, s, g) == 0 })
+	testkit.Eventually(t, 10*time.Second, "own pending re-read", func() bool { return rec.count() == 10 })
+	testkit.Eventually(t, 5*time.Second, "nothing pending", func() bool { return pendingCount(t, c, s, g) == 0 })
 	_ = stop()
 	if got := rec.streamIDs(s); !slices.Equal(got, ids) {
 		t.Fatalf("got %v, want %v", got, ids)
@@ -251,11 +252,11 @@ func TestGroupReader_DeadLetter(t *testing.T) {
 	}
 	dead := s + ":dead"
 	stop := runReader(t, func(ctx context.Context) error { return r.Run(ctx, handler) })
-	eventually(t, 15*time.Second, "two dead entries", func() bool {
+	testkit.Eventually(t, 15*time.Second, "two dead entries", func() bool {
 		n, _ := c.Do(context.Background(), c.B().Xlen().Key(dead).Build()).AsInt64()
 		return n == 2
 	})
-	eventually(t, 5*time.Second, "nothing pending", func() bool { return pendingCount(t, c, s, g) == 0 })
+	testkit.Eventually(t, 5*time.Second, "nothing pending", func() bool { return pendingCount(t, c, s, g) == 0 })
 	_ = stop()
 
 	mu.Lock()
@@ -331,11 +332,11 @@ func TestGroupReader_DeadLettersOverDeliveredClaims(t *testing.T) {
 	stop := runReader(t, func(ctx context.Context) error {
 		return r.Run(ctx, func(context.Context, consumers.Message) error { mu.Lock(); calls++; mu.Unlock(); return nil })
 	})
-	eventually(t, 10*time.Second, "entry dead-lettered", func() bool {
+	testkit.Eventually(t, 10*time.Second, "entry dead-lettered", func() bool {
 		n, _ := c.Do(ctx, c.B().Xlen().Key(s+":dead").Build()).AsInt64()
 		return n == 1
 	})
-	eventually(t, 5*time.Second, "nothing pending", func() bool { return pendingCount(t, c, s, g) == 0 })
+	testkit.Eventually(t, 5*time.Second, "nothing pending", func() bool { return pendingCount(t, c, s, g) == 0 })
 	_ = stop()
 	mu.Lock()
 	defer mu.Unlock()
@@ -416,8 +417,8 @@ func TestGroupReader_GracefulStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runReader(t, func(ctx context.Context) error { return r2.Run(ctx, rec.handle) })
-	eventually(t, 10*time.Second, "rest handled", func() bool { return rec.count() == 9 })
-	eventually(t, 5*time.Second, "nothing pending", func() bool { return pendingCount(t, c, s, g) == 0 })
+	testkit.Eventually(t, 10*time.Second, "rest handled", func() bool { return rec.count() == 9 })
+	testkit.Eventually(t, 5*time.Second, "nothing pending", func() bool { return pendingCount(t, c, s, g) == 0 })
 	_ = stop()
 	if got := rec.streamIDs(s); !slices.Equal(got, ids[1:]) {
 		t.Fatalf("second run handled %v, want %v", got, ids[1:])
@@ -494,7 +495,7 @@ func TestGroupReader_RetriesFailedHandler(t *testing.T) {
 			return nil
 		})
 	})
-	eventually(t, 10*time.Second, "entry acked", func() bool {
+	testkit.Eventually(t, 10*time.Second, "entry acked", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(deliveries) >= 3 && pendingCount(t, c, s, g) == 0
@@ -618,7 +619,7 @@ func TestGroupReader_AcksOnlySucceededOfBatch(t *testing.T) {
 			return nil
 		})
 	})
-	eventually(t, 10*time.Second, "successes acked", func() bool {
+	testkit.Eventually(t, 10*time.Second, "successes acked", func() bool {
 		return r.Stats().Acked == int64(len(ids)-len(failed))
 	})
 	if err := stop(); err != nil {

@@ -67,18 +67,6 @@ func pendingCount(t testing.TB, c rueidis.Client, stream, group string) int64 {
 	return n
 }
 
-// eventually polls cond every 10ms until it holds or the deadline passes.
-func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // runReader starts Run in a goroutine; the returned stop cancels it and
 // returns Run's error, failing the test if Run does not return within 10s.
 func runReader(t testing.TB, run func(ctx context.Context) error) (stop func() error) {

@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/feathery/feathery/gateway"
 	"github.com/feathery/feathery/gateway/discordtest"
+	"github.com/feathery/feathery/gateway/testkit"
 	"github.com/gobwas/ws"
 )
 
@@ -26,24 +26,7 @@ const testToken = "tok-3e1f9c-NEVER-IN-LOGS"
 
 // logCapture collects every log line of the managers of this package's
 // tests; TestMain checks that the token appears in none.
-var logCapture = &syncBuffer{}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+var logCapture = &testkit.SyncBuffer{}
 
 func testLogger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(logCapture, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -194,18 +177,6 @@ func startManager(t *testing.T, fake *discordtest.Server, bot gateway.BotConfig,
 	return h
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func (h *harness) status(shard int) gateway.ShardStatus {
 	for _, st := range h.m.Status() {
 		if st.Shard == shard {
@@ -218,7 +189,7 @@ func (h *harness) status(shard int) gateway.ShardStatus {
 func (h *harness) waitReady(t *testing.T, shards ...int) {
 	t.Helper()
 	for _, sh := range shards {
-		waitFor(t, 15*time.Second, fmt.Sprintf("shard %d ready", sh), func() bool {
+		testkit.Eventually(t, 15*time.Second, fmt.Sprintf("shard %d ready", sh), func() bool {
 			return h.status(sh).State == gateway.StateReady
 		})
 	}
@@ -431,7 +402,7 @@ func TestManager_Recovery(t *testing.T) {
 			h.waitReady(t, all...)
 			// Some live traffic on every shard first.
 			for _, sh := range all {
-				waitFor(t, 10*time.Second, "traffic", func() bool { return h.status(sh).Events > 5 })
+				testkit.Eventually(t, 10*time.Second, "traffic", func() bool { return h.status(sh).Events > 5 })
 			}
 			for i, s := range sc {
 				if err := s.act(fake, i); err != nil {
@@ -441,12 +412,12 @@ func TestManager_Recovery(t *testing.T) {
 			for i, s := range sc {
 				switch s.expect {
 				case "resume":
-					waitFor(t, 20*time.Second, s.name+" resumed", func() bool {
+					testkit.Eventually(t, 20*time.Second, s.name+" resumed", func() bool {
 						st := h.status(i)
 						return st.Resumes >= 1 && st.State == gateway.StateReady
 					})
 				case "identify":
-					waitFor(t, 20*time.Second, s.name+" identified again", func() bool {
+					testkit.Eventually(t, 20*time.Second, s.name+" identified again", func() bool {
 						st := h.status(i)
 						return st.Identifies >= 2 && st.State == gateway.StateReady
 					})
@@ -454,7 +425,7 @@ func TestManager_Recovery(t *testing.T) {
 						t.Errorf("%s: got session_lost %+v (found %v), want one naming the old session and seq", s.name, ev, ok)
 					}
 				case "fatal":
-					waitFor(t, 10*time.Second, s.name+" failed", func() bool { return h.status(i).State == gateway.StateFailed })
+					testkit.Eventually(t, 10*time.Second, s.name+" failed", func() bool { return h.status(i).State == gateway.StateFailed })
 					st := h.status(i)
 					if !strings.Contains(st.LastError, s.cause) {
 						t.Errorf("%s: got error %q, want it to name %q", s.name, st.LastError, s.cause)
@@ -470,7 +441,7 @@ func TestManager_Recovery(t *testing.T) {
 					continue
 				}
 				before := h.status(i).Events
-				waitFor(t, 10*time.Second, s.name+" traffic after recovery", func() bool { return h.status(i).Events > before+3 })
+				testkit.Eventually(t, 10*time.Second, s.name+" traffic after recovery", func() bool { return h.status(i).Events > before+3 })
 			}
 			// The whole fake restarts mid-stream: every live shard resumes.
 			resumes := map[int]uint64{}
@@ -484,7 +455,7 @@ func TestManager_Recovery(t *testing.T) {
 				if s.expect == "fatal" {
 					continue
 				}
-				waitFor(t, 20*time.Second, s.name+" resumed after restart", func() bool {
+				testkit.Eventually(t, 20*time.Second, s.name+" resumed after restart", func() bool {
 					st := h.status(i)
 					return st.Resumes > resumes[i] && st.State == gateway.StateReady
 				})
@@ -511,11 +482,11 @@ func TestManager_SplitFrames(t *testing.T) {
 			fake := startFake(t, discordtest.Config{Shards: 2, Guilds: 6, Rate: 60, MaxFrameSize: 37, Seed: 3})
 			h := startManager(t, fake, gateway.BotConfig{Compression: comp}, newRecordingSink(), nil)
 			h.waitReady(t, 0, 1)
-			waitFor(t, 10*time.Second, "traffic", func() bool { return h.status(0).Events > 20 && h.status(1).Events > 20 })
+			testkit.Eventually(t, 10*time.Second, "traffic", func() bool { return h.status(0).Events > 20 && h.status(1).Events > 20 })
 			if err := fake.Reconnect(0); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 10*time.Second, "resume", func() bool { return h.status(0).Resumes == 1 && h.status(0).State == gateway.StateReady })
+			testkit.Eventually(t, 10*time.Second, "resume", func() bool { return h.status(0).Resumes == 1 && h.status(0).State == gateway.StateReady })
 			fake.SetRate(0)
 			h.checkLedger(t, 0)
 			h.checkLedger(t, 1)
@@ -542,13 +513,13 @@ func TestManager_SinkErrorResumes(t *testing.T) {
 		return nil
 	}
 	h := startManager(t, fake, gateway.BotConfig{Compression: gateway.CompressionZlibStream}, sink, nil)
-	waitFor(t, 20*time.Second, "three refusals and a resume", func() bool {
+	testkit.Eventually(t, 20*time.Second, "three refusals and a resume", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return refused == 3 && h.status(0).Resumes >= 3 && h.status(0).State == gateway.StateReady
 	})
 	before := h.status(0).Events
-	waitFor(t, 10*time.Second, "traffic", func() bool { return h.status(0).Events > before+10 })
+	testkit.Eventually(t, 10*time.Second, "traffic", func() bool { return h.status(0).Events > before+10 })
 	fake.SetRate(0)
 	h.checkLedger(t, 0)
 	if st := h.status(0); st.Identifies != 1 {
@@ -576,10 +547,10 @@ func TestManager_BackpressureIsNotZombie(t *testing.T) {
 	<-blocked
 	// Hold the read loop for four heartbeat intervals, polling the status.
 	start := time.Now()
-	waitFor(t, 10*time.Second, "four heartbeat intervals", func() bool { return time.Since(start) > 2*time.Second })
+	testkit.Eventually(t, 10*time.Second, "four heartbeat intervals", func() bool { return time.Since(start) > 2*time.Second })
 	close(release)
 	before := h.status(0).Events
-	waitFor(t, 10*time.Second, "traffic", func() bool { return h.status(0).Events > before+10 })
+	testkit.Eventually(t, 10*time.Second, "traffic", func() bool { return h.status(0).Events > before+10 })
 	if st := h.status(0); st.Reconnects != 0 || st.Resumes != 0 {
 		t.Errorf("got %d reconnects and %d resumes, want none: blocking in the sink is not a zombie", st.Reconnects, st.Resumes)
 	}
@@ -606,7 +577,7 @@ func TestManager_CloseResumesInNextProcess(t *testing.T) {
 	if err := m1.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "traffic", func() bool { return len(m1.Status()) == 1 && m1.Status()[0].Events > 10 })
+	testkit.Eventually(t, 10*time.Second, "traffic", func() bool { return len(m1.Status()) == 1 && m1.Status()[0].Events > 10 })
 	if err := m1.Close(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -624,7 +595,7 @@ func TestManager_CloseResumesInNextProcess(t *testing.T) {
 		c.Sink = sink
 		c.Sessions = store
 	})
-	waitFor(t, 10*time.Second, "resume in the next process", func() bool {
+	testkit.Eventually(t, 10*time.Second, "resume in the next process", func() bool {
 		st := h.status(0)
 		return st.Resumes == 1 && st.State == gateway.StateReady
 	})
@@ -647,7 +618,7 @@ func TestManager_ResumeURLFallback(t *testing.T) {
 		c.Sink = sink
 		c.Sessions = store
 	})
-	waitFor(t, 10*time.Second, "traffic", func() bool { return h1.status(0).Events > 10 })
+	testkit.Eventually(t, 10*time.Second, "traffic", func() bool { return h1.status(0).Events > 10 })
 	if err := h1.m.Close(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -662,7 +633,7 @@ func TestManager_ResumeURLFallback(t *testing.T) {
 		c.Sink = sink
 		c.Sessions = store
 	})
-	waitFor(t, 15*time.Second, "resume through the main URL", func() bool {
+	testkit.Eventually(t, 15*time.Second, "resume through the main URL", func() bool {
 		st := h.status(0)
 		return st.Resumes == 1 && st.State == gateway.StateReady
 	})
@@ -737,7 +708,7 @@ func TestManager_RequestMembers(t *testing.T) {
 		}
 		return g
 	}
-	waitFor(t, 10*time.Second, "a member chunk for every guild", func() bool { return len(chunks()) == 3 })
+	testkit.Eventually(t, 10*time.Second, "a member chunk for every guild", func() bool { return len(chunks()) == 3 })
 	// A second request within the fake's interval is RATE_LIMITED and retried later.
 	var guild uint64
 	for g := range chunks() {
@@ -746,7 +717,7 @@ func TestManager_RequestMembers(t *testing.T) {
 	if err := h.m.RequestGuildMembers("main", guild); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "RATE_LIMITED", func() bool {
+	testkit.Eventually(t, 10*time.Second, "RATE_LIMITED", func() bool {
 		for _, r := range sink.get(0) {
 			if r.T == "RATE_LIMITED" {
 				return true
@@ -763,7 +734,7 @@ func TestManager_StatusJSON(t *testing.T) {
 	fake := startFake(t, discordtest.Config{Shards: 2, Guilds: 2})
 	h := startManager(t, fake, gateway.BotConfig{ShardIDs: []int{1}}, newRecordingSink(), nil)
 	h.waitReady(t, 1)
-	waitFor(t, 5*time.Second, "a heartbeat round trip", func() bool { return h.status(1).Latency > 0 })
+	testkit.Eventually(t, 5*time.Second, "a heartbeat round trip", func() bool { return h.status(1).Latency > 0 })
 	b, err := json.Marshal(h.m.Status())
 	if err != nil {
 		t.Fatal(err)
@@ -819,7 +790,7 @@ func TestMain(m *testing.M) {
 // in logs, errors, control events or the status.
 func TestManager_TokenNotLogged(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf testkit.SyncBuffer
 	fake := startFake(t, discordtest.Config{Shards: 2, Guilds: 4, Rate: 40})
 	sink := newRecordingSink()
 	var once sync.Once
@@ -838,7 +809,7 @@ func TestManager_TokenNotLogged(t *testing.T) {
 	if err := fake.CloseShard(1, 4004); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "resume and failure", func() bool {
+	testkit.Eventually(t, 10*time.Second, "resume and failure", func() bool {
 		return h.status(0).Resumes >= 1 && h.status(1).State == gateway.StateFailed
 	})
 	status, _ := json.Marshal(h.m.Status())
@@ -886,7 +857,7 @@ func TestManager_SeveralBots(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = m.Close(context.Background()) })
-	waitFor(t, 10*time.Second, "both bots ready with traffic", func() bool {
+	testkit.Eventually(t, 10*time.Second, "both bots ready with traffic", func() bool {
 		st := m.Status()
 		return len(st) == 2 && st[0].State == gateway.StateReady && st[1].State == gateway.StateReady &&
 			st[0].Events > 5 && st[1].Events > 5
@@ -907,11 +878,11 @@ func TestManager_SeveralBots(t *testing.T) {
 func TestManager_StartLimitExhausted(t *testing.T) {
 	t.Parallel()
 	fake := startFake(t, discordtest.Config{Shards: 2, Guilds: 2, SessionStartRemaining: 1})
-	var buf syncBuffer
+	var buf testkit.SyncBuffer
 	h := startManager(t, fake, gateway.BotConfig{}, newRecordingSink(), func(c *gateway.ManagerConfig) {
 		c.Logger = slog.New(slog.NewTextHandler(&buf, nil))
 	})
-	waitFor(t, 10*time.Second, "one shard ready, the other waiting", func() bool {
+	testkit.Eventually(t, 10*time.Second, "one shard ready, the other waiting", func() bool {
 		a, b := h.status(0), h.status(1)
 		ready, waiting := a, b
 		if b.State == gateway.StateReady {
@@ -979,7 +950,7 @@ func TestManager_Reconnect(t *testing.T) {
 	if err := h.m.Reconnect("main", 1); err != nil {
 		t.Fatalf("reconnect: %v", err)
 	}
-	waitFor(t, 20*time.Second, "shard 1 resumed", func() bool {
+	testkit.Eventually(t, 20*time.Second, "shard 1 resumed", func() bool {
 		st := h.status(1)
 		return st.Resumes >= 1 && st.State == gateway.StateReady
 	})
@@ -998,7 +969,7 @@ func TestManager_Reconnect(t *testing.T) {
 		}
 	}
 	before := h.status(1).Events
-	waitFor(t, 10*time.Second, "traffic after the reconnect", func() bool { return h.status(1).Events > before+5 })
+	testkit.Eventually(t, 10*time.Second, "traffic after the reconnect", func() bool { return h.status(1).Events > before+5 })
 	fake.SetRate(0)
 	h.checkLedger(t, 0)
 	h.checkLedger(t, 1)

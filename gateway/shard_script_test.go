@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/feathery/feathery/gateway/testkit"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 )
@@ -163,17 +164,12 @@ func TestShard_BadInputRecovers(t *testing.T) {
 			})
 			must(t, err)
 			must(t, m.Start(t.Context()))
-			deadline := time.Now().Add(15 * time.Second)
-			for {
-				st := m.Status()[0]
-				if st.Resumes == 1 && st.State == StateReady {
-					break
+			testkit.EventuallyWhy(t, 15*time.Second, func() string {
+				if st := m.Status()[0]; st.Resumes != 1 || st.State != StateReady {
+					return fmt.Sprintf("no resume; status %+v", st)
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("no resume; status %+v", st)
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+				return ""
+			})
 			must(t, m.Close(t.Context()))
 			mu.Lock()
 			defer mu.Unlock()
@@ -247,19 +243,15 @@ func TestShard_ResumeFallback(t *testing.T) {
 	must(t, err)
 	must(t, m.Start(t.Context()))
 	defer m.Close(context.Background())
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testkit.EventuallyWhy(t, 20*time.Second, func() string {
 		mu.Lock()
 		n := len(conns)
 		mu.Unlock()
-		if n >= 7 && m.Status()[0].State == StateReady {
-			break
+		if n < 7 || m.Status()[0].State != StateReady {
+			return fmt.Sprintf("%d connections, want 7 and the shard ready", n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("got %d connections by the deadline, want 7", n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return ""
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	want := []seen{{"/", "2"}, {"/resume", "6"}, {"/resume", "6"}, {"/", "6"}, {"/", "6"}, {"/", "6"}, {"/", "2"}}

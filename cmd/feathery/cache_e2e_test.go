@@ -17,6 +17,7 @@ import (
 	"github.com/feathery/feathery/broker/redistest"
 	"github.com/feathery/feathery/consumers"
 	"github.com/feathery/feathery/gateway/discordtest"
+	"github.com/feathery/feathery/gateway/testkit"
 )
 
 // TestCacheEndToEnd: the fake Discord's world and a stretch of its live
@@ -69,7 +70,7 @@ bots:
 
 	// The world arrives with the GUILD_CREATEs; then live traffic.
 	r := consumers.NewCacheReader(rc, "")
-	waitFor(t, 30*time.Second, "every guild cached", func() bool {
+	testkit.Eventually(t, 30*time.Second, "every guild cached", func() bool {
 		n := 0
 		for id := range fake.Snapshot().Guilds {
 			if _, err := r.Guild(t.Context(), id); err == nil {
@@ -87,7 +88,7 @@ bots:
 	}
 	base := sent()
 	fake.SetRate(400)
-	waitFor(t, 30*time.Second, "1200 live dispatches", func() bool { return sent() >= base+1200 })
+	testkit.Eventually(t, 30*time.Second, "1200 live dispatches", func() bool { return sent() >= base+1200 })
 	fake.SetRate(0)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
@@ -95,18 +96,12 @@ bots:
 		t.Fatal(err)
 	}
 
-	var diff string
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		diff = cacheDiff(t, r, rc, fake.Snapshot())
-		if diff == "" || time.Now().After(deadline) {
-			break
+	testkit.EventuallyWhy(t, 30*time.Second, func() string {
+		if diff := cacheDiff(t, r, rc, fake.Snapshot()); diff != "" {
+			return "cache differs from the fake's model:\n" + diff
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if diff != "" {
-		t.Fatalf("cache differs from the fake's model:\n%s", diff)
-	}
+		return ""
+	})
 	checkBeforeImages(t, rc, fake, shards)
 }
 

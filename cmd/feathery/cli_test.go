@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/feathery/feathery/gateway/testkit"
 )
 
 // badConfigs are config files that must each stop "feathery run" with one
@@ -112,7 +114,7 @@ func TestBinary_ExitCodes(t *testing.T) {
 	run := func(env []string, args ...string) (string, string, int) {
 		cmd := exec.CommandContext(t.Context(), bin, args...)
 		cmd.Env = append(os.Environ(), env...)
-		var out, errOut syncBuffer
+		var out, errOut testkit.SyncBuffer
 		cmd.Stdout, cmd.Stderr = &out, &errOut
 		err := cmd.Run()
 		code := 0
@@ -147,12 +149,12 @@ func TestBinary_ExitCodes(t *testing.T) {
 
 	t.Run("SIGTERM shuts down gracefully", func(t *testing.T) {
 		cmd := exec.CommandContext(t.Context(), bin, "demo", "--admin-addr", "off", "--quiet", "--shards", "1", "--rate", "20")
-		var out, errOut syncBuffer
+		var out, errOut testkit.SyncBuffer
 		cmd.Stdout, cmd.Stderr = &out, &errOut
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 20*time.Second, "the demo to start", func() bool { return strings.Contains(out.String(), "Ctrl-C stops") })
+		testkit.Eventually(t, 20*time.Second, "the demo to start", func() bool { return strings.Contains(out.String(), "Ctrl-C stops") })
 		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
@@ -190,7 +192,7 @@ func TestBinary_ExitCodes(t *testing.T) {
 			}
 		}()
 		cmd := exec.CommandContext(t.Context(), bin, "tail", "--redis", "redis://"+ln.Addr().String(), "--bot", "b")
-		var errOut syncBuffer
+		var errOut testkit.SyncBuffer
 		cmd.Stderr = &errOut
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -203,7 +205,7 @@ func TestBinary_ExitCodes(t *testing.T) {
 		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 10*time.Second, "the first signal to be seen", func() bool { return strings.Contains(errOut.String(), "again to exit at once") })
+		testkit.Eventually(t, 10*time.Second, "the first signal to be seen", func() bool { return strings.Contains(errOut.String(), "again to exit at once") })
 		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 			t.Fatal(err)
 		}
@@ -280,7 +282,7 @@ func TestFakeDiscordCommand(t *testing.T) {
 	stop, _ := runAsync(t, m, "fakediscord", "--addr", "127.0.0.1:0", "--shards", "3", "--guilds", "2")
 	re := regexp.MustCompile(`REST:\s+(http://\S+)`)
 	var rest string
-	waitFor(t, 10*time.Second, "the REST URL", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the REST URL", func() bool {
 		if m := re.FindStringSubmatch(out.String()); m != nil {
 			rest = m[1]
 			return true

@@ -15,6 +15,7 @@ import (
 	"github.com/feathery/feathery/broker"
 	"github.com/feathery/feathery/broker/redistest"
 	"github.com/feathery/feathery/gateway/discordtest"
+	"github.com/feathery/feathery/gateway/testkit"
 	"github.com/redis/rueidis"
 )
 
@@ -89,7 +90,7 @@ func xlen(t *testing.T, c rueidis.Client, key string) int64 {
 func TestDaemon_EndToEnd(t *testing.T) {
 	fake := startFake(t, 2, 200)
 	cfg := e2eConfig(t, fake, "{embedded: true}")
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	// No redaction here: nothing may log the token in the first place.
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	d, err := runDaemon(t.Context(), cfg, daemonDeps{Logger: log})
@@ -107,7 +108,7 @@ func TestDaemon_EndToEnd(t *testing.T) {
 		t.Fatalf("redis %q admin %q", d.RedisAddr(), base)
 	}
 
-	waitFor(t, 20*time.Second, "healthz 200", func() bool {
+	testkit.Eventually(t, 20*time.Second, "healthz 200", func() bool {
 		code, _, _ := httpDo(t, "GET", base+"/healthz", "")
 		return code == http.StatusOK
 	})
@@ -115,7 +116,7 @@ func TestDaemon_EndToEnd(t *testing.T) {
 	keys := broker.NewKeys("")
 	rc := redisClient(t, d.RedisAddr())
 	events, msgs := keys.Events("e2e"), keys.Stream("e2e", "msgs")
-	waitFor(t, 20*time.Second, "entries on both streams and ignored TYPING_START", func() bool {
+	testkit.Eventually(t, 20*time.Second, "entries on both streams and ignored TYPING_START", func() bool {
 		st := d.Status(t.Context())
 		return xlen(t, rc, events) > 0 && xlen(t, rc, msgs) > 0 && st.Filters[broker.FilterIgnore] > 0
 	})
@@ -140,14 +141,14 @@ func TestDaemon_EndToEnd(t *testing.T) {
 	}
 	// The cache is on by default: guilds are cached and UPDATE entries
 	// carry their before image.
-	waitFor(t, 20*time.Second, "the 6 guilds in the cache", func() bool {
+	testkit.Eventually(t, 20*time.Second, "the 6 guilds in the cache", func() bool {
 		guildKeys, err := rc.Do(t.Context(), rc.B().Keys().Pattern(broker.DefaultCacheNamespace+":*:guild").Build()).AsStrSlice()
 		if err != nil {
 			t.Fatal(err)
 		}
 		return len(guildKeys) == 6
 	})
-	waitFor(t, 20*time.Second, "an entry with a before image", func() bool {
+	testkit.Eventually(t, 20*time.Second, "an entry with a before image", func() bool {
 		entries, err := rc.Do(t.Context(), rc.B().Xrevrange().Key(events).End("+").Start("-").Count(200).Build()).AsXRange()
 		if err != nil {
 			t.Fatal(err)
@@ -163,7 +164,7 @@ func TestDaemon_EndToEnd(t *testing.T) {
 	if err != nil || len(groups) != 1 {
 		t.Errorf("groups on %s: %d, %v; want g1", msgs, len(groups), err)
 	}
-	waitFor(t, 10*time.Second, "control stream entries", func() bool { return xlen(t, rc, keys.Control()) > 0 })
+	testkit.Eventually(t, 10*time.Second, "control stream entries", func() bool { return xlen(t, rc, keys.Control()) > 0 })
 
 	// /api/status
 	code, _, body := httpDo(t, "GET", base+"/api/status", "")
@@ -238,7 +239,7 @@ func TestDaemon_RestartResumes(t *testing.T) {
 				t.Errorf("close: %v", err)
 			}
 		}()
-		waitFor(t, 20*time.Second, "shards ready and publishing", func() bool {
+		testkit.Eventually(t, 20*time.Second, "shards ready and publishing", func() bool {
 			h := d.Health(t.Context())
 			st := d.Status(t.Context())
 			return h.OK && st.Published > 20
@@ -271,7 +272,7 @@ func TestDemo(t *testing.T) {
 	m, out, errOut := testMain(nil)
 	stop, done := runAsync(t, m, "demo", "--shards", "2", "--guilds", "6", "--rate", "100", "--admin-addr", "127.0.0.1:0", "--duration", "2m")
 	var addr string
-	waitFor(t, 20*time.Second, "the embedded Redis address on stdout", func() bool {
+	testkit.Eventually(t, 20*time.Second, "the embedded Redis address on stdout", func() bool {
 		select {
 		case <-done:
 			t.Fatalf("demo ended early: %v\n%s\n%s", stop(), out, errOut)
@@ -285,8 +286,8 @@ func TestDemo(t *testing.T) {
 	})
 	rc := redisClient(t, addr)
 	key := broker.NewKeys("").Events("demo")
-	waitFor(t, 20*time.Second, "events on "+key, func() bool { return xlen(t, rc, key) >= 5 })
-	waitFor(t, 10*time.Second, "a status line", func() bool { return strings.Contains(out.String(), "shards 2/2 ready") })
+	testkit.Eventually(t, 20*time.Second, "events on "+key, func() bool { return xlen(t, rc, key) >= 5 })
+	testkit.Eventually(t, 10*time.Second, "a status line", func() bool { return strings.Contains(out.String(), "shards 2/2 ready") })
 
 	cmdLine := redisCLIRE.FindStringSubmatch(out.String())
 	if cmdLine == nil {
@@ -354,7 +355,7 @@ bots:
 	m, out, logs := testMain(map[string]string{"DISCORD_TOKEN": testToken, "REST": fake.URL() + "/api/v10"})
 	stop, done := runAsync(t, m, "run", "-c", path)
 	var addr string
-	waitFor(t, 20*time.Second, "the embedded Redis address", func() bool {
+	testkit.Eventually(t, 20*time.Second, "the embedded Redis address", func() bool {
 		select {
 		case <-done:
 			t.Fatalf("run ended: %v\n%s", stop(), logs)
@@ -368,7 +369,7 @@ bots:
 	})
 	rc := redisClient(t, addr)
 	key := broker.NewKeys("").Events("full")
-	waitFor(t, 20*time.Second, "entries on "+key, func() bool { return xlen(t, rc, key) > 10 })
+	testkit.Eventually(t, 20*time.Second, "entries on "+key, func() bool { return xlen(t, rc, key) > 10 })
 	if err := stop(); err != nil {
 		t.Fatalf("run: %v", err)
 	}
@@ -420,7 +421,7 @@ func TestDaemon_StartErrors(t *testing.T) {
 			// The gateway may report a refused token through the shard
 			// instead of Start; then the shard must fail.
 			defer d.Close(context.Background())
-			waitFor(t, 10*time.Second, "the shard to fail", func() bool {
+			testkit.Eventually(t, 10*time.Second, "the shard to fail", func() bool {
 				for _, s := range d.Status(t.Context()).Shards {
 					if s.State == "failed" {
 						return !strings.Contains(s.Error, wrong)
@@ -471,7 +472,7 @@ func TestDaemon_Cluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := xlen(t, c, keys.Events("e2e"))
-		waitFor(t, 20*time.Second, "new entries on the cluster", func() bool {
+		testkit.Eventually(t, 20*time.Second, "new entries on the cluster", func() bool {
 			return d.Health(t.Context()).OK && xlen(t, c, keys.Events("e2e")) > before+10
 		})
 		if st := d.Status(t.Context()); st.Redis.Mode != "cluster" || st.Cache == nil || st.Cache.Events == 0 {
@@ -515,14 +516,14 @@ func TestDaemon_HealthFollowsRedis(t *testing.T) {
 		}
 		return code, h
 	}
-	waitFor(t, 20*time.Second, "healthy", func() bool { c, _ := health(); return c == 200 })
+	testkit.Eventually(t, 20*time.Second, "healthy", func() bool { c, _ := health(); return c == 200 })
 	srv.Stop()
-	waitFor(t, 20*time.Second, "503 with Redis down", func() bool {
+	testkit.Eventually(t, 20*time.Second, "503 with Redis down", func() bool {
 		c, h := health()
 		return c == http.StatusServiceUnavailable && !h.OK && h.Redis != "ok" && h.Detail == "redis unreachable"
 	})
 	srv.Restart()
-	waitFor(t, 30*time.Second, "healthy again", func() bool { c, _ := health(); return c == 200 })
+	testkit.Eventually(t, 30*time.Second, "healthy again", func() bool { c, _ := health(); return c == 200 })
 }
 
 // TestDaemon_ReconnectEndpoint: POST .../reconnect with the bearer token
@@ -536,13 +537,13 @@ func TestDaemon_ReconnectEndpoint(t *testing.T) {
 	}
 	defer d.Close(context.Background())
 	base := strings.TrimSuffix(d.AdminURL(), "/")
-	waitFor(t, 20*time.Second, "healthy", func() bool { return d.Health(t.Context()).OK })
+	testkit.Eventually(t, 20*time.Second, "healthy", func() bool { return d.Health(t.Context()).OK })
 	resumes := fake.Stats().Resumes
 	code, _, body := httpDo(t, "POST", base+"/api/bots/e2e/shards/0/reconnect", adminToken)
 	if code != http.StatusAccepted {
 		t.Fatalf("reconnect: %d %s", code, body)
 	}
-	waitFor(t, 20*time.Second, "the shard to resume", func() bool {
+	testkit.Eventually(t, 20*time.Second, "the shard to resume", func() bool {
 		return fake.Stats().Resumes > resumes && d.Health(t.Context()).OK
 	})
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/feathery/feathery/broker"
 	"github.com/feathery/feathery/consumers"
 	"github.com/feathery/feathery/gateway/discordtest"
+	"github.com/feathery/feathery/gateway/testkit"
 )
 
 // TestDelivery_EndToEnd is the delivery contract with real processes: the
@@ -148,14 +149,14 @@ func (r *deliveryRig) waitReady(what string) {
 func (r *deliveryRig) progress(what string, more int64) {
 	r.t.Helper()
 	base := r.published()
-	waitFor(r.t, 45*time.Second, what, func() bool { return r.published() >= base+more })
+	testkit.Eventually(r.t, 45*time.Second, what, func() bool { return r.published() >= base+more })
 }
 
 // recovered waits until the fake counted at least the resumes and
 // identifies given and feathery reports every shard ready again.
 func (r *deliveryRig) recovered(what string, resumes, identifies int64) {
 	r.t.Helper()
-	waitFor(r.t, 45*time.Second, what+": resumes and identifies", func() bool {
+	testkit.Eventually(r.t, 45*time.Second, what+": resumes and identifies", func() bool {
 		st := r.fake.Stats()
 		return st.Resumes >= resumes && st.Identifies >= identifies
 	})
@@ -196,7 +197,7 @@ func (r *deliveryRig) finish(identifies int64, lost map[int]string) (excused int
 		}
 	}
 	last, lastChange := r.published(), time.Now()
-	waitFor(t, 60*time.Second, "every dispatch published (or no change for 3s)", func() bool {
+	testkit.Eventually(t, 60*time.Second, "every dispatch published (or no change for 3s)", func() bool {
 		n := r.published()
 		if n != last {
 			last, lastChange = n, time.Now()
@@ -311,7 +312,7 @@ func testDeliveryFaults(t *testing.T, bin string) {
 	if err := r.rs.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 45*time.Second, "shard queues full while Redis is down", func() bool { return len(r.fullQueues()) >= shards/2 })
+	testkit.Eventually(t, 45*time.Second, "shard queues full while Redis is down", func() bool { return len(r.fullQueues()) >= shards/2 })
 	// Keep Redis down while the fake sends two heartbeat intervals more of
 	// traffic (feathery no longer reads it and must keep heartbeating);
 	// meanwhile Discord drops two backpressured shards, which must resume
@@ -323,7 +324,7 @@ func testDeliveryFaults(t *testing.T, bin string) {
 		}
 	}
 	sentNow := dispatched(fake)
-	waitFor(t, 45*time.Second, "traffic while Redis is down", func() bool {
+	testkit.Eventually(t, 45*time.Second, "traffic while Redis is down", func() bool {
 		r.fullQueues()
 		return dispatched(fake) >= sentNow+int64(2*heartbeat.Seconds()*rate)
 	})
@@ -332,7 +333,7 @@ func testDeliveryFaults(t *testing.T, bin string) {
 		t.Fatal(err)
 	}
 	r.waitReady("Redis back")
-	waitFor(t, 45*time.Second, "the shards dropped during the outage resumed", func() bool {
+	testkit.Eventually(t, 45*time.Second, "the shards dropped during the outage resumed", func() bool {
 		return fake.Stats().Resumes >= outageResumes+2
 	})
 	r.progress("traffic after the Redis outage", 200)
@@ -416,7 +417,7 @@ func testDeliverySessionExpired(t *testing.T, bin string) {
 	// feathery accepted, so the reader waits on the queue, not the socket,
 	// and cannot notice the drop before Redis returns.
 	var blocked []int
-	waitFor(t, 45*time.Second, "two shards blocked on full queues while Redis is down", func() bool {
+	testkit.Eventually(t, 45*time.Second, "two shards blocked on full queues while Redis is down", func() bool {
 		blocked = blocked[:0]
 		for _, s := range featheryStatus(t, r.ctx, r.f).Shards {
 			ls := fake.Ledger(s.Shard)
@@ -437,7 +438,7 @@ func testDeliverySessionExpired(t *testing.T, bin string) {
 	}
 	r.phase("dropped")
 	// The dropped sessions expire while traffic for them goes on.
-	waitFor(t, 45*time.Second, "the dropped sessions expired", func() bool { return fake.Stats().Sessions <= shards-len(lost) })
+	testkit.Eventually(t, 45*time.Second, "the dropped sessions expired", func() bool { return fake.Stats().Sessions <= shards-len(lost) })
 	r.phase("start Redis")
 	if err := r.rs.Restart(); err != nil {
 		t.Fatal(err)
@@ -681,7 +682,7 @@ func testDeliveryCrashDuringOutage(t *testing.T, bin string) {
 	if err := r.rs.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 45*time.Second, "two shard queues full while Redis is down", func() bool { return len(r.fullQueues()) >= 2 })
+	testkit.Eventually(t, 45*time.Second, "two shard queues full while Redis is down", func() bool { return len(r.fullQueues()) >= 2 })
 	r.phase("SIGKILL")
 	if err := r.f.Kill(); err != nil {
 		t.Fatal(err)
@@ -696,7 +697,7 @@ func testDeliveryCrashDuringOutage(t *testing.T, bin string) {
 		t.Errorf("exit without Redis does not name it: %q", tail)
 	}
 	sentNow := dispatched(fake)
-	waitFor(t, 45*time.Second, "traffic while Redis is down", func() bool { return dispatched(fake) >= sentNow+200 })
+	testkit.Eventually(t, 45*time.Second, "traffic while Redis is down", func() bool { return dispatched(fake) >= sentNow+200 })
 	r.phase("start Redis")
 	if err := r.rs.Restart(); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/feathery/feathery/gateway/testkit"
 )
 
 func TestNewLogger_Format(t *testing.T) {
@@ -20,7 +22,7 @@ func TestNewLogger_Format(t *testing.T) {
 		{"json", true, true},
 		{"text", false, false},
 	} {
-		var buf syncBuffer
+		var buf testkit.SyncBuffer
 		m := &Main{IsTerminal: func(any) bool { return c.terminal }}
 		log, err := m.newLogger(&buf, logOptions{Format: c.format, Level: "warn"})
 		if err != nil {
@@ -37,16 +39,16 @@ func TestNewLogger_Format(t *testing.T) {
 		}
 	}
 	m := &Main{IsTerminal: func(any) bool { return false }}
-	if _, err := m.newLogger(&syncBuffer{}, logOptions{Level: "loud"}); err == nil {
+	if _, err := m.newLogger(&testkit.SyncBuffer{}, logOptions{Level: "loud"}); err == nil {
 		t.Error("bad level accepted")
 	}
-	if _, err := m.newLogger(&syncBuffer{}, logOptions{Format: "xml"}); err == nil {
+	if _, err := m.newLogger(&testkit.SyncBuffer{}, logOptions{Format: "xml"}); err == nil {
 		t.Error("bad format accepted")
 	}
 }
 
 func TestRedactHandler(t *testing.T) {
-	var buf syncBuffer
+	var buf testkit.SyncBuffer
 	m := &Main{IsTerminal: func(any) bool { return false }}
 	log, err := m.newLogger(&buf, logOptions{Format: "json", Secrets: []string{testToken, "pw"}})
 	if err != nil {

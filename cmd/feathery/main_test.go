@@ -1,57 +1,27 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/feathery/feathery/gateway/testkit"
 )
 
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // testMain returns a Main with captured output and the given environment.
-func testMain(env map[string]string) (*Main, *syncBuffer, *syncBuffer) {
-	out, errOut := &syncBuffer{}, &syncBuffer{}
+func testMain(env map[string]string) (*Main, *testkit.SyncBuffer, *testkit.SyncBuffer) {
+	out, errOut := &testkit.SyncBuffer{}, &testkit.SyncBuffer{}
 	return &Main{
 		Stdout:     out,
 		Stderr:     errOut,
 		LookupEnv:  envOf(env),
 		IsTerminal: func(any) bool { return false },
 	}, out, errOut
-}
-
-// waitFor polls cond every 20ms until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func writeFile(t *testing.T, name, content string) string {

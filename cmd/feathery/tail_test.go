@@ -10,6 +10,7 @@ import (
 
 	"github.com/feathery/feathery/broker"
 	"github.com/feathery/feathery/broker/redistest"
+	"github.com/feathery/feathery/gateway/testkit"
 	"github.com/redis/rueidis"
 )
 
@@ -96,7 +97,7 @@ func TestTail(t *testing.T) {
 		stop, done := runAsync(t, m, "tail", "--redis", srv.URL(), "--bot", "b", "--count", "1")
 		// The tail starts at "$": add entries until it has seen one.
 		seq := 100
-		waitFor(t, 10*time.Second, "a live entry", func() bool {
+		testkit.Eventually(t, 10*time.Second, "a live entry", func() bool {
 			select {
 			case <-done:
 				return true

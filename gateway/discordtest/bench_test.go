@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/feathery/feathery/gateway/testkit"
 	"github.com/gobwas/ws"
 )
 
@@ -22,7 +23,7 @@ func BenchmarkGenerate(b *testing.B) {
 				c, _, _ := connectIdentify(b, s, "", i, shards, allIntents)
 				c.close()
 			}
-			waitFor(b, "disconnect", func() bool { return s.Stats().Connections == 0 })
+			testkit.Eventually(b, waitTimeout, "disconnect", func() bool { return s.Stats().Connections == 0 })
 			b.ReportAllocs()
 			b.ResetTimer()
 			start := time.Now()

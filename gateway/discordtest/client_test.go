@@ -352,17 +352,8 @@ func (r *recorder) snapshot() []frame {
 	return append([]frame(nil), r.frames...)
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// waitTimeout bounds every testkit.Eventually of this package's tests.
+const waitTimeout = 15 * time.Second
 
 func startFake(t testing.TB, cfg Config) *Server {
 	t.Helper()

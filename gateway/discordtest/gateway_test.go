@@ -2,6 +2,8 @@ package discordtest
 
 import (
 	"testing"
+
+	"github.com/feathery/feathery/gateway/testkit"
 )
 
 func TestIdentifyReadyGuildCreateAndTraffic(t *testing.T) {
@@ -28,9 +30,9 @@ func TestIdentifyReadyGuildCreateAndTraffic(t *testing.T) {
 			}
 			rec := record(c)
 			s.SetRate(2000)
-			waitFor(t, "500 live dispatches", func() bool { return rec.count() >= 500 })
+			testkit.Eventually(t, waitTimeout, "500 live dispatches", func() bool { return rec.count() >= 500 })
 			s.SetRate(0)
-			waitFor(t, "idle", func() bool {
+			testkit.Eventually(t, waitTimeout, "idle", func() bool {
 				l := s.Ledger(1)
 				return len(l) == 1 && rec.count()+len(got) == len(l[0].Entries)
 			})

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/feathery/feathery/gateway/testkit"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 )
@@ -87,7 +88,7 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	for _, c := range conns {
 		_ = c.Close()
 	}
-	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+	testkit.Eventually(t, waitTimeout, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
 	if _, err := net.Dial("tcp", s.Addr()); err == nil {
 		t.Fatal("listener still open after Close")
 	}
@@ -111,7 +112,7 @@ func TestEchoed1000KeepsSession(t *testing.T) {
 	if err := sendClose(c, 1000); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "disconnect", func() bool { return s.Stats().Connections == 0 })
+	testkit.Eventually(t, waitTimeout, "disconnect", func() bool { return s.Stats().Connections == 0 })
 	r := resumeClient(t, rd.ResumeGatewayURL, rd.SessionID, *got[len(got)-1].S, "")
 	if f := r.nextDispatch(); f.T == nil || *f.T != "RESUMED" {
 		t.Fatalf("want RESUMED, got %s", f.Raw)
@@ -192,7 +193,7 @@ func TestLedgerLimit(t *testing.T) {
 	s := startFake(t, Config{Guilds: 2, LedgerLimit: 50, ResumeWindow: time.Hour})
 	c, rd, _ := connectIdentify(t, s, "", 0, 1, allIntents)
 	c.close()
-	waitFor(t, "disconnect", func() bool { return s.Stats().Connections == 0 })
+	testkit.Eventually(t, waitTimeout, "disconnect", func() bool { return s.Stats().Connections == 0 })
 	s.generate(500)
 	l := s.Ledger(0)[0].Entries
 	if len(l) < 50 || len(l) >= 100 || l[len(l)-1].Seq < 500 {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/feathery/feathery/gateway/testkit"
 )
 
 type chunkD struct {
@@ -155,7 +157,7 @@ func TestControlAPI(t *testing.T) {
 	if last.T != "GUILD_MEMBER_UPDATE" || last.Guild != gid || !sameJSON(last.Before, w.Guilds[gid].Members[uid]) {
 		t.Fatalf("ledger entry %s guild %s before %s", last.T, last.Guild, last.Before)
 	}
-	waitFor(t, "injected dispatch read", func() bool { return rec.count() == 1 })
+	testkit.Eventually(t, waitTimeout, "injected dispatch read", func() bool { return rec.count() == 1 })
 	if f := rec.snapshot()[0]; !bytes.Equal(f.D, last.D) {
 		t.Fatalf("client read %s", f.D)
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/feathery/feathery/gateway/testkit"
 )
 
 func hasViolation(s *Server, kind string) bool {
@@ -137,7 +139,7 @@ func TestCloseCodes(t *testing.T) {
 			if got := c.expectClose(); got != tc.code {
 				t.Fatalf("close code %d, want %d", got, tc.code)
 			}
-			waitFor(t, "violation "+tc.kind, func() bool { return hasViolation(s, tc.kind) })
+			testkit.Eventually(t, waitTimeout, "violation "+tc.kind, func() bool { return hasViolation(s, tc.kind) })
 		})
 	}
 }
@@ -193,7 +195,7 @@ func TestLateHeartbeatDropsConnectionSessionResumable(t *testing.T) {
 	if _, err := c.next(5 * time.Second); err == nil {
 		t.Fatal("connection without heartbeats stayed open")
 	}
-	waitFor(t, "late_heartbeat", func() bool { return hasViolation(s, "late_heartbeat") })
+	testkit.Eventually(t, waitTimeout, "late_heartbeat", func() bool { return hasViolation(s, "late_heartbeat") })
 	// The session is still resumable.
 	r := dialRaw(t, rd.ResumeGatewayURL+"?v=10&encoding=json")
 	r.hello()
@@ -218,7 +220,7 @@ func TestIdentifyBucketsAndSessionStartLimit(t *testing.T) {
 	if f := c.nextDispatch(); f.Op != 9 || string(f.D) != "false" {
 		t.Fatalf("want op 9 false, got %s", f.Raw)
 	}
-	waitFor(t, "identify_rate", func() bool { return hasViolation(s, "identify_rate") })
+	testkit.Eventually(t, waitTimeout, "identify_rate", func() bool { return hasViolation(s, "identify_rate") })
 	if st := s.Stats(); st.Identifies != 2 || st.SessionStartRemaining != 1 {
 		t.Fatalf("stats %+v", st)
 	}
@@ -232,7 +234,7 @@ func TestIdentifyBucketsAndSessionStartLimit(t *testing.T) {
 	if f := c2.nextDispatch(); f.Op != 9 || string(f.D) != "false" {
 		t.Fatalf("want op 9 false, got %s", f.Raw)
 	}
-	waitFor(t, "session_start_limit", func() bool { return hasViolation(s2, "session_start_limit") })
+	testkit.Eventually(t, waitTimeout, "session_start_limit", func() bool { return hasViolation(s2, "session_start_limit") })
 }
 
 // resumeClient dials the resume URL and resumes from seq.
@@ -257,18 +259,18 @@ func TestResumeReplaysMissedDispatches(t *testing.T) {
 			// not read is lost with the connection.
 			rec := record(c)
 			s.SetRate(3000)
-			waitFor(t, "200 dispatches", func() bool { return rec.count() >= 200 })
+			testkit.Eventually(t, waitTimeout, "200 dispatches", func() bool { return rec.count() >= 200 })
 			c.close()
 			<-rec.done
 			got = append(got, rec.snapshot()...)
 			// Events keep coming while disconnected: they are queued.
-			waitFor(t, "disconnect", func() bool { return s.Stats().Connections == 0 })
+			testkit.Eventually(t, waitTimeout, "disconnect", func() bool { return s.Stats().Connections == 0 })
 			n := len(s.Ledger(0)[0].Entries)
-			waitFor(t, "queued events", func() bool { return len(s.Ledger(0)[0].Entries) > n+100 })
+			testkit.Eventually(t, waitTimeout, "queued events", func() bool { return len(s.Ledger(0)[0].Entries) > n+100 })
 			last := *got[len(got)-1].S
 			r := resumeClient(t, rd.ResumeGatewayURL, rd.SessionID, last, q)
 			rec2 := record(r)
-			waitFor(t, "RESUMED", func() bool {
+			testkit.Eventually(t, waitTimeout, "RESUMED", func() bool {
 				for _, f := range rec2.snapshot() {
 					if *f.T == "RESUMED" {
 						return true
@@ -280,7 +282,7 @@ func TestResumeReplaysMissedDispatches(t *testing.T) {
 			if err := s.WaitIdle(t.Context()); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "all read", func() bool { return len(got)+rec2.count() == len(s.Ledger(0)[0].Entries) })
+			testkit.Eventually(t, waitTimeout, "all read", func() bool { return len(got)+rec2.count() == len(s.Ledger(0)[0].Entries) })
 			matchLedger(t, append(got, rec2.snapshot()...), s.Ledger(0)[0].Entries)
 			if st := s.Stats(); st.Resumes != 1 || st.ResumesOffResumeURL != 0 {
 				t.Fatalf("stats %+v", st)
@@ -314,7 +316,7 @@ func TestResumeFailures(t *testing.T) {
 	// Expired session: op 9 false after ResumeWindow.
 	c2, rd2, got2 := connectIdentify(t, s, "", 0, 1, 0)
 	c2.close()
-	waitFor(t, "disconnect", func() bool { return s.Stats().Connections <= 3 && s.Stats().Sessions == 0 })
+	testkit.Eventually(t, waitTimeout, "disconnect", func() bool { return s.Stats().Connections <= 3 && s.Stats().Sessions == 0 })
 	r4 := resumeClient(t, rd2.ResumeGatewayURL, rd2.SessionID, *got2[len(got2)-1].S, "")
 	if f := r4.nextDispatch(); f.Op != 9 || string(f.D) != "false" {
 		t.Fatalf("expired session: %s", f.Raw)
@@ -325,7 +327,7 @@ func TestClientClose1000EndsSession(t *testing.T) {
 	s := startFake(t, Config{})
 	c, rd, got := connectIdentify(t, s, "", 0, 1, 0)
 	_ = c.conn.Close() // plain TCP close: resumable
-	waitFor(t, "disconnect", func() bool { return s.Stats().Connections == 0 })
+	testkit.Eventually(t, waitTimeout, "disconnect", func() bool { return s.Stats().Connections == 0 })
 	r := resumeClient(t, rd.ResumeGatewayURL, rd.SessionID, *got[len(got)-1].S, "")
 	if f := r.nextDispatch(); *f.T != "RESUMED" {
 		t.Fatalf("want RESUMED, got %s", f.Raw)
@@ -333,7 +335,7 @@ func TestClientClose1000EndsSession(t *testing.T) {
 	if err := sendClose(r, 1000); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "session ended", func() bool { return hasViolation(s, "session_ended_by_client") })
+	testkit.Eventually(t, waitTimeout, "session ended", func() bool { return hasViolation(s, "session_ended_by_client") })
 	r2 := resumeClient(t, rd.ResumeGatewayURL, rd.SessionID, *got[len(got)-1].S+1, "")
 	if f := r2.nextDispatch(); f.Op != 9 {
 		t.Fatalf("want op 9, got %s", f.Raw)
@@ -419,7 +421,7 @@ func TestRestartKeepsSessions(t *testing.T) {
 	c, rd, got := connectIdentify(t, s, "&compress=zlib-stream", 0, 1, allIntents)
 	rec := record(c)
 	s.SetRate(1000)
-	waitFor(t, "traffic", func() bool { return rec.count() > 50 })
+	testkit.Eventually(t, waitTimeout, "traffic", func() bool { return rec.count() > 50 })
 	if err := s.Restart(); err != nil {
 		t.Fatal(err)
 	}
@@ -427,12 +429,12 @@ func TestRestartKeepsSessions(t *testing.T) {
 	got = append(got, rec.snapshot()...)
 	r := resumeClient(t, rd.ResumeGatewayURL, rd.SessionID, *got[len(got)-1].S, "&compress=zlib-stream")
 	rec2 := record(r)
-	waitFor(t, "traffic after restart", func() bool { return rec2.count() > 50 })
+	testkit.Eventually(t, waitTimeout, "traffic after restart", func() bool { return rec2.count() > 50 })
 	s.SetRate(0)
 	if err := s.WaitIdle(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "all read", func() bool { return len(got)+rec2.count() == len(s.Ledger(0)[0].Entries) })
+	testkit.Eventually(t, waitTimeout, "all read", func() bool { return len(got)+rec2.count() == len(s.Ledger(0)[0].Entries) })
 	matchLedger(t, append(got, rec2.snapshot()...), s.Ledger(0)[0].Entries)
 }
 

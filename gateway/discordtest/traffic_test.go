@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/feathery/feathery/gateway/testkit"
 )
 
 type msgD struct {
@@ -30,7 +32,7 @@ func TestTrafficIntentsAndMessageVariants(t *testing.T) {
 	full.close()
 	narrow, _, _ := connectIdentify(t, s, "", 0, 1, intentGuildMessages)
 	narrow.close()
-	waitFor(t, "disconnect", func() bool { return s.Stats().Connections == 0 })
+	testkit.Eventually(t, waitTimeout, "disconnect", func() bool { return s.Stats().Connections == 0 })
 	s.generate(3000)
 	l := s.Ledger(0)
 	bot := s.BotUserID()
@@ -101,7 +103,7 @@ func TestRateSpreadsOverShards(t *testing.T) {
 		recs = append(recs, record(c))
 	}
 	for shard, r := range recs {
-		waitFor(t, "traffic on every shard", func() bool { return r.count() > 50 })
+		testkit.Eventually(t, waitTimeout, "traffic on every shard", func() bool { return r.count() > 50 })
 		for _, f := range r.snapshot() {
 			var d struct {
 				GuildID string `json:"guild_id"`
