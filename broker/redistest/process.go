@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -44,7 +45,17 @@ func FindFreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// Launch starts redis-server and waits until it answers PING.
+// startAttempts is how many ports Launch tries when it picks the port
+// itself: a port free when picked may be taken by the time redis-server
+// binds it (tests start many servers at once).
+const startAttempts = 5
+
+// errPortInUse marks a start that failed because the port was taken.
+var errPortInUse = errors.New("address already in use")
+
+// Launch starts redis-server and waits until it answers PING. With
+// Options.Port 0 it picks a free port, and picks another (up to
+// startAttempts in all) when redis-server finds the port taken.
 func Launch(opts Options) (*Process, error) {
 	if opts.Binary == "" {
 		opts.Binary = "redis-server"
@@ -60,20 +71,34 @@ func Launch(opts Options) (*Process, error) {
 		}
 		p.Dir, p.ownDir = d, true
 	}
-	port := opts.Port
-	if port == 0 {
-		var err error
-		if port, err = FindFreePort(); err != nil {
+	pick := opts.pickPort
+	if pick == nil {
+		pick = FindFreePort
+	}
+	for attempt := 1; ; attempt++ {
+		port := opts.Port
+		if port == 0 {
+			var err error
+			if port, err = pick(); err != nil {
+				p.cleanup()
+				return nil, err
+			}
+		}
+		p.Addr = "127.0.0.1:" + strconv.Itoa(port)
+		err := p.start()
+		if err == nil {
+			return p, nil
+		}
+		if opts.Port != 0 || !errors.Is(err, errPortInUse) || attempt == startAttempts {
 			p.cleanup()
+			if errors.Is(err, errPortInUse) && opts.Port == 0 {
+				return nil, fmt.Errorf("start redis: %d picked ports taken, last: %w", attempt, err)
+			}
 			return nil, err
 		}
+		// The next attempt's log starts empty, so its failure is its own.
+		_ = os.Remove(filepath.Join(p.Dir, "redis.log"))
 	}
-	p.Addr = "127.0.0.1:" + strconv.Itoa(port)
-	if err := p.start(); err != nil {
-		p.cleanup()
-		return nil, err
-	}
-	return p, nil
 }
 
 func (p *Process) start() error {
@@ -101,7 +126,7 @@ func (p *Process) start() error {
 	p.mu.Unlock()
 	deadline := time.Now().Add(p.opts.StartTimeout)
 	for {
-		err := p.ping()
+		err := p.ping(cmd.Process.Pid)
 		if err == nil {
 			return nil
 		}
@@ -112,7 +137,11 @@ func (p *Process) start() error {
 				p.cmd, p.done = nil, nil
 			}
 			p.mu.Unlock()
-			return fmt.Errorf("redis-server on %s exited at start: %s", p.Addr, p.logTail())
+			tail := p.logTail()
+			if strings.Contains(tail, "Address already in use") {
+				return fmt.Errorf("redis-server on %s exited at start: %w: %s", p.Addr, errPortInUse, tail)
+			}
+			return fmt.Errorf("redis-server on %s exited at start: %s", p.Addr, tail)
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -135,8 +164,10 @@ func (p *Process) logTail() string {
 	return "log: " + s
 }
 
-// ping sends PING over a raw connection and wants PONG.
-func (p *Process) ping() error {
+// ping sends PING over a raw connection and wants PONG, then asks INFO
+// which process answered: while a server whose port turns out to be taken
+// has not exited yet, another server on that port may answer the PING.
+func (p *Process) ping(pid int) error {
 	c, err := net.DialTimeout("tcp", p.Addr, 200*time.Millisecond)
 	if err != nil {
 		return err
@@ -159,6 +190,24 @@ func (p *Process) ping() error {
 	}
 	if !strings.HasPrefix(line, "+PONG") {
 		return fmt.Errorf("unexpected reply %q", strings.TrimSpace(line))
+	}
+	if _, err := c.Write([]byte("INFO server\r\n")); err != nil {
+		return err
+	}
+	if line, err = br.ReadString('\n'); err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "$")))
+	if !strings.HasPrefix(line, "$") || err != nil || n < 0 {
+		return fmt.Errorf("INFO: unexpected reply %q", strings.TrimSpace(line))
+	}
+	info := make([]byte, n+2)
+	if _, err := io.ReadFull(br, info); err != nil {
+		return fmt.Errorf("INFO: %w", err)
+	}
+	want := "process_id:" + strconv.Itoa(pid) + "\r\n"
+	if !strings.Contains(string(info), want) {
+		return fmt.Errorf("another process answers on %s (not pid %d)", p.Addr, pid)
 	}
 	return nil
 }

@@ -35,6 +35,9 @@ type Options struct {
 	Dir string
 	// StartTimeout bounds the wait for the first PONG; default 10s.
 	StartTimeout time.Duration
+
+	// pickPort picks the port when Port is 0; default FindFreePort.
+	pickPort func() (int, error)
 }
 
 // Server is one running redis-server bound to a test: a Process whose
