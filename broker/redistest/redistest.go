@@ -28,7 +28,8 @@ type Options struct {
 	Args []string
 	// Binary is the redis-server executable; default "redis-server" from PATH.
 	Binary string
-	// Port is the loopback port; 0 picks a free one.
+	// Port is the loopback port; 0 picks a free one (and another when
+	// redis-server finds it taken, a few times).
 	Port int
 	// Dir is the server's working directory (AOF, log); "" = a new
 	// temporary directory (Start: the test's; Launch: one Close removes).
