@@ -3,6 +3,7 @@ package luascripts
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -52,12 +53,82 @@ type PublishCall struct {
 	Bot        string
 	Shard      int
 	Entries    []PublishEntry
+	// Expect is what the caller believes the checkpoint holds; the
+	// script refuses the batch when it holds something else (see
+	// CheckpointStatus).
+	Expect Expectation
+	// Repair names the refusal this call may overwrite: the checkpoint is
+	// then set to Session/Seq whatever it held, and entries above
+	// Expect.Seq are appended. "" repairs nothing.
+	Repair CheckpointStatus
 }
+
+// Expectation is the checkpoint a publish call expects to find. The zero
+// value expects nothing: only the checkpoint's type and form are checked.
+type Expectation struct {
+	// Session and Seq are the checkpoint the caller believes is stored.
+	// Seq 0 means nothing of Session is stored yet: an absent checkpoint
+	// or one of another session is then fine.
+	Session string
+	Seq     int64
+	// Written says the caller wrote that checkpoint itself, so a stored
+	// seq above Seq is refused (StatusAhead) too. Without it (the caller
+	// only resumed from the checkpoint) a higher stored seq is taken as
+	// published by someone else and the batch's entries at or below it
+	// are skipped.
+	Written bool
+}
+
+// CheckpointStatus is the publish script's verdict on the stored
+// checkpoint.
+type CheckpointStatus string
+
+// Checkpoint statuses. Every status but StatusOK refuses the batch unless
+// the call repairs it.
+const (
+	StatusOK CheckpointStatus = "ok"
+	// StatusWrongType: the checkpoint key is not a hash.
+	StatusWrongType CheckpointStatus = "wrongtype"
+	// StatusGarbage: the hash's session or seq is not what feathery
+	// writes (missing one of them, empty session, seq not a number).
+	StatusGarbage CheckpointStatus = "garbage"
+	// StatusGone: no checkpoint, while the caller expected one.
+	StatusGone CheckpointStatus = "gone"
+	// StatusBehind: the checkpoint went back: a lower seq of the
+	// expected session, or another session. Redis lost writes.
+	StatusBehind CheckpointStatus = "behind"
+	// StatusAhead: a higher seq than the caller wrote.
+	StatusAhead CheckpointStatus = "ahead"
+)
 
 // PublishResult is the script's reply.
 type PublishResult struct {
 	Added   int64 // entries appended
 	Skipped int64 // entries already published (seq not above the checkpoint)
+}
+
+// RefusedError is returned by Publish when the script refused the batch
+// because of what the checkpoint held. Nothing was written.
+type RefusedError struct {
+	Key    string // the checkpoint key
+	Status CheckpointStatus
+	// StoredSession and StoredSeq are what the checkpoint held ("" for
+	// an absent field or a key of another type), as found.
+	StoredSession string
+	StoredSeq     string
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("publish refused: checkpoint %s is %s (stored session %q seq %q)", e.Key, e.Status, e.StoredSession, e.StoredSeq)
+}
+
+// Seq is StoredSeq as a number, -1 when it is absent or not one.
+func (e *RefusedError) Seq() int64 {
+	n, err := strconv.ParseInt(e.StoredSeq, 10, 64)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
 }
 
 // PublishArgs is a reusable argument buffer for Publish: keep one per
@@ -95,6 +166,10 @@ func (a *PublishArgs) Build(call *PublishCall) {
 		EnvelopeVersion,
 		a.itoa(int64(len(call.Entries))),
 		ascending,
+		call.Expect.Session,
+		a.itoa(call.Expect.Seq),
+		written(call.Expect.Written),
+		string(call.Repair),
 	)
 	for i := range call.Streams {
 		a.Args = append(a.Args, call.Streams[i].TrimKind, call.Streams[i].Threshold)
@@ -118,6 +193,13 @@ func (a *PublishArgs) Build(call *PublishCall) {
 			a.Args = append(a.Args, a.itoa(int64(i+1)), rueidis.BinaryString(b))
 		}
 	}
+}
+
+func written(w bool) string {
+	if w {
+		return "w"
+	}
+	return "r"
 }
 
 // itoa formats n into a's number buffer and returns a string view of it.
@@ -169,14 +251,26 @@ var smallInts = func() []string {
 	return s
 }()
 
-// Publish runs the publish script with the arguments in a (see Build).
+// Publish runs the publish script with the arguments in a (see Build). A
+// refused batch returns a *RefusedError.
 func Publish(ctx context.Context, c rueidis.Client, a *PublishArgs) (PublishResult, error) {
-	vals, err := publishScript.Exec(ctx, c, a.Keys, a.Args).AsIntSlice()
+	vals, err := publishScript.Exec(ctx, c, a.Keys, a.Args).ToArray()
 	if err != nil {
 		return PublishResult{}, fmt.Errorf("run publish script: %w", err)
 	}
-	if len(vals) != 2 {
-		return PublishResult{}, fmt.Errorf("run publish script: reply has %d values, want 2", len(vals))
+	if len(vals) != 5 {
+		return PublishResult{}, fmt.Errorf("run publish script: reply has %d values, want 5", len(vals))
 	}
-	return PublishResult{Added: vals[0], Skipped: vals[1]}, nil
+	added, err1 := vals[0].AsInt64()
+	skipped, err2 := vals[1].AsInt64()
+	status, err3 := vals[2].ToString()
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return PublishResult{}, fmt.Errorf("run publish script: bad reply: %w", err)
+	}
+	if CheckpointStatus(status) != StatusOK {
+		sess, _ := vals[3].ToString()
+		seq, _ := vals[4].ToString()
+		return PublishResult{}, &RefusedError{Key: a.Keys[0], Status: CheckpointStatus(status), StoredSession: sess, StoredSeq: seq}
+	}
+	return PublishResult{Added: added, Skipped: skipped}, nil
 }

@@ -16,6 +16,14 @@
 -- ARGV[9]  "v" envelope version
 -- ARGV[10] E, the number of entries
 -- ARGV[11] "1" when the entries' seqs strictly increase, else "0"
+-- ARGV[12] expected checkpoint session: what the caller believes is stored
+--          ("" = no expectation, nothing is checked but the type)
+-- ARGV[13] expected checkpoint seq (0 = nothing of this session stored yet)
+-- ARGV[14] "w" when the caller wrote the expected checkpoint itself (a
+--          stored seq above it is then refused too), "r" when it only
+--          resumed from it
+-- ARGV[15] repair: "" or the refusal status the caller allows this call to
+--          overwrite (the checkpoint is then set to ARGV[1]/ARGV[2])
 -- then per stream i (1..S): trim kind ("" | "MAXLEN" | "MINID"), trim threshold
 -- then per entry: [stream index (1..S), only when S > 1,] seq, t, d,
 --                 guild ("" = none), at (unix ms)
@@ -30,21 +38,78 @@
 -- after RESUME adds nothing twice. A batch of another session replaces the
 -- checkpoint's session. The checkpoint seq never goes back within a session.
 --
--- Reply: {added, skipped}
+-- Before writing anything the stored checkpoint is compared with the
+-- caller's expectation. The batch is refused, and nothing written, when the
+-- stored checkpoint is
+--   wrongtype  not a hash
+--   garbage    a hash whose session or seq is not what feathery writes
+--   gone       absent while the caller expects one (expected seq > 0)
+--   behind     of the expected session with a lower seq, or of another
+--              session while the caller expects one of its own: Redis lost
+--              writes (failover to a replica that missed them, restart from
+--              an older file)
+--   ahead      of the expected session with a higher seq than the caller
+--              wrote ("w" only)
+-- A call whose ARGV[15] names the status found overwrites the checkpoint
+-- with ARGV[1]/ARGV[2] (no "never back" rule) and appends its entries above
+-- the expected seq.
+--
+-- Reply: {added, skipped, status, stored session, stored seq}: status "ok"
+-- (also after a repair) or the refusal, and what the checkpoint held ("" for
+-- absent fields and a key of another type).
 local ck = KEYS[1]
 local session = ARGV[1]
-local cur = redis.call('HMGET', ck, 'session', 'seq')
-local same = cur[1] == session
+local expect = ARGV[12]
+local expseq = tonumber(ARGV[13]) or 0
+local status = 'ok'
+local ssess, sseq = '', ''
+local cur = redis.pcall('HMGET', ck, 'session', 'seq')
+if cur.err then
+  status = 'wrongtype'
+else
+  ssess, sseq = cur[1] or '', cur[2] or ''
+  if (cur[1] and (ssess == '' or not cur[2])) or (cur[2] and (not cur[1] or not string.match(sseq, '^%d+$') or #sseq > 18)) then
+    status = 'garbage'
+  elseif expect ~= '' and expseq > 0 then
+    if not cur[1] then
+      status = 'gone'
+    elseif ssess ~= expect then
+      status = 'behind'
+    else
+      local s = tonumber(sseq)
+      if s < expseq then
+        status = 'behind'
+      elseif s > expseq and ARGV[14] == 'w' then
+        status = 'ahead'
+      end
+    end
+  end
+end
+local repair = false
+if status ~= 'ok' then
+  if status ~= ARGV[15] then
+    return {0, 0, status, ssess, sseq}
+  end
+  repair = true
+  local found = status
+  status = 'ok'
+  if found == 'wrongtype' or found == 'garbage' then
+    redis.call('DEL', ck)
+  end
+end
+local same = ssess == session
 local ckseq = -1
-if same then
-  ckseq = tonumber(cur[2]) or -1
+if repair then
+  if expect == session then ckseq = expseq end
+elseif same then
+  ckseq = tonumber(sseq) or -1
 end
 
 local nstreams = tonumber(ARGV[8])
 local nentries = tonumber(ARGV[10])
 local stride = 5
 if nstreams > 1 then stride = 6 end
-local base = 12 + 2 * nstreams
+local base = 16 + 2 * nstreams
 local n = #ARGV
 local bpos = base + stride * nentries
 local nextb = -1
@@ -97,11 +162,11 @@ for e = 1, nentries do
       cur_si = si
       local k = 2
       args[k] = KEYS[1 + si]
-      local kind = ARGV[10 + 2 * si]
+      local kind = ARGV[14 + 2 * si]
       if kind ~= '' then
         args[k + 1] = kind
         args[k + 2] = '~'
-        args[k + 3] = ARGV[11 + 2 * si]
+        args[k + 3] = ARGV[15 + 2 * si]
         k = k + 3
       end
       args[k + 1] = '*'
@@ -142,9 +207,9 @@ for e = 1, nentries do
 end
 
 local newseq = ARGV[2]
-if same and tonumber(newseq) < ckseq then
-  newseq = cur[2]
+if same and not repair and tonumber(newseq) < ckseq then
+  newseq = sseq
 end
 redis.call('HSET', ck, 'session', session, 'seq', newseq,
   'resume_url', ARGV[3], 'shards', ARGV[4], 'intents', ARGV[5])
-return {added, skipped}
+return {added, skipped, status, ssess, sseq}

@@ -2,6 +2,7 @@ package luascripts_test
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -185,6 +186,111 @@ func TestPublishOneStream(t *testing.T) {
 		}
 		if s, _ := c.Do(ctx, c.B().Hget().Key(ck).Field("seq").Build()).ToString(); s != "5" {
 			t.Errorf("checkpoint seq %s, want 5", s)
+		}
+	})
+}
+
+// TestPublishCheckpointCheck: the script compares the stored checkpoint
+// with the caller's expectation before writing anything, refuses the batch
+// with a status naming what it found, and a call that repairs that status
+// overwrites the checkpoint and appends the entries above the expected seq.
+func TestPublishCheckpointCheck(t *testing.T) {
+	const ck, stream = "p:{bot:x}:session:0", "p:{bot:x}:events"
+	type stored func(ctx context.Context, c rueidis.Client) error
+	hset := func(kv ...string) stored {
+		return func(ctx context.Context, c rueidis.Client) error {
+			cmd := c.B().Hset().Key(ck).FieldValue()
+			for i := 0; i < len(kv); i += 2 {
+				cmd = cmd.FieldValue(kv[i], kv[i+1])
+			}
+			return c.Do(ctx, cmd.Build()).Error()
+		}
+	}
+	cases := []struct {
+		name     string
+		stored   stored // nil: no checkpoint
+		expect   luascripts.Expectation
+		status   luascripts.CheckpointStatus // "" = accepted
+		sess     string
+		seq      string
+		added    int64 // entries 6 and 7 are sent
+		repaired int64 // entries added by the repairing call
+	}{
+		{name: "as expected", stored: hset("session", "s", "seq", "5"), expect: luascripts.Expectation{Session: "s", Seq: 5, Written: true}, added: 2},
+		{name: "no expectation", added: 2},
+		{name: "new session over another", stored: hset("session", "old", "seq", "99"), expect: luascripts.Expectation{Session: "s"}, added: 2},
+		{name: "wrong type", stored: func(ctx context.Context, c rueidis.Client) error {
+			return c.Do(ctx, c.B().Set().Key(ck).Value("x").Build()).Error()
+		}, expect: luascripts.Expectation{Session: "s", Seq: 5, Written: true}, status: luascripts.StatusWrongType, repaired: 2},
+		{name: "wrong type without expectation", stored: func(ctx context.Context, c rueidis.Client) error {
+			return c.Do(ctx, c.B().Rpush().Key(ck).Element("x").Build()).Error()
+		}, status: luascripts.StatusWrongType, repaired: 2},
+		{name: "seq not a number", stored: hset("session", "s", "seq", "12abc"), expect: luascripts.Expectation{Session: "s", Seq: 5, Written: true},
+			status: luascripts.StatusGarbage, sess: "s", seq: "12abc", repaired: 2},
+		{name: "no session field", stored: hset("seq", "5", "resume_url", "x"), status: luascripts.StatusGarbage, seq: "5", repaired: 2},
+		{name: "empty session", stored: hset("session", "", "seq", "5"), status: luascripts.StatusGarbage, seq: "5", repaired: 2},
+		{name: "gone", expect: luascripts.Expectation{Session: "s", Seq: 5, Written: true}, status: luascripts.StatusGone, repaired: 2},
+		{name: "behind", stored: hset("session", "s", "seq", "3"), expect: luascripts.Expectation{Session: "s", Seq: 5, Written: true},
+			status: luascripts.StatusBehind, sess: "s", seq: "3", repaired: 2},
+		{name: "behind to another session", stored: hset("session", "old", "seq", "40"), expect: luascripts.Expectation{Session: "s", Seq: 5},
+			status: luascripts.StatusBehind, sess: "old", seq: "40", repaired: 2},
+		{name: "ahead of what was written", stored: hset("session", "s", "seq", "382"), expect: luascripts.Expectation{Session: "s", Seq: 5, Written: true},
+			status: luascripts.StatusAhead, sess: "s", seq: "382", repaired: 2},
+		{name: "ahead of a resume point", stored: hset("session", "s", "seq", "6"), expect: luascripts.Expectation{Session: "s", Seq: 5}, added: 1},
+	}
+	servers(t, func(t *testing.T, c rueidis.Client) {
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				ctx := context.Background()
+				if err := c.Do(ctx, c.B().Del().Key(ck, stream).Build()).Error(); err != nil {
+					t.Fatal(err)
+				}
+				if tc.stored != nil {
+					if err := tc.stored(ctx, c); err != nil {
+						t.Fatal(err)
+					}
+				}
+				call := luascripts.PublishCall{
+					Checkpoint: ck, Streams: []luascripts.PublishStream{{Key: stream}}, Session: "s", Seq: 7,
+					ResumeURL: "wss://r", ShardCount: 1, Intents: 1, Bot: "x", Shard: 0, Expect: tc.expect,
+					Entries: []luascripts.PublishEntry{{Seq: 6, Type: "A", Data: []byte(`6`), At: 1}, {Seq: 7, Type: "A", Data: []byte(`7`), At: 2}},
+				}
+				var a luascripts.PublishArgs
+				a.Build(&call)
+				res, err := luascripts.Publish(ctx, c, &a)
+				if tc.status == "" {
+					if err != nil || res.Added != tc.added {
+						t.Fatalf("got %+v %v, want %d added", res, err, tc.added)
+					}
+				} else {
+					var re *luascripts.RefusedError
+					if !errors.As(err, &re) {
+						t.Fatalf("got %+v %v, want refused as %s", res, err, tc.status)
+					}
+					if re.Status != tc.status || re.StoredSession != tc.sess || re.StoredSeq != tc.seq || re.Key != ck {
+						t.Fatalf("refusal %+v, want %s with stored %q/%q", re, tc.status, tc.sess, tc.seq)
+					}
+					if n, _ := c.Do(ctx, c.B().Xlen().Key(stream).Build()).AsInt64(); n != 0 {
+						t.Fatalf("a refused batch appended %d entries", n)
+					}
+					// Repairing another status refuses all the same.
+					call.Repair = luascripts.StatusOK
+					a.Build(&call)
+					if _, err := luascripts.Publish(ctx, c, &a); !errors.As(err, &re) || re.Status != tc.status {
+						t.Fatalf("repairing the wrong status: %v, want refused as %s", err, tc.status)
+					}
+					call.Repair = tc.status
+					a.Build(&call)
+					res, err = luascripts.Publish(ctx, c, &a)
+					if err != nil || res.Added != tc.repaired {
+						t.Fatalf("repair: %+v %v, want %d added", res, err, tc.repaired)
+					}
+				}
+				got, err := c.Do(ctx, c.B().Hgetall().Key(ck).Build()).AsStrMap()
+				if err != nil || got["session"] != "s" || got["seq"] != "7" {
+					t.Fatalf("checkpoint after the batch: %v %v, want s/7", got, err)
+				}
+			})
 		}
 	})
 }
