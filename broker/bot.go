@@ -57,6 +57,9 @@ type botState struct {
 
 	userID     atomic.Pointer[string] // bot user id for mentions
 	groupsDone atomic.Bool
+	// groupsFrom0: Redis lost its data, so the groups are created from the
+	// streams' start (what other shards published since is not missed).
+	groupsFrom0 atomic.Bool
 }
 
 func newBotState(p *Publisher, cfg BotConfig) *botState {
@@ -184,17 +187,32 @@ func (b *botState) all() []*shardQueue {
 	return out
 }
 
-// ensureGroups creates the consumer groups of the bot's streams once.
+// groupsLost makes the next ensureGroups create the groups again, from the
+// streams' start: Redis lost its data.
+func (b *botState) groupsLost() {
+	b.groupsFrom0.Store(true)
+	b.groupsDone.Store(false)
+}
+
+// ensureGroups creates the consumer groups of the bot's streams once (and
+// again after groupsLost). A group is created at the stream's end ("$"),
+// after a loss at its start ("0": the streams hold only what was published
+// since).
 func (b *botState) ensureGroups(ctx context.Context) error {
 	if b.groupsDone.Load() {
 		return nil
+	}
+	from := "$"
+	lost := b.groupsFrom0.Load()
+	if lost {
+		from = "0"
 	}
 	c := b.p.c
 	var cmds []rueidisCompleted
 	var names []string
 	for _, s := range b.streams {
 		for _, g := range s.Groups {
-			cmds = append(cmds, c.B().XgroupCreate().Key(s.key).Group(g).Id("$").Mkstream().Build())
+			cmds = append(cmds, c.B().XgroupCreate().Key(s.key).Group(g).Id(from).Mkstream().Build())
 			names = append(names, "group "+g+" on "+s.key)
 		}
 	}
@@ -204,6 +222,9 @@ func (b *botState) ensureGroups(ctx context.Context) error {
 				return fmt.Errorf("create consumer %s: %w", names[i], err)
 			}
 		}
+	}
+	if lost {
+		b.groupsFrom0.CompareAndSwap(true, false)
 	}
 	b.groupsDone.Store(true)
 	return nil

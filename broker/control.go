@@ -11,28 +11,57 @@ import (
 	"github.com/redis/rueidis"
 )
 
+// ControlKind is the kind of a control event: the "kind" field of a
+// control stream entry. The gateway's ControlKind has the same values for
+// the kinds it reports (cmd/ converts one to the other).
+type ControlKind string
+
 // Control event kinds written to the control stream (Keys.Control).
 const (
-	ControlState      = "state"      // a shard changed state (State)
-	ControlIdentified = "identified" // a shard started a new session
-	ControlResumed    = "resumed"    // a shard resumed its session
-	ControlGap        = "gap"        // a session was lost: events after Seq of Session were never received
-	ControlFatal      = "fatal"      // a shard stopped for good (Err)
+	ControlState      ControlKind = "state"      // a shard changed state (State)
+	ControlIdentified ControlKind = "identified" // a shard started a new session
+	ControlResumed    ControlKind = "resumed"    // a shard resumed its session
+	// ControlGap: events of Session are missing from the streams: those
+	// after Seq (last_seq), up to ToSeq (to_seq) when it is set, else to
+	// the end of the session.
+	ControlGap   ControlKind = "gap"
+	ControlFatal ControlKind = "fatal" // a shard stopped for good (Err)
+	// ControlCheckpoint: a shard's stored checkpoint (Key) was found other
+	// than this process left it (Status: behind, gone, ahead, wrongtype,
+	// garbage; StoredSession and StoredSeq as found); the shard resumes
+	// from the stored checkpoint. Seq is what the shard had published.
+	ControlCheckpoint ControlKind = "checkpoint"
+	// ControlRedisLost: Redis lost its data (a checkpoint, Key, is gone):
+	// what the streams held is gone; consumer groups are created again.
+	ControlRedisLost ControlKind = "redis_lost"
 )
+
+// ControlKinds lists every control event kind.
+func ControlKinds() []ControlKind {
+	return []ControlKind{ControlState, ControlIdentified, ControlResumed, ControlGap, ControlFatal, ControlCheckpoint, ControlRedisLost}
+}
 
 // ControlEvent is one of feathery's own events. The control stream entry
 // has the fields v ("1"), kind, bot, shard, then state, session, err when
-// not empty, seq (named last_seq for kind "gap": the last seq published of
-// the lost session), and at (unix ms).
+// not empty, seq (named last_seq for kind "gap": the last seq published
+// before the gap), to_seq (gap with an end), key, status, stored_session,
+// stored_seq (checkpoint) when set, and at (unix ms).
 type ControlEvent struct {
 	Bot     string
 	Shard   int
-	Kind    string
+	Kind    ControlKind
 	State   string
 	Session string
 	Seq     int64
+	ToSeq   int64
 	Err     string
-	At      time.Time
+	// Key, Status, StoredSession and StoredSeq describe a checkpoint
+	// incident (ControlCheckpoint, ControlRedisLost).
+	Key           string
+	Status        string
+	StoredSession string
+	StoredSeq     string
+	At            time.Time
 }
 
 // controlWriter appends control events to the control stream from its own
@@ -154,7 +183,7 @@ func (w *controlWriter) write(ctx context.Context, evs []ControlEvent) error {
 	for i := range evs {
 		ev := &evs[i]
 		fv := c.B().Xadd().Key(key).Maxlen().Almost().Threshold(maxLen).Id("*").FieldValue().
-			FieldValue("v", "1").FieldValue("kind", ev.Kind).FieldValue("bot", ev.Bot).
+			FieldValue("v", "1").FieldValue("kind", string(ev.Kind)).FieldValue("bot", ev.Bot).
 			FieldValue("shard", strconv.Itoa(ev.Shard))
 		if ev.State != "" {
 			fv = fv.FieldValue("state", ev.State)
@@ -167,8 +196,13 @@ func (w *controlWriter) write(ctx context.Context, evs []ControlEvent) error {
 			seqField = "last_seq"
 		}
 		fv = fv.FieldValue(seqField, strconv.FormatInt(ev.Seq, 10))
-		if ev.Err != "" {
-			fv = fv.FieldValue("err", ev.Err)
+		if ev.ToSeq > 0 {
+			fv = fv.FieldValue("to_seq", strconv.FormatInt(ev.ToSeq, 10))
+		}
+		for _, f := range [...][2]string{{"key", ev.Key}, {"status", ev.Status}, {"stored_session", ev.StoredSession}, {"stored_seq", ev.StoredSeq}, {"err", ev.Err}} {
+			if f[1] != "" {
+				fv = fv.FieldValue(f[0], f[1])
+			}
 		}
 		cmds = append(cmds, fv.FieldValue("at", strconv.FormatInt(ev.At.UnixMilli(), 10)).Build())
 	}

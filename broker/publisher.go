@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/rueidis"
 )
@@ -39,6 +40,10 @@ type Publisher struct {
 
 	prefixes *prefixCache
 	control  *controlWriter
+
+	lostMu    sync.Mutex
+	lostAt    time.Time     // last "Redis lost its data" report
+	lostCount atomic.Uint64 // checkpoints found gone
 
 	mu      sync.Mutex // guards creation in bots and shards
 	bots    atomic.Pointer[map[string]*botState]

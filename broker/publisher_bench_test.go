@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/feathery/feathery/broker/redistest"
+	"github.com/feathery/feathery/luascripts"
 )
 
 // benchMessage is a MESSAGE_CREATE payload of about 700 bytes.
@@ -56,7 +57,7 @@ func BenchmarkBuildBatch(b *testing.B) {
 				for range run {
 					sq.sc.cacheIdx = append(sq.sc.cacheIdx, -1)
 				}
-				sq.build(run, now)
+				sq.build(run, now, luascripts.Expectation{})
 			}
 			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
 			b.ReportMetric(0, "ns/op")

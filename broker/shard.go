@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ type item struct {
 	ev   Event
 	buf  []byte
 	info *typeInfo
+	gen  uint64 // shardQueue.gen when queued: older items are dropped
 }
 
 var itemPool = sync.Pool{New: func() any { return new(item) }}
@@ -75,9 +77,19 @@ type shardQueue struct {
 	ckKey string // checkpoint hash
 	q     chan *item
 
-	pubMu     sync.Mutex // Publish side: interned strings
+	pubMu     sync.Mutex // Publish side: interned strings, gen and gate
 	session   string
 	resumeURL string
+	// gen counts the refusals of the stored checkpoint: items queued
+	// under an older gen are dropped (Discord replays them).
+	gen uint64
+	// gate, while set, refuses events until the shard resumes from the
+	// stored checkpoint (see rewind).
+	gate *rewind
+	// forgetBefore: items queued before this count (enq) belong to a
+	// session whose checkpoint was deleted on purpose (DeleteSession):
+	// published without an expectation.
+	forgetBefore atomic.Uint64
 
 	enq    atomic.Uint64 // events accepted by Publish
 	done   atomic.Uint64 // events handled (durable, filtered or duplicate)
@@ -92,9 +104,14 @@ type shardQueue struct {
 	filtered   [len(filterNames)]atomic.Uint64
 	ckStat     atomic.Pointer[checkpoint]
 	lastErr    atomic.Pointer[string]
+	refusals   atomic.Uint64 // batches the publish script refused
+	dropped    atomic.Uint64 // events dropped after a refusal (replayed)
+	incident   atomic.Pointer[CheckpointIncident]
 
 	// Owned by the flusher goroutine.
-	ck        checkpoint
+	ck        checkpoint // what this process believes is stored
+	ckWritten bool       // ck was written by this process (not a resume point)
+	curGen    uint64     // gen of the last refusal
 	batch     []*item
 	carry     *item
 	timer     *time.Timer
@@ -115,6 +132,18 @@ func newShardQueue(b *botState, shard int) *shardQueue {
 
 // enqueue copies ev into a pooled item and queues it.
 func (sq *shardQueue) enqueue(ctx context.Context, ev *Event) error {
+	sq.pubMu.Lock()
+	if g := sq.gate; g != nil {
+		if ev.Session == g.session && ev.Seq > g.resumeFrom+1 {
+			sq.pubMu.Unlock()
+			return g.err(sq)
+		}
+		// The shard resumed from the stored checkpoint (or started a new
+		// session): events flow again.
+		sq.gate = nil
+	}
+	gen := sq.gen
+	sq.pubMu.Unlock()
 	ti := sq.b.typeInfo(ev.Type)
 	size := int64(len(ev.Data))
 	if ti.action == actIgnore && !ti.ready {
@@ -142,6 +171,7 @@ func (sq *shardQueue) enqueue(ctx context.Context, ev *Event) error {
 		it.ev.Data = it.buf
 	}
 	it.info = ti
+	it.gen = gen
 	select {
 	case sq.q <- it:
 		sq.enq.Add(1)
@@ -304,18 +334,37 @@ func (sq *shardQueue) run(ctx context.Context) {
 }
 
 // process publishes batch, one run per session; false when stopped.
+// Items queued before the last refusal of the checkpoint are dropped.
 func (sq *shardQueue) process(ctx context.Context, batch []*item) bool {
 	start := 0
 	for i := 1; i <= len(batch); i++ {
-		if i < len(batch) && batch[i].ev.Session == batch[start].ev.Session {
+		if i < len(batch) && batch[i].ev.Session == batch[start].ev.Session && batch[i].gen == batch[start].gen {
 			continue
 		}
-		if !sq.publishRun(ctx, batch[start:i]) {
+		run := batch[start:i]
+		start = i
+		if run[0].gen != sq.curGen {
+			sq.drop(run, false)
+			continue
+		}
+		if !sq.publishRun(ctx, run) {
 			return false
 		}
-		start = i
 	}
 	return true
+}
+
+// drop marks run handled without publishing it.
+func (sq *shardQueue) drop(run []*item, tainted bool) {
+	var size int64
+	for _, it := range run {
+		size += int64(len(it.ev.Data))
+		if !tainted {
+			putItem(it)
+		}
+	}
+	sq.dropped.Add(uint64(len(run)))
+	sq.advance(len(run), size)
 }
 
 // scratch holds the flusher's reusable batch buffers.
@@ -355,6 +404,15 @@ func (sq *shardQueue) publishRun(ctx context.Context, run []*item) bool {
 			if err == nil {
 				break
 			}
+			var re *luascripts.RefusedError
+			if errors.As(err, &re) {
+				sq.recovered()
+				if !sq.refused(ctx, run, re) {
+					return false
+				}
+				sq.drop(run, tainted)
+				return true
+			}
 			// A failed command may still sit in the client's queue
 			// referencing the batch's buffers: give them to the GC.
 			tainted = true
@@ -392,6 +450,10 @@ func (sq *shardQueue) publishRun(ctx context.Context, run []*item) bool {
 			sq.ck = checkpoint{session: last.Session, seq: top}
 			ck := sq.ck
 			sq.ckStat.Store(&ck)
+		}
+		sq.ckWritten = true
+		if inc := sq.incident.Load(); inc != nil && (sq.ck.session != inc.Session || sq.ck.seq >= inc.Published) {
+			sq.repaired(inc)
 		}
 	}
 	n := len(run)
@@ -510,13 +572,29 @@ func (sq *shardQueue) attempt(ctx context.Context, run []*item) (luascripts.Publ
 	if err := sq.b.ensureGroups(ctx); err != nil {
 		return luascripts.PublishResult{}, err
 	}
-	sq.build(run, time.Now())
+	sq.build(run, time.Now(), sq.expectation(run))
 	return luascripts.Publish(ctx, p.c, &sc.args)
+}
+
+// expectation is what the checkpoint should hold before run: what this
+// process wrote last, or, for a session's first run here, the point the
+// shard resumed from (the seq before the run's first).
+func (sq *shardQueue) expectation(run []*item) luascripts.Expectation {
+	first := &run[0].ev
+	if sq.done.Load() < sq.forgetBefore.Load() {
+		// The checkpoint of this session was deleted on purpose.
+		sq.ck, sq.ckWritten = checkpoint{}, false
+		return luascripts.Expectation{}
+	}
+	if sq.ck.session == first.Session && first.Seq == sq.ck.seq+1 {
+		return luascripts.Expectation{Session: first.Session, Seq: sq.ck.seq, Written: sq.ckWritten}
+	}
+	return luascripts.Expectation{Session: first.Session, Seq: max(first.Seq-1, 0)}
 }
 
 // build fills the scratch's script arguments for run; decide and the cache
 // have run.
-func (sq *shardQueue) build(run []*item, now time.Time) {
+func (sq *shardQueue) build(run []*item, now time.Time, expect luascripts.Expectation) {
 	sc := &sq.sc
 	sc.streams = sc.streams[:0]
 	for i := range sq.b.streams {
@@ -561,6 +639,7 @@ func (sq *shardQueue) build(run []*item, now time.Time) {
 		Bot:        sq.b.name,
 		Shard:      sq.shard,
 		Entries:    sc.entries,
+		Expect:     expect,
 	}
 	sc.args.Build(&call)
 }

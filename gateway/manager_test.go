@@ -88,7 +88,7 @@ func (c *controls) add(ev gateway.ControlEvent) {
 	c.mu.Unlock()
 }
 
-func (c *controls) count(shard int, kind string) int {
+func (c *controls) count(shard int, kind gateway.ControlKind) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0
@@ -100,7 +100,7 @@ func (c *controls) count(shard int, kind string) int {
 	return n
 }
 
-func (c *controls) find(shard int, kind string) (gateway.ControlEvent, bool) {
+func (c *controls) find(shard int, kind gateway.ControlKind) (gateway.ControlEvent, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, ev := range c.evs {
@@ -421,7 +421,7 @@ func TestManager_Recovery(t *testing.T) {
 						st := h.status(i)
 						return st.Identifies >= 2 && st.State == gateway.StateReady
 					})
-					if ev, ok := h.ctl.find(i, "session_lost"); !ok || ev.Session == "" || ev.Seq == 0 {
+					if ev, ok := h.ctl.find(i, gateway.ControlGap); !ok || ev.Session == "" || ev.Seq == 0 {
 						t.Errorf("%s: got session_lost %+v (found %v), want one naming the old session and seq", s.name, ev, ok)
 					}
 				case "fatal":

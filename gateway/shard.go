@@ -46,6 +46,11 @@ const (
 	resumeFailsMainURL = 2
 	// ...and after this many it gives the session up and identifies.
 	resumeFailsIdentify = 5
+	// After this many connections in a row that got RESUMED and ended
+	// before the next event was published, the shard gives the session up
+	// and identifies (a payload that fails right after RESUMED would
+	// otherwise loop for ever).
+	resumeLoopIdentify = 3
 	// helloTimeout bounds the wait for HELLO after the handshake.
 	helloTimeout = 20 * time.Second
 	// readBufferSize is the socket read buffer of a connection; larger
@@ -67,6 +72,16 @@ type shard struct {
 	resumeTry int // connections in a row that did not get a resume accepted
 	attempt   int // consecutive failed connections, for backoff
 	resumed   bool
+	// gotResumed: this connection got RESUMED; pubAfter: and an event was
+	// published after it. resumeLoop counts connections in a row that got
+	// RESUMED without publishing another event.
+	gotResumed, pubAfter bool
+	resumeLoop           int
+	// reload: the Sink's checkpoint went back; load it before the next
+	// connection and resume from it.
+	reload bool
+	// badResumeURL is the resume URL last refused (warned about once).
+	badResumeURL string
 	ev        Event
 	fr        *frameReader
 	inf       *inflater
@@ -113,7 +128,7 @@ func (s *shard) setState(st State) {
 	s.state = st
 	s.mu.Unlock()
 	if changed {
-		s.control(ControlEvent{Kind: "state", State: st, Session: s.session, Seq: s.seq.Load()})
+		s.control(ControlEvent{Kind: ControlState, State: st, Session: s.session, Seq: s.seq.Load()})
 	}
 }
 
@@ -125,7 +140,7 @@ func (s *shard) control(ev ControlEvent) {
 	if ev.At.IsZero() {
 		ev.At = time.Now()
 	}
-	if ev.Kind != "state" {
+	if ev.Kind != ControlState {
 		s.mu.Lock()
 		ev.State = s.state
 		s.mu.Unlock()
@@ -153,6 +168,9 @@ func (s *shard) run(ctx context.Context) {
 	defer s.inf.close()
 	s.loadSession(ctx)
 	for {
+		if s.reload {
+			s.reloadSession(ctx)
+		}
 		err := s.connectOnce(ctx)
 		if ctx.Err() != nil {
 			if !errors.Is(err, errStopping) {
@@ -167,7 +185,7 @@ func (s *shard) run(ctx context.Context) {
 			s.setErr(fatal)
 			s.log.Error("shard stopped", "err", fatal)
 			s.setState(StateFailed)
-			s.control(ControlEvent{Kind: "fatal", Err: fatal.Error(), Session: s.session, Seq: s.seq.Load()})
+			s.control(ControlEvent{Kind: ControlFatal, Err: fatal.Error(), Session: s.session, Seq: s.seq.Load()})
 			return
 		}
 		s.reconnects.Add(1)
@@ -201,14 +219,17 @@ func (s *shard) loadSession(ctx context.Context) {
 		// Identifying starts a new session: the events the saved one
 		// still held are lost, so say so loudly.
 		s.log.Error("load saved session failed; identifying instead", "err", err)
+		s.control(ControlEvent{Kind: ControlGap, Session: sess.ID, Seq: sess.Seq, Err: "saved session unusable: " + err.Error()})
 		return
 	}
 	if sess.ID == "" || sess.ShardCount != s.bot.count || sess.Intents != s.bot.cfg.Intents {
-		s.log.Info("discarding saved session made with other shard count or intents",
-			"session", sess.ID, "saved_shards", sess.ShardCount, "saved_intents", sess.Intents)
+		s.log.Warn("discarding saved session made with other shard count or intents; its events not yet received are lost",
+			"session", sess.ID, "seq", sess.Seq, "saved_shards", sess.ShardCount, "saved_intents", sess.Intents)
 		if err := s.m.sessions.Delete(ctx, s.bot.cfg.Name, s.id); err != nil {
 			s.log.Warn("delete saved session", "err", err)
 		}
+		s.control(ControlEvent{Kind: ControlGap, Session: sess.ID, Seq: sess.Seq,
+			Err: fmt.Sprintf("saved session made with %d shards and intents %d, now %d and %d", sess.ShardCount, sess.Intents, s.bot.count, s.bot.cfg.Intents)})
 		return
 	}
 	s.setSession(sess.ID, sess.ResumeURL)
@@ -216,17 +237,63 @@ func (s *shard) loadSession(ctx context.Context) {
 	s.log.Info("resuming saved session", "session", sess.ID, "seq", sess.Seq)
 }
 
+// reloadSession loads the stored checkpoint again after the Sink said its
+// checkpoint went back, and makes the next RESUME start from it: Discord
+// replays what the store lost. A checkpoint of another session (or none)
+// holds nothing of this session: it resumes from the start. When the store
+// cannot be read, the session resumes from the start too (the Sink skips
+// what it already holds).
+func (s *shard) reloadSession(ctx context.Context) {
+	s.reload = false
+	if s.session == "" {
+		return
+	}
+	var sess Session
+	var err error
+	for try := 1; ; try++ {
+		sess, err = s.m.sessions.Load(ctx, s.bot.cfg.Name, s.id)
+		if err == nil || errors.Is(err, ErrNoSession) || try == 5 || !sleepCtx(ctx, backoff(try+2)) {
+			break
+		}
+	}
+	accepted := s.seq.Load()
+	from := int64(0)
+	switch {
+	case err == nil && sess.ID == s.session:
+		from = min(sess.Seq, accepted)
+	case err != nil && !errors.Is(err, ErrNoSession):
+		s.log.Warn("load the stored checkpoint failed; resuming the session from its start", "err", err)
+	}
+	s.seq.Store(from)
+	s.log.Warn("resuming from the stored checkpoint", "session", s.session, "seq", from, "accepted", accepted)
+}
+
 // decide classifies why a connection ended and returns how long to wait
 // before the next one, or a fatal error.
 func (s *shard) decide(ctx context.Context, err error) (time.Duration, error) {
+	var rw RewoundError
+	rewound := errors.As(err, &rw) && rw.CheckpointRewound()
 	if s.session != "" && !s.resumed {
 		s.resumeTry++
+	}
+	switch {
+	case rewound:
+	case s.gotResumed && !s.pubAfter:
+		s.resumeLoop++
+	case s.pubAfter:
+		s.resumeLoop = 0
 	}
 	s.attempt++
 	delay := backoff(s.attempt)
 	var ce *CloseError
 	var inv *invalidSessionError
 	switch {
+	case rewound:
+		s.log.Warn("the sink's checkpoint went back; resuming from the stored checkpoint", "err", err)
+		s.reload = true
+		if s.attempt <= 1 {
+			delay = 0
+		}
 	case errors.As(err, &ce):
 		switch ce.action() {
 		case actionFatal:
@@ -275,6 +342,11 @@ func (s *shard) decide(ctx context.Context, err error) (time.Duration, error) {
 		s.log.Warn("resume failed repeatedly; giving the session up and identifying", "session", s.session, "tries", s.resumeTry)
 		s.loseSession(ctx, errResumeExhausted.Error())
 	}
+	if s.session != "" && s.resumeLoop >= resumeLoopIdentify {
+		s.log.Warn("resumed connections keep ending before the next event; giving the session up and identifying",
+			"session", s.session, "resumes", s.resumeLoop, "err", err)
+		s.loseSession(ctx, fmt.Sprintf("%d resumes in a row ended before the next event (%v)", s.resumeLoop, err))
+	}
 	return delay, nil
 }
 
@@ -283,7 +355,8 @@ func (s *shard) decide(ctx context.Context, err error) (time.Duration, error) {
 func (s *shard) loseSession(ctx context.Context, reason string) {
 	old, seq := s.session, s.seq.Load()
 	s.setSession("", "")
-	s.resumeTry = 0
+	s.resumeTry, s.resumeLoop = 0, 0
+	s.reload = false
 	s.seq.Store(0)
 	if s.m.sessions != nil {
 		if err := s.m.sessions.Delete(ctx, s.bot.cfg.Name, s.id); err != nil {
@@ -291,7 +364,7 @@ func (s *shard) loseSession(ctx context.Context, reason string) {
 		}
 	}
 	if old != "" {
-		s.control(ControlEvent{Kind: "session_lost", Session: old, Seq: seq, Err: reason})
+		s.control(ControlEvent{Kind: ControlGap, Session: old, Seq: seq, Err: reason})
 	}
 }
 
@@ -323,9 +396,41 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 func (s *shard) gatewayURL() string {
 	base := s.bot.url
 	if s.session != "" && s.resumeURL != "" && s.resumeTry < resumeFailsMainURL {
-		base = s.resumeURL
+		if resumeURLAllowed(s.resumeURL, s.bot.url) {
+			base = s.resumeURL
+		} else if s.badResumeURL != s.resumeURL {
+			s.badResumeURL = s.resumeURL
+			s.log.Warn("refusing resume URL that is not a Discord gateway over wss (nor the gateway URL's host); resuming on the main gateway URL",
+				"resume_host", urlHost(s.resumeURL))
+		}
 	}
 	return withGatewayQuery(base, s.bot.cfg.Compression)
+}
+
+// resumeURLAllowed reports whether a resume URL (from READY, or a saved
+// checkpoint anyone with Redis access can write) may receive the token:
+// wss to discord.gg or a subdomain of it, or the scheme and host (with
+// port) of the gateway URL that GET /gateway/bot returned.
+func resumeURLAllowed(resume, gatewayURL string) bool {
+	u, err := url.Parse(resume)
+	if err != nil || u.User != nil || u.Host == "" {
+		return false
+	}
+	host := strings.ToLower(u.Hostname())
+	if u.Scheme == "wss" && (host == "discord.gg" || strings.HasSuffix(host, ".discord.gg")) {
+		return true
+	}
+	g, err := url.Parse(gatewayURL)
+	return err == nil && g.Host != "" && strings.EqualFold(u.Scheme, g.Scheme) && strings.EqualFold(u.Host, g.Host)
+}
+
+// urlHost is the host of a URL for logs ("?" when it does not parse).
+func urlHost(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "?"
+	}
+	return u.Host
 }
 
 // withGatewayQuery sets v=10, encoding=json and the compression on a gateway
@@ -412,6 +517,7 @@ func (s *shard) dial(ctx context.Context, u string) (net.Conn, *bufio.Reader, er
 func (s *shard) connectOnce(ctx context.Context) error {
 	s.setState(StateConnecting)
 	s.resumed = false
+	s.gotResumed, s.pubAfter = false, false
 	u := s.gatewayURL()
 	nc, br, err := s.dial(ctx, u)
 	if err != nil {
@@ -654,19 +760,20 @@ func (s *shard) dispatch(c *conn, env *envelope) error {
 			s.loseSession(s.connCtx, "new session identified")
 		}
 		s.setSession(id, ru)
-		s.resumeTry, s.attempt = 0, 0
+		s.resumeTry, s.attempt, s.resumeLoop = 0, 0, 0
 		s.seq.Store(0)
 		c.ready.Store(true)
 		s.setState(StateReady)
 		s.log.Info("identified", "session", id)
-		s.control(ControlEvent{Kind: "identified", Session: id})
+		s.control(ControlEvent{Kind: ControlIdentified, Session: id})
 	case "RESUMED":
 		s.attempt = 0
+		s.gotResumed = true
 		s.resumes.Add(1)
 		c.ready.Store(true)
 		s.setState(StateReady)
 		s.log.Info("resumed", "session", s.session, "seq", s.seq.Load())
-		s.control(ControlEvent{Kind: "resumed", Session: s.session, Seq: s.seq.Load()})
+		s.control(ControlEvent{Kind: ControlResumed, Session: s.session, Seq: s.seq.Load()})
 	}
 	if !s.resumed {
 		// The gateway accepted our RESUME (or IDENTIFY): it is sending dispatches.
@@ -701,6 +808,9 @@ func (s *shard) dispatch(c *conn, env *envelope) error {
 	}
 	if env.HasSeq {
 		s.seq.Store(env.Seq)
+	}
+	if s.gotResumed && t != "RESUMED" {
+		s.pubAfter = true
 	}
 	s.events.Add(1)
 	switch t {

@@ -233,7 +233,7 @@ func TestShard_ResumeFallback(t *testing.T) {
 		Sink:    SinkFunc(func(context.Context, *Event) error { return nil }),
 		RESTURL: srv.srv.URL + "/api/v10",
 		OnControl: func(ev ControlEvent) {
-			if ev.Kind == "session_lost" {
+			if ev.Kind == ControlGap {
 				mu.Lock()
 				lost = append(lost, ev)
 				mu.Unlock()

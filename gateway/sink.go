@@ -12,9 +12,24 @@ import "context"
 // that a SessionStore later loads: the checkpoint is the Sink's to write.
 //
 // A non-nil error means the event was not accepted; the shard closes its
-// connection with a resumable code and resumes from the last accepted seq.
+// connection with a resumable code and resumes from the last accepted seq —
+// unless the error is a RewoundError.
 type Sink interface {
 	Publish(ctx context.Context, ev *Event) error
+}
+
+// RewoundError is implemented by a Sink's Publish error (found with
+// errors.As) that says the Sink's durable checkpoint no longer covers events
+// it accepted: its store lost writes (a failover to a replica that missed
+// them, a restart from an older file) or the checkpoint was rewritten. The
+// shard then closes its connection with a resumable code, loads the
+// checkpoint again from its SessionStore and RESUMEs from there, so the
+// gateway replays what was lost; when the stored checkpoint is of another
+// session (or none), it resumes its session from the start. If the gateway
+// cannot replay, the session ends with a gap ControlEvent.
+type RewoundError interface {
+	error
+	CheckpointRewound() bool
 }
 
 // Flusher is implemented by Sinks that buffer. A shard stopping gracefully

@@ -130,17 +130,41 @@ type BotConfig struct {
 	RequestMembers bool
 }
 
+// ControlKind is the kind of a ControlEvent.
+type ControlKind string
+
+// Control event kinds.
+const (
+	// ControlState: the shard changed state (State).
+	ControlState ControlKind = "state"
+	// ControlIdentified: the shard started a new session (Session).
+	ControlIdentified ControlKind = "identified"
+	// ControlResumed: the shard resumed Session at Seq.
+	ControlResumed ControlKind = "resumed"
+	// ControlGap: Session was dropped without RESUME (Discord ended it, it
+	// could not be resumed, or the saved one was unusable): its events
+	// after Seq, the last the Sink accepted (or the saved checkpoint's),
+	// will never be received. Err says why.
+	ControlGap ControlKind = "gap"
+	// ControlFatal: the shard stopped for good (Err).
+	ControlFatal ControlKind = "fatal"
+)
+
+// ControlKinds lists the kinds a Manager reports.
+func ControlKinds() []ControlKind {
+	return []ControlKind{ControlState, ControlIdentified, ControlResumed, ControlGap, ControlFatal}
+}
+
 // ControlEvent reports what happens to a shard: state changes, sessions
 // identified and resumed, sessions lost (a gap in the event sequence) and
 // fatal errors.
 type ControlEvent struct {
 	Bot   string
 	Shard int
-	// Kind is "state", "identified", "resumed", "session_lost" or "fatal".
-	Kind  string
+	Kind  ControlKind
 	State State
-	// Session and Seq: the new session (identified, resumed) or, for
-	// session_lost, the lost session and the last seq the Sink accepted.
+	// Session and Seq: the new session (identified, resumed) or, for a
+	// gap, the lost session and the last seq the Sink accepted of it.
 	Session string
 	Seq     int64
 	Err     string

@@ -92,7 +92,7 @@ const (
 	// StatusGarbage: the hash's session or seq is not what feathery
 	// writes (missing one of them, empty session, seq not a number).
 	StatusGarbage CheckpointStatus = "garbage"
-	// StatusGone: no checkpoint, while the caller expected one.
+	// StatusGone: no checkpoint, while the caller wrote one.
 	StatusGone CheckpointStatus = "gone"
 	// StatusBehind: the checkpoint went back: a lower seq of the
 	// expected session, or another session. Redis lost writes.

@@ -43,7 +43,7 @@
 -- stored checkpoint is
 --   wrongtype  not a hash
 --   garbage    a hash whose session or seq is not what feathery writes
---   gone       absent while the caller expects one (expected seq > 0)
+--   gone       absent while the caller wrote one ("w", expected seq > 0)
 --   behind     of the expected session with a lower seq, or of another
 --              session while the caller expects one of its own: Redis lost
 --              writes (failover to a replica that missed them, restart from
@@ -72,7 +72,7 @@ else
     status = 'garbage'
   elseif expect ~= '' and expseq > 0 then
     if not cur[1] then
-      status = 'gone'
+      if ARGV[14] == 'w' then status = 'gone' end
     elseif ssess ~= expect then
       status = 'behind'
     else

@@ -230,6 +230,7 @@ func TestPublishCheckpointCheck(t *testing.T) {
 		{name: "no session field", stored: hset("seq", "5", "resume_url", "x"), status: luascripts.StatusGarbage, seq: "5", repaired: 2},
 		{name: "empty session", stored: hset("session", "", "seq", "5"), status: luascripts.StatusGarbage, seq: "5", repaired: 2},
 		{name: "gone", expect: luascripts.Expectation{Session: "s", Seq: 5, Written: true}, status: luascripts.StatusGone, repaired: 2},
+		{name: "gone after a resume point", expect: luascripts.Expectation{Session: "s", Seq: 5}, added: 2},
 		{name: "behind", stored: hset("session", "s", "seq", "3"), expect: luascripts.Expectation{Session: "s", Seq: 5, Written: true},
 			status: luascripts.StatusBehind, sess: "s", seq: "3", repaired: 2},
 		{name: "behind to another session", stored: hset("session", "old", "seq", "40"), expect: luascripts.Expectation{Session: "s", Seq: 5},

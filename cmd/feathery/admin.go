@@ -43,6 +43,8 @@ type healthReport struct {
 	ShardsReady int    `json:"shards_ready"`
 	ShardsTotal int    `json:"shards_total"`
 	Detail      string `json:"detail,omitempty"`
+	// Checkpoints are the open checkpoint incidents (503 while any).
+	Checkpoints []checkpointProblem `json:"checkpoints,omitempty"`
 }
 
 // adminServer is the HTTP admin API and dashboard.

@@ -74,6 +74,9 @@ type RedisConfig struct {
 	DisableClientCache bool `yaml:"disable_client_cache"`
 	// DialTimeout bounds connecting; default 5s.
 	DialTimeout Duration `yaml:"dial_timeout"`
+	// RequirePersistence refuses to start unless every Redis node keeps
+	// AOF (checked at start).
+	RequirePersistence bool `yaml:"require_persistence"`
 }
 
 // AdminConfig is the HTTP admin API and dashboard.

@@ -27,6 +27,7 @@ var (
 	_ gateway.Flusher         = publisherSink{}
 	_ gateway.SessionStore    = sessionStoreAdapter{}
 	_ gateway.IdentifyLimiter = limiterAdapter{}
+	_ gateway.RewoundError    = (*broker.CheckpointError)(nil)
 )
 
 // publisherSink is the gateway's Sink (and Flusher) over the broker's
@@ -41,8 +42,13 @@ func (s publisherSink) Flush(ctx context.Context, bot string, shard int) error {
 	return s.pub.Flush(ctx, bot, shard)
 }
 
-// sessionStoreAdapter is the gateway's SessionStore over the broker's.
-type sessionStoreAdapter struct{ s *broker.SessionStore }
+// sessionStoreAdapter is the gateway's SessionStore over the broker's; a
+// session given up is deleted through the Publisher, which then stops
+// expecting its checkpoint.
+type sessionStoreAdapter struct {
+	s   *broker.SessionStore
+	pub *broker.Publisher
+}
 
 func (a sessionStoreAdapter) Load(ctx context.Context, bot string, shard int) (gateway.Session, error) {
 	s, err := a.s.Load(ctx, bot, shard)
@@ -53,7 +59,7 @@ func (a sessionStoreAdapter) Load(ctx context.Context, bot string, shard int) (g
 }
 
 func (a sessionStoreAdapter) Delete(ctx context.Context, bot string, shard int) error {
-	return a.s.Delete(ctx, bot, shard)
+	return a.pub.DeleteSession(ctx, bot, shard)
 }
 
 // limiterAdapter is the gateway's IdentifyLimiter over the broker's.
@@ -119,6 +125,19 @@ func runDaemon(ctx context.Context, cfg *Config, deps daemonDeps) (_ *daemon, er
 		return nil, err
 	}
 	log.Info("connected to redis", "redis", d.redis.String())
+	if cfg.Redis.embedded() {
+		if cfg.Redis.RequirePersistence {
+			return nil, fmt.Errorf("%w: the embedded Redis keeps nothing across a restart; use redis.url with a Redis that has AOF", errPersistence)
+		}
+		log.Warn("the embedded Redis keeps nothing across a restart: checkpoints and streams are lost when feathery stops; use it to try feathery, not in production")
+	} else {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := checkPersistence(pctx, d.redis.Redis(), cfg.Redis.RequirePersistence, log.With("component", "persistence"))
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+	}
 
 	pcfg := publisherConfig(cfg, d.redis.ClientSideCaching(), log.With("component", "publisher"))
 	if cc, ok := cacheConfig(cfg, log.With("component", "cache")); ok {
@@ -140,7 +159,7 @@ func runDaemon(ctx context.Context, cfg *Config, deps daemonDeps) (_ *daemon, er
 	mcfg := gateway.ManagerConfig{
 		Bots:     gatewayBots(cfg),
 		Sink:     publisherSink{d.pub},
-		Sessions: sessionStoreAdapter{broker.NewSessionStore(d.redis.Redis(), keys)},
+		Sessions: sessionStoreAdapter{broker.NewSessionStore(d.redis.Redis(), keys), d.pub},
 		Limiter: limiterAdapter{broker.NewIdentifyLimiter(d.redis.Redis(), broker.IdentifyConfig{
 			Keys:   keys,
 			Logger: log.With("component", "identify"),
@@ -180,23 +199,19 @@ func runDaemon(ctx context.Context, cfg *Config, deps daemonDeps) (_ *daemon, er
 	return d, nil
 }
 
-// onControl forwards the gateway's control events to the control stream.
-// It must not block: the publisher queues them (dropping the oldest when
-// full).
+// onControl forwards the gateway's control events to the control stream
+// (the two vocabularies share their values: TestControlKinds). It must not
+// block: the publisher queues them (dropping the oldest when full).
 func (d *daemon) onControl(ev gateway.ControlEvent) {
-	kind := ev.Kind
-	if kind == "session_lost" {
-		kind = broker.ControlGap
-	}
 	d.pub.Control(broker.ControlEvent{
-		Bot: ev.Bot, Shard: ev.Shard, Kind: kind, State: ev.State.String(),
+		Bot: ev.Bot, Shard: ev.Shard, Kind: broker.ControlKind(ev.Kind), State: ev.State.String(),
 		Session: ev.Session, Seq: ev.Seq, Err: ev.Err, At: ev.At,
 	})
 	switch ev.Kind {
-	case "fatal":
+	case gateway.ControlFatal:
 		d.log.Error("shard stopped for good", "bot", ev.Bot, "shard", ev.Shard, "err", ev.Err)
-	case "session_lost":
-		d.log.Warn("session lost: events after the last published seq were not replayed", "bot", ev.Bot, "shard", ev.Shard, "session", ev.Session, "seq", ev.Seq)
+	case gateway.ControlGap:
+		d.log.Warn("session lost: events after the last published seq were not replayed", "bot", ev.Bot, "shard", ev.Shard, "session", ev.Session, "seq", ev.Seq, "why", ev.Err)
 	}
 }
 
@@ -330,10 +345,15 @@ func (d *daemon) Health(ctx context.Context) healthReport {
 			h.ShardsReady++
 		}
 	}
-	h.OK = rs.OK && h.ShardsTotal > 0 && h.ShardsReady == h.ShardsTotal
+	for _, inc := range d.pub.Incidents() {
+		h.Checkpoints = append(h.Checkpoints, checkpointProblem{Bot: inc.Bot, Shard: inc.Shard, Key: inc.Key, Status: inc.Status, Detail: inc.Describe()})
+	}
+	h.OK = rs.OK && h.ShardsTotal > 0 && h.ShardsReady == h.ShardsTotal && len(h.Checkpoints) == 0
 	switch {
 	case !rs.OK:
 		h.Detail = "redis unreachable"
+	case len(h.Checkpoints) > 0:
+		h.Detail = h.Checkpoints[0].Detail
 	case h.ShardsTotal == 0:
 		h.Detail = "no shards yet"
 	case h.ShardsReady < h.ShardsTotal:
@@ -368,4 +388,14 @@ func isLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// checkpointProblem is an open checkpoint incident on /healthz: the shard's
+// stored checkpoint (Key) was found Status; the shard is resuming from it.
+type checkpointProblem struct {
+	Bot    string `json:"bot"`
+	Shard  int    `json:"shard"`
+	Key    string `json:"key"`
+	Status string `json:"status"`
+	Detail string `json:"detail"`
 }

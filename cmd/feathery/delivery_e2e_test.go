@@ -485,7 +485,7 @@ func gapEvents(t *testing.T, rc rueidis.Client, control, bot string) map[gapKey]
 	t.Helper()
 	out := map[gapKey]int64{}
 	for _, e := range xrangeAll(t, rc, control) {
-		if e.FieldValues["kind"] != broker.ControlGap || e.FieldValues["bot"] != bot {
+		if e.FieldValues["kind"] != string(broker.ControlGap) || e.FieldValues["bot"] != bot {
 			continue
 		}
 		shard, err1 := strconv.Atoi(e.FieldValues["shard"])
