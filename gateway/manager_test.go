@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -626,12 +627,20 @@ func TestManager_ResumeURLFallback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Nothing listens on port 1 of loopback.
-	saved.ResumeURL = "ws://127.0.0.1:1/"
+	// The resume URL is on the gateway's host (so it is allowed) but every
+	// dial of it fails.
+	saved.ResumeURL = fake.GatewayURL() + "dead/"
 	store.Checkpoint("main", 0, saved)
 	h := startManager(t, fake, gateway.BotConfig{Intents: 513}, sink.recordingSink, func(c *gateway.ManagerConfig) {
 		c.Sink = sink
 		c.Sessions = store
+		c.Dial = func(ctx context.Context, u string) (net.Conn, *bufio.Reader, error) {
+			if strings.Contains(u, "/dead/") {
+				return nil, nil, errors.New("dead resume URL")
+			}
+			nc, br, _, err := ws.Dialer{}.Dial(ctx, u)
+			return nc, br, err
+		}
 	})
 	testkit.Eventually(t, 15*time.Second, "resume through the main URL", func() bool {
 		st := h.status(0)
@@ -674,8 +683,68 @@ func (s *flushingSink) flushes() int {
 	return s.n
 }
 
+// TestManager_ResumeURLNotDiscord: a saved resume URL (anyone who can write
+// to Redis can set it) that is not wss to a Discord gateway host, nor the
+// host of the gateway URL /gateway/bot returned, receives nothing: the shard
+// warns and resumes on the main gateway URL.
+func TestManager_ResumeURLNotDiscord(t *testing.T) {
+	t.Parallel()
+	fake := startFake(t, discordtest.Config{Shards: 1, Guilds: 2, Rate: 20})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var got atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			got.Add(1)
+			c.Close()
+		}
+	}()
+	for _, bad := range []string{"ws://" + ln.Addr().String() + "/x", "wss://" + ln.Addr().String() + "/", "wss://gateway.discord.gg.evil.example/"} {
+		store := gateway.NewMemorySessionStore()
+		sink := &flushingSink{recordingSink: newRecordingSink(), store: store}
+		h1 := startManager(t, fake, gateway.BotConfig{Intents: 513}, sink.recordingSink, func(c *gateway.ManagerConfig) {
+			c.Sink = sink
+			c.Sessions = store
+		})
+		waitFor(t, 10*time.Second, "traffic", func() bool { return h1.status(0).Events > 3 })
+		if err := h1.m.Close(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		saved, err := store.Load(t.Context(), "main", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		saved.ResumeURL = bad
+		store.Checkpoint("main", 0, saved)
+		h := startManager(t, fake, gateway.BotConfig{Intents: 513}, sink.recordingSink, func(c *gateway.ManagerConfig) {
+			c.Sink = sink
+			c.Sessions = store
+		})
+		waitFor(t, 15*time.Second, "resume through the main URL", func() bool {
+			st := h.status(0)
+			return st.Resumes == 1 && st.State == gateway.StateReady
+		})
+		if st := h.status(0); st.Identifies != 0 || st.Session != saved.ID {
+			t.Errorf("%s: got %d identifies, session %q; want a resume of %q", bad, st.Identifies, st.Session, saved.ID)
+		}
+		if err := h.m.Close(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := got.Load(); n != 0 {
+		t.Fatalf("the listener named by the saved resume URL received %d connections, want none", n)
+	}
+}
+
 // TestManager_SavedSessionMismatch: a checkpoint made with other intents is
-// deleted and the shard identifies.
+// deleted, a gap control event names it, and the shard identifies.
 func TestManager_SavedSessionMismatch(t *testing.T) {
 	t.Parallel()
 	fake := startFake(t, discordtest.Config{Shards: 1, Guilds: 2})
@@ -688,6 +757,9 @@ func TestManager_SavedSessionMismatch(t *testing.T) {
 	}
 	if s, err := store.Load(t.Context(), "main", 0); err == nil {
 		t.Errorf("saved session %q still there, want it deleted", s.ID)
+	}
+	if ev, ok := h.ctl.find(0, gateway.ControlGap); !ok || ev.Session != "old" || ev.Seq != 9 || ev.Err == "" {
+		t.Errorf("gap control event %+v (found %v), want one naming session old at seq 9 with the reason", ev, ok)
 	}
 }
 

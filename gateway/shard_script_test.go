@@ -294,3 +294,139 @@ func TestShard_HeartbeatOnRequest(t *testing.T) {
 		t.Fatal("no heartbeat within 5 s of the gateway's op 1")
 	}
 }
+
+// TestShard_ResumeLoop: a payload that fails right after RESUMED (here one
+// that is not JSON) used to loop for ever, RESUMED resetting the retry
+// count. After resumeLoopIdentify resumed connections that ended before
+// the next event was published, the shard gives the session up with a gap
+// control event and identifies.
+func TestShard_ResumeLoop(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var ops []string
+	srv := newScriptServer(t, func(n int, c *scriptConn) {
+		c.send(`{"op":10,"d":{"heartbeat_interval":1000}}`)
+		first := c.next(t)
+		mu.Lock()
+		ops = append(ops, string(first["op"]))
+		mu.Unlock()
+		switch string(first["op"]) {
+		case "2":
+			c.send(`{"op":0,"s":1,"t":"READY","d":{"session_id":"s` + fmt.Sprint(n) + `","resume_gateway_url":"ws://` + c.nc.LocalAddr().String() + `/"}}`)
+			c.send(`{"op":0,"s":2,"t":"MESSAGE_CREATE","d":{"guild_id":"5"}}`)
+			if n == 0 {
+				c.raw(ws.MustCompileFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(4000, "bye"))))
+			}
+		case "6":
+			c.send(`{"op":0,"s":3,"t":"RESUMED","d":null}`)
+			c.send(`{"op":0,"s":4,"t":"MESSAGE_CREATE","d":{"guild_id":}}`)
+		}
+		for range c.msgs {
+		}
+	})
+	var lost []ControlEvent
+	m, err := NewManager(ManagerConfig{
+		Bots:    []BotConfig{{Name: "b", Token: "tok"}},
+		Sink:    SinkFunc(func(context.Context, *Event) error { return nil }),
+		RESTURL: srv.srv.URL + "/api/v10",
+		OnControl: func(ev ControlEvent) {
+			if ev.Kind == ControlGap {
+				mu.Lock()
+				lost = append(lost, ev)
+				mu.Unlock()
+			}
+		},
+	})
+	must(t, err)
+	must(t, m.Start(t.Context()))
+	defer m.Close(context.Background())
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := len(ops)
+		mu.Unlock()
+		if n >= 5 && m.Status()[0].State == StateReady {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("got %d connections (%v) by the deadline, want an IDENTIFY after 3 looping resumes", n, ops)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(ops[:5]) != "[2 6 6 6 2]" {
+		t.Fatalf("first ops of the connections %v, want [2 6 6 6 2]", ops[:5])
+	}
+	if len(lost) != 1 || lost[0].Session != "s0" || !strings.Contains(lost[0].Err, "resumes in a row") {
+		t.Fatalf("gap events %+v, want one for s0 naming the resume loop", lost)
+	}
+}
+
+// rewoundErr is a Sink error saying the durable checkpoint went back.
+type rewoundErr struct{}
+
+func (rewoundErr) Error() string            { return "checkpoint went back" }
+func (rewoundErr) CheckpointRewound() bool { return true }
+
+// TestShard_RewoundSinkResumesFromStore: when the Sink says its checkpoint
+// went back, the shard closes, loads the stored checkpoint again and
+// RESUMEs from it (not from the last seq the Sink accepted), so the gateway
+// replays what the store lost; a stored checkpoint of another session makes
+// it resume its own from the start.
+func TestShard_RewoundSinkResumesFromStore(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		stored Session
+		want   string
+	}{
+		{"behind", Session{ID: "s1", Seq: 5, ShardCount: 1}, `"session_id":"s1","seq":5`},
+		{"other session", Session{ID: "s0", Seq: 77, ShardCount: 1}, `"session_id":"s1","seq":0`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			resume := make(chan string, 1)
+			srv := newScriptServer(t, func(n int, c *scriptConn) {
+				c.send(`{"op":10,"d":{"heartbeat_interval":1000}}`)
+				first := c.next(t)
+				switch n {
+				case 0:
+					c.send(`{"op":0,"s":1,"t":"READY","d":{"session_id":"s1","resume_gateway_url":"ws://` + c.nc.LocalAddr().String() + `/"}}`)
+					for i := 2; i <= 10; i++ {
+						c.send(fmt.Sprintf(`{"op":0,"s":%d,"t":"MESSAGE_CREATE","d":{"guild_id":"5"}}`, i))
+					}
+				case 1:
+					resume <- string(first["op"]) + " " + string(first["d"])
+					c.send(`{"op":0,"s":11,"t":"RESUMED","d":null}`)
+				}
+				for range c.msgs {
+				}
+			})
+			store := NewMemorySessionStore()
+			var refused atomic.Bool
+			m, err := NewManager(ManagerConfig{
+				Bots: []BotConfig{{Name: "b", Token: "tok"}},
+				Sink: SinkFunc(func(_ context.Context, ev *Event) error {
+					if ev.Seq == 10 && !refused.Swap(true) {
+						store.Checkpoint("b", 0, tc.stored)
+						return fmt.Errorf("publish: %w", rewoundErr{})
+					}
+					return nil
+				}),
+				Sessions: store,
+				RESTURL:  srv.srv.URL + "/api/v10",
+			})
+			must(t, err)
+			must(t, m.Start(t.Context()))
+			defer m.Close(context.Background())
+			select {
+			case got := <-resume:
+				if !strings.HasPrefix(got, "6 ") || !strings.Contains(got, tc.want) {
+					t.Fatalf("second connection sent %s, want RESUME with %s", got, tc.want)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("no second connection")
+			}
+		})
+	}
+}
