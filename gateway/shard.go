@@ -82,12 +82,12 @@ type shard struct {
 	reload bool
 	// badResumeURL is the resume URL last refused (warned about once).
 	badResumeURL string
-	ev        Event
-	fr        *frameReader
-	inf       *inflater
-	onPayload func([]byte) error
-	cur       *conn
-	connCtx   context.Context
+	ev           Event
+	fr           *frameReader
+	inf          *inflater
+	onPayload    func([]byte) error
+	cur          *conn
+	connCtx      context.Context
 
 	seq atomic.Int64 // last seq the Sink accepted
 

@@ -366,7 +366,7 @@ func TestShard_ResumeLoop(t *testing.T) {
 // rewoundErr is a Sink error saying the durable checkpoint went back.
 type rewoundErr struct{}
 
-func (rewoundErr) Error() string            { return "checkpoint went back" }
+func (rewoundErr) Error() string           { return "checkpoint went back" }
 func (rewoundErr) CheckpointRewound() bool { return true }
 
 // TestShard_RewoundSinkResumesFromStore: when the Sink says its checkpoint

@@ -113,7 +113,7 @@ func reportPersistence(np nodePersistence, log *slog.Logger) {
 		log.Warn("redis keeps nothing across a restart (no AOF, no RDB snapshots): a restart loses checkpoints, streams and cache; " +
 			"feathery reports it while running, but if feathery restarts too, the sessions start anew without a gap event")
 	case !np.AOF:
-		log.Warn("redis runs without AOF: a restart rewinds to the last RDB snapshot; feathery resumes from the rewound checkpoints " +
+		log.Warn("redis runs without AOF: a restart rewinds to the last RDB snapshot; feathery resumes from the rewound checkpoints "+
 			"while Discord can replay, else writes a gap event; use appendonly yes (appendfsync everysec or always)", "save", np.Save)
 	case np.Fsync == "no":
 		log.Warn("redis AOF with appendfsync no: a host crash can lose tens of seconds of writes; feathery resumes from the rewound checkpoints while Discord can replay")
