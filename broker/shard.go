@@ -446,7 +446,9 @@ func (sq *shardQueue) publishRun(ctx context.Context, run []*item) bool {
 	if !allDup {
 		sq.batches.Add(1)
 		last := run[len(run)-1].ev
-		if top := runMaxSeq(run); sq.ck.session != last.Session || top > sq.ck.seq {
+		// The checkpoint as the script wrote it (a higher stored seq of
+		// the session stays).
+		if top := max(runMaxSeq(run), res.Seq); sq.ck.session != last.Session || top > sq.ck.seq {
 			sq.ck = checkpoint{session: last.Session, seq: top}
 			ck := sq.ck
 			sq.ckStat.Store(&ck)

@@ -72,7 +72,7 @@ type Expectation struct {
 	Session string
 	Seq     int64
 	// Written says the caller wrote that checkpoint itself, so a stored
-	// seq above Seq is refused (StatusAhead) too. Without it (the caller
+	// seq above both Seq and the call's Seq is refused (StatusAhead) too. Without it (the caller
 	// only resumed from the checkpoint) a higher stored seq is taken as
 	// published by someone else and the batch's entries at or below it
 	// are skipped.
@@ -97,7 +97,9 @@ const (
 	// StatusBehind: the checkpoint went back: a lower seq of the
 	// expected session, or another session. Redis lost writes.
 	StatusBehind CheckpointStatus = "behind"
-	// StatusAhead: a higher seq than the caller wrote.
+	// StatusAhead: a higher seq than the caller wrote and than the
+	// batch's last (up to it, the checkpoint may be this batch's own,
+	// written by an earlier call whose reply was lost).
 	StatusAhead CheckpointStatus = "ahead"
 )
 
@@ -105,6 +107,9 @@ const (
 type PublishResult struct {
 	Added   int64 // entries appended
 	Skipped int64 // entries already published (seq not above the checkpoint)
+	// Seq is the checkpoint's seq as written: the call's, or the stored
+	// one when that was higher (same session).
+	Seq int64
 }
 
 // RefusedError is returned by Publish when the script refused the batch
@@ -267,10 +272,14 @@ func Publish(ctx context.Context, c rueidis.Client, a *PublishArgs) (PublishResu
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return PublishResult{}, fmt.Errorf("run publish script: bad reply: %w", err)
 	}
+	seq, _ := vals[4].ToString()
 	if CheckpointStatus(status) != StatusOK {
 		sess, _ := vals[3].ToString()
-		seq, _ := vals[4].ToString()
 		return PublishResult{}, &RefusedError{Key: a.Keys[0], Status: CheckpointStatus(status), StoredSession: sess, StoredSeq: seq}
 	}
-	return PublishResult{Added: added, Skipped: skipped}, nil
+	n, err := strconv.ParseInt(seq, 10, 64)
+	if err != nil {
+		return PublishResult{}, fmt.Errorf("run publish script: bad checkpoint seq in reply: %w", err)
+	}
+	return PublishResult{Added: added, Skipped: skipped, Seq: n}, nil
 }

@@ -48,15 +48,15 @@
 --              session while the caller expects one of its own: Redis lost
 --              writes (failover to a replica that missed them, restart from
 --              an older file)
---   ahead      of the expected session with a higher seq than the caller
---              wrote ("w" only)
+--   ahead      of the expected session with a seq above both what the caller
+--              wrote ("w" only) and this batch's last seq
 -- A call whose ARGV[15] names the status found overwrites the checkpoint
 -- with ARGV[1]/ARGV[2] (no "never back" rule) and appends its entries above
 -- the expected seq.
 --
--- Reply: {added, skipped, status, stored session, stored seq}: status "ok"
--- (also after a repair) or the refusal, and what the checkpoint held ("" for
--- absent fields and a key of another type).
+-- Reply: {added, skipped, status, session, seq}: status "ok" (also after a
+-- repair) with the checkpoint as written, or the refusal with what the
+-- checkpoint held ("" for absent fields and a key of another type).
 local ck = KEYS[1]
 local session = ARGV[1]
 local expect = ARGV[12]
@@ -79,7 +79,9 @@ else
       local s = tonumber(sseq)
       if s < expseq then
         status = 'behind'
-      elseif s > expseq and ARGV[14] == 'w' then
+      elseif s > expseq and s > tonumber(ARGV[2]) and ARGV[14] == 'w' then
+        -- Up to this batch's own last seq it may be this very batch, sent
+        -- before by a call whose reply was lost.
         status = 'ahead'
       end
     end
@@ -212,4 +214,4 @@ if same and not repair and tonumber(newseq) < ckseq then
 end
 redis.call('HSET', ck, 'session', session, 'seq', newseq,
   'resume_url', ARGV[3], 'shards', ARGV[4], 'intents', ARGV[5])
-return {added, skipped, status, ssess, sseq}
+return {added, skipped, status, session, newseq}

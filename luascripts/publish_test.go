@@ -74,7 +74,7 @@ func TestPublish(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res != (luascripts.PublishResult{Added: 3, Skipped: 1}) {
+		if res != (luascripts.PublishResult{Added: 3, Skipped: 1, Seq: 3}) {
 			t.Fatalf("result %+v", res)
 		}
 		want := map[string][][]string{
@@ -96,7 +96,7 @@ func TestPublish(t *testing.T) {
 		call.Seq = 2
 		call.Entries = call.Entries[:2]
 		a.Build(&call)
-		if res, err := luascripts.Publish(ctx, c, &a); err != nil || res != (luascripts.PublishResult{Skipped: 2}) {
+		if res, err := luascripts.Publish(ctx, c, &a); err != nil || res != (luascripts.PublishResult{Skipped: 2, Seq: 3}) {
 			t.Fatalf("replay: %+v %v", res, err)
 		}
 		if s, _ := c.Do(ctx, c.B().Hget().Key(ck).Field("seq").Build()).ToString(); s != "3" {
@@ -106,7 +106,7 @@ func TestPublish(t *testing.T) {
 		call.Session, call.Seq = "t", 1
 		call.Entries = call.Entries[:1]
 		a.Build(&call)
-		if res, err := luascripts.Publish(ctx, c, &a); err != nil || res != (luascripts.PublishResult{Added: 1}) {
+		if res, err := luascripts.Publish(ctx, c, &a); err != nil || res != (luascripts.PublishResult{Added: 1, Seq: 1}) {
 			t.Fatalf("new session: %+v %v", res, err)
 		}
 	})
@@ -159,7 +159,7 @@ func TestPublishOneStream(t *testing.T) {
 		}
 		var a luascripts.PublishArgs
 		a.Build(&call)
-		if res, err := luascripts.Publish(ctx, c, &a); err != nil || res != (luascripts.PublishResult{Added: 3}) {
+		if res, err := luascripts.Publish(ctx, c, &a); err != nil || res != (luascripts.PublishResult{Added: 3, Seq: 3}) {
 			t.Fatalf("first batch: %+v %v", res, err)
 		}
 		// Overlapping: 2 and 3 are at or below the checkpoint.
@@ -171,7 +171,7 @@ func TestPublishOneStream(t *testing.T) {
 			{Seq: 5, Type: "E", Data: []byte(`5`), At: 14},
 		}
 		a.Build(&call)
-		if res, err := luascripts.Publish(ctx, c, &a); err != nil || res != (luascripts.PublishResult{Added: 2, Skipped: 2}) {
+		if res, err := luascripts.Publish(ctx, c, &a); err != nil || res != (luascripts.PublishResult{Added: 2, Skipped: 2, Seq: 5}) {
 			t.Fatalf("overlapping batch: %+v %v", res, err)
 		}
 		want := [][]string{
@@ -237,6 +237,7 @@ func TestPublishCheckpointCheck(t *testing.T) {
 			status: luascripts.StatusBehind, sess: "old", seq: "40", repaired: 2},
 		{name: "ahead of what was written", stored: hset("session", "s", "seq", "382"), expect: luascripts.Expectation{Session: "s", Seq: 5, Written: true},
 			status: luascripts.StatusAhead, sess: "s", seq: "382", repaired: 2},
+		{name: "this batch, written before", stored: hset("session", "s", "seq", "6"), expect: luascripts.Expectation{Session: "s", Seq: 5, Written: true}, added: 1},
 		{name: "ahead of a resume point", stored: hset("session", "s", "seq", "6"), expect: luascripts.Expectation{Session: "s", Seq: 5}, added: 1},
 	}
 	servers(t, func(t *testing.T, c rueidis.Client) {
