@@ -127,7 +127,9 @@ func TestDaemon_CheckpointIncidentOnHealthz(t *testing.T) {
 	if err := rc.Do(t.Context(), rc.B().Set().Key(key).Value("not a checkpoint").Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	msg := func(n string) []byte { return []byte(`{"id":"` + n + `","channel_id":"1","content":"x","author":{"id":"2"}}`) }
+	msg := func(n string) []byte {
+		return []byte(`{"id":"` + n + `","channel_id":"1","content":"x","author":{"id":"2"}}`)
+	}
 	if err := fake.Dispatch(0, "MESSAGE_CREATE", msg("1")); err != nil {
 		t.Fatal(err)
 	}
