@@ -918,8 +918,12 @@ func testDeliveryReplicaFailover(t *testing.T, bin string) {
 	}
 	replicaSeqs := r.checkpointSeqs(rc)
 	var missed int64
+	behind := 0 // shards whose checkpoint went back
 	for id := range shards {
 		missed += masterSeqs[id] - replicaSeqs[id]
+		if masterSeqs[id] > replicaSeqs[id] {
+			behind++
+		}
 	}
 	if missed <= 0 {
 		t.Fatalf("the promoted replica misses nothing (master %v, replica %v): the failover tests nothing", masterSeqs, replicaSeqs)
@@ -927,10 +931,10 @@ func testDeliveryReplicaFailover(t *testing.T, bin string) {
 	t.Logf("the promoted replica misses %d events (checkpoints master %v, replica %v)", missed, masterSeqs, replicaSeqs)
 	r.proxy.cut(r.replica.Addr)
 
-	waitFor(t, 60*time.Second, "every shard found its checkpoint behind", func() bool {
-		return r.controlCount(broker.ControlCheckpoint, "behind") >= shards
+	waitFor(t, 60*time.Second, "every shard that lost writes found its checkpoint behind", func() bool {
+		return r.controlCount(broker.ControlCheckpoint, "behind") >= behind
 	})
-	r.recovered("resumed from the stored checkpoints", start.Resumes+shards, 0)
+	r.recovered("resumed from the stored checkpoints", start.Resumes+int64(behind), 0)
 	r.progress("traffic after the failover", 200)
 	r.finish(start.Identifies, nil)
 }
@@ -959,6 +963,12 @@ func testDeliveryWipedRedis(t *testing.T, bin string) {
 	r.phase("FLUSHALL")
 	if err := r.rc.Do(r.ctx, r.rc.B().Flushall().Build()).Error(); err != nil {
 		t.Fatal(err)
+	}
+	// A shard finds the wipe with its next event: make sure each gets one.
+	for id := range shards {
+		if err := fake.Dispatch(id, "MESSAGE_CREATE", []byte(`{"id":"`+strconv.Itoa(900+id)+`","channel_id":"1","content":"after the wipe","author":{"id":"2"}}`)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	waitFor(t, 60*time.Second, "every shard found its checkpoint gone", func() bool {
 		return r.controlCount(broker.ControlCheckpoint, "gone") >= shards
