@@ -379,6 +379,7 @@ type scratch struct {
 	args     luascripts.PublishArgs
 	guilds   []uint64
 	resolved bool
+	expect   luascripts.Expectation // of the last attempt
 }
 
 // publishRun handles one run of items of one session, retrying until it
@@ -406,6 +407,12 @@ func (sq *shardQueue) publishRun(ctx context.Context, run []*item) bool {
 			}
 			var re *luascripts.RefusedError
 			if errors.As(err, &re) {
+				if sq.expectation(run) != sc.expect {
+					// The session's checkpoint was deleted on purpose
+					// while the call ran (DeleteSession): try again
+					// without expecting it.
+					continue
+				}
 				sq.recovered()
 				if !sq.refused(ctx, run, re) {
 					return false
@@ -574,7 +581,8 @@ func (sq *shardQueue) attempt(ctx context.Context, run []*item) (luascripts.Publ
 	if err := sq.b.ensureGroups(ctx); err != nil {
 		return luascripts.PublishResult{}, err
 	}
-	sq.build(run, time.Now(), sq.expectation(run))
+	sc.expect = sq.expectation(run)
+	sq.build(run, time.Now(), sc.expect)
 	return luascripts.Publish(ctx, p.c, &sc.args)
 }
 
