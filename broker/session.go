@@ -24,7 +24,8 @@ func NewSessionStore(c rueidis.Client, keys Keys) *SessionStore {
 
 // Load returns the checkpoint of (bot, shard), ErrNoSession when none is
 // saved, or an error wrapping ErrBadSession that names the key and field
-// when the hash holds something else.
+// when the hash holds something else (with what could be read of it, so
+// the dropped session can be named).
 func (s *SessionStore) Load(ctx context.Context, bot string, shard int) (Session, error) {
 	key := s.keys.Session(bot, shard)
 	m, err := s.c.Do(ctx, s.c.B().Hgetall().Key(key).Build()).AsStrMap()
@@ -49,25 +50,25 @@ func parseSession(key string, m map[string]string) (Session, error) {
 	sess.ID = id
 	v, ok := m["seq"]
 	if !ok {
-		return Session{}, bad("seq", "missing")
+		return sess, bad("seq", "missing")
 	}
 	seq, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || seq < 0 {
-		return Session{}, bad("seq", fmt.Sprintf("%q is not a non-negative integer", v))
+		return sess, bad("seq", fmt.Sprintf("%q is not a non-negative integer", v))
 	}
 	sess.Seq = seq
 	sess.ResumeURL = m["resume_url"]
 	if v, ok := m["shards"]; ok && v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
-			return Session{}, bad("shards", fmt.Sprintf("%q is not a non-negative integer", v))
+			return sess, bad("shards", fmt.Sprintf("%q is not a non-negative integer", v))
 		}
 		sess.ShardCount = n
 	}
 	if v, ok := m["intents"]; ok && v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			return Session{}, bad("intents", fmt.Sprintf("%q is not an unsigned integer", v))
+			return sess, bad("intents", fmt.Sprintf("%q is not an unsigned integer", v))
 		}
 		sess.Intents = n
 	}

@@ -34,6 +34,10 @@ type ShardStats struct {
 	// Session and Seq are the checkpoint this process last wrote.
 	Session string `json:"session,omitempty"`
 	Seq     int64  `json:"seq,omitempty"`
+	// Refusals counts batches refused because the stored checkpoint was
+	// found changed; Dropped the events dropped then (Discord replays them).
+	Refusals uint64 `json:"checkpoint_refusals"`
+	Dropped  uint64 `json:"dropped_for_replay"`
 }
 
 // Stats returns the current counters, shards sorted by bot and shard id.
@@ -47,6 +51,7 @@ func (p *Publisher) Stats() PublisherStats {
 				Accepted: sq.enq.Load(), Handled: sq.done.Load(),
 				Published: sq.published.Load(), Duplicates: sq.duplicates.Load(),
 				Batches: sq.batches.Load(), Errors: sq.errCount.Load(),
+				Refusals: sq.refusals.Load(), Dropped: sq.dropped.Load(),
 				Filtered: make(map[string]uint64, len(filterNames)),
 			}
 			for i, name := range filterNames {

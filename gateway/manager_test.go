@@ -763,6 +763,31 @@ func TestManager_SavedSessionMismatch(t *testing.T) {
 	}
 }
 
+// badStore is a SessionStore whose saved session cannot be used.
+type badStore struct{ gateway.SessionStore }
+
+func (badStore) Load(context.Context, string, int) (gateway.Session, error) {
+	return gateway.Session{ID: "garbled", Seq: 12}, errors.New("load session k: field seq: \"x\" is not a non-negative integer")
+}
+
+// TestManager_SavedSessionUnusable: a saved session that cannot be loaded
+// (garbage) is dropped with a gap control event naming it, and the shard
+// identifies.
+func TestManager_SavedSessionUnusable(t *testing.T) {
+	t.Parallel()
+	fake := startFake(t, discordtest.Config{Shards: 1, Guilds: 2})
+	h := startManager(t, fake, gateway.BotConfig{Intents: 513}, newRecordingSink(), func(c *gateway.ManagerConfig) {
+		c.Sessions = badStore{gateway.NewMemorySessionStore()}
+	})
+	h.waitReady(t, 0)
+	if st := h.status(0); st.Identifies != 1 {
+		t.Errorf("got %d identifies, want 1", st.Identifies)
+	}
+	if ev, ok := h.ctl.find(0, gateway.ControlGap); !ok || ev.Session != "garbled" || ev.Seq != 12 || !strings.Contains(ev.Err, "not a non-negative integer") {
+		t.Errorf("gap control event %+v (found %v), want one naming the unusable session and why", ev, ok)
+	}
+}
+
 // TestManager_RequestMembers: GUILD_CREATE triggers op 8 and the chunks
 // arrive as dispatches.
 func TestManager_RequestMembers(t *testing.T) {

@@ -880,7 +880,7 @@ func (r *deliveryRig) controlCount(kind broker.ControlKind, status string) int {
 func testDeliveryReplicaFailover(t *testing.T, bin string) {
 	const shards = 4
 	r := newDeliveryRigWith(t, bin, discordtest.Config{
-		Shards: shards, HeartbeatInterval: time.Second,
+		Shards: shards, HeartbeatInterval: 2 * time.Second,
 		Guilds: 16, MembersPerGuild: 8, Seed: 37, Rate: 200,
 	}, rigOptions{failover: true})
 	r.incidents = true
@@ -954,7 +954,7 @@ func testDeliveryReplicaFailover(t *testing.T, bin string) {
 func testDeliveryWipedRedis(t *testing.T, bin string) {
 	const shards = 4
 	r := newDeliveryRig(t, bin, discordtest.Config{
-		Shards: shards, HeartbeatInterval: time.Second,
+		Shards: shards, HeartbeatInterval: 2 * time.Second,
 		Guilds: 16, MembersPerGuild: 8, Seed: 41, Rate: 200,
 	})
 	fake := r.fake
@@ -1004,7 +1004,7 @@ func testDeliveryWipedRedis(t *testing.T, bin string) {
 func testDeliveryKillDuringResume(t *testing.T, bin string) {
 	const shards = 8
 	r := newDeliveryRig(t, bin, discordtest.Config{
-		Shards: shards, HeartbeatInterval: time.Second,
+		Shards: shards, HeartbeatInterval: 2 * time.Second,
 		Guilds: 24, MembersPerGuild: 8, Seed: 43, Rate: 300,
 	})
 	fake := r.fake
