@@ -15,6 +15,7 @@ import (
 
 	"github.com/feathery/feathery/broker"
 	"github.com/feathery/feathery/broker/redistest"
+	"github.com/feathery/feathery/gateway/testkit"
 )
 
 // tcpProxy forwards connections to a backend that can be switched (the
@@ -118,7 +119,7 @@ func controlEntries(t *testing.T, c rueidis.Client, kind broker.ControlKind) []m
 func waitControl(t *testing.T, c rueidis.Client, kind broker.ControlKind, n int) []map[string]string {
 	t.Helper()
 	var got []map[string]string
-	eventually(t, 30*time.Second, func() string {
+	testkit.EventuallyWhy(t, 30*time.Second, func() string {
 		got = controlEntries(t, c, kind)
 		if len(got) < n {
 			return strconv.Itoa(len(got)) + " " + string(kind) + " control events, want " + strconv.Itoa(n)
@@ -157,7 +158,7 @@ func TestPublisher_FailoverToStaleReplica(t *testing.T) {
 
 	publishRange(t, p, 1, 100)
 	flush(t, p, "b", 0)
-	eventually(t, 30*time.Second, func() string {
+	testkit.EventuallyWhy(t, 30*time.Second, func() string {
 		if s, _ := rc.Do(t.Context(), rc.B().Hget().Key(keys.Session("b", 0)).Field("seq").Build()).ToString(); s != "100" {
 			return "replica checkpoint at " + s + ", want 100"
 		}

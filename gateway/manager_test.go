@@ -713,7 +713,7 @@ func TestManager_ResumeURLNotDiscord(t *testing.T) {
 			c.Sink = sink
 			c.Sessions = store
 		})
-		waitFor(t, 10*time.Second, "traffic", func() bool { return h1.status(0).Events > 3 })
+		testkit.Eventually(t, 10*time.Second, "traffic", func() bool { return h1.status(0).Events > 3 })
 		if err := h1.m.Close(t.Context()); err != nil {
 			t.Fatal(err)
 		}
@@ -727,7 +727,7 @@ func TestManager_ResumeURLNotDiscord(t *testing.T) {
 			c.Sink = sink
 			c.Sessions = store
 		})
-		waitFor(t, 15*time.Second, "resume through the main URL", func() bool {
+		testkit.Eventually(t, 15*time.Second, "resume through the main URL", func() bool {
 			st := h.status(0)
 			return st.Resumes == 1 && st.State == gateway.StateReady
 		})

@@ -899,7 +899,7 @@ func testDeliveryReplicaFailover(t *testing.T, bin string) {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	waitFor(t, 30*time.Second, "the replica in sync", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the replica in sync", func() bool {
 		n, err := mc.Do(r.ctx, mc.B().Wait().Numreplicas(1).Timeout(1000).Build()).AsInt64()
 		return err == nil && n == 1
 	})
@@ -938,7 +938,7 @@ func testDeliveryReplicaFailover(t *testing.T, bin string) {
 	t.Logf("the promoted replica misses %d events (checkpoints master %v, replica %v)", missed, masterSeqs, replicaSeqs)
 	r.proxy.cut(r.replica.Addr)
 
-	waitFor(t, 60*time.Second, "every shard that lost writes found its checkpoint behind", func() bool {
+	testkit.Eventually(t, 60*time.Second, "every shard that lost writes found its checkpoint behind", func() bool {
 		return r.controlCount(broker.ControlCheckpoint, "behind") >= behind
 	})
 	r.recovered("resumed from the stored checkpoints", start.Resumes+int64(behind), 0)
@@ -977,7 +977,7 @@ func testDeliveryWipedRedis(t *testing.T, bin string) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 60*time.Second, "every shard found its checkpoint gone", func() bool {
+	testkit.Eventually(t, 60*time.Second, "every shard found its checkpoint gone", func() bool {
 		return r.controlCount(broker.ControlCheckpoint, "gone") >= shards
 	})
 	if n := r.controlCount(broker.ControlRedisLost, ""); n != 1 {
@@ -1019,7 +1019,7 @@ func testDeliveryKillDuringResume(t *testing.T, bin string) {
 		}
 		before := fake.Stats().Resumes
 		r.start()
-		waitFor(t, 45*time.Second, "the first resumes", func() bool { return fake.Stats().Resumes > before })
+		testkit.Eventually(t, 45*time.Second, "the first resumes", func() bool { return fake.Stats().Resumes > before })
 	}
 	r.phase("SIGKILL during resume")
 	if err := r.f.Kill(); err != nil {
@@ -1058,7 +1058,7 @@ func testDeliveryFrozenRedis(t *testing.T, bin string) {
 			_ = syscall.Kill(r.rs.PID(), syscall.SIGCONT)
 		}
 	}()
-	waitFor(t, 60*time.Second, "15 s frozen with the queues filling", func() bool {
+	testkit.Eventually(t, 60*time.Second, "15 s frozen with the queues filling", func() bool {
 		return time.Since(frozen) > 15*time.Second
 	})
 	r.phase("SIGCONT Redis")

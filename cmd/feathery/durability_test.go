@@ -14,6 +14,7 @@ import (
 	"github.com/feathery/feathery/broker"
 	"github.com/feathery/feathery/broker/redistest"
 	"github.com/feathery/feathery/gateway"
+	"github.com/feathery/feathery/gateway/testkit"
 )
 
 // TestControlKinds: the gateway's control kinds are the broker's (cmd
@@ -50,7 +51,7 @@ func TestPersistenceCheck(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := redistest.Start(t, tc.opts)
-			var logs syncBuffer
+			var logs testkit.SyncBuffer
 			log := slog.New(slog.NewTextHandler(&logs, nil))
 			err := checkPersistence(t.Context(), srv.Client(t), tc.require, log)
 			if tc.err {
@@ -115,9 +116,9 @@ func TestDaemon_CheckpointIncidentOnHealthz(t *testing.T) {
 		}
 		return code, h
 	}
-	waitFor(t, 20*time.Second, "healthy", func() bool { c, _ := health(); return c == 200 })
+	testkit.Eventually(t, 20*time.Second, "healthy", func() bool { c, _ := health(); return c == 200 })
 	// Wait for the checkpoint of the start (READY, GUILD_CREATEs).
-	waitFor(t, 20*time.Second, "a checkpoint", func() bool {
+	testkit.Eventually(t, 20*time.Second, "a checkpoint", func() bool {
 		m, _ := rc.Do(t.Context(), rc.B().Hgetall().Key(key).Build()).AsStrMap()
 		return m["seq"] != "" && d.pub.Stats().Shards[0].QueueDepth == 0
 	})
@@ -134,7 +135,7 @@ func TestDaemon_CheckpointIncidentOnHealthz(t *testing.T) {
 		t.Fatal(err)
 	}
 	var h healthReport
-	waitFor(t, 20*time.Second, "503 naming the shard and the key", func() bool {
+	testkit.Eventually(t, 20*time.Second, "503 naming the shard and the key", func() bool {
 		var c int
 		c, h = health()
 		return c == http.StatusServiceUnavailable && len(h.Checkpoints) == 1 && h.Checkpoints[0].Key == key &&
@@ -143,7 +144,7 @@ func TestDaemon_CheckpointIncidentOnHealthz(t *testing.T) {
 	if err := fake.Dispatch(0, "MESSAGE_CREATE", msg("2")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "healthy again", func() bool { c, _ := health(); return c == 200 })
+	testkit.Eventually(t, 30*time.Second, "healthy again", func() bool { c, _ := health(); return c == 200 })
 	if m, _ := rc.Do(t.Context(), rc.B().Hgetall().Key(key).Build()).AsStrMap(); m["session"] == "" {
 		t.Errorf("checkpoint after the repair: %v", m)
 	}
