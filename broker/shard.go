@@ -406,7 +406,7 @@ func (sq *shardQueue) publishRun(ctx context.Context, run []*item) bool {
 				break
 			}
 			var re *luascripts.RefusedError
-			if errors.As(err, &re) {
+			if errors.As(err, &re) && re.Status.Repairable() {
 				if sq.expectation(run) != sc.expect {
 					// The session's checkpoint was deleted on purpose
 					// while the call ran (DeleteSession): try again

@@ -103,6 +103,17 @@ const (
 	StatusAhead CheckpointStatus = "ahead"
 )
 
+// Repairable reports whether the status is about the checkpoint's content
+// (a caller resumes from it or overwrites it), as opposed to a refusal of
+// the caller itself.
+func (s CheckpointStatus) Repairable() bool {
+	switch s {
+	case StatusWrongType, StatusGarbage, StatusGone, StatusBehind, StatusAhead:
+		return true
+	}
+	return false
+}
+
 // PublishResult is the script's reply.
 type PublishResult struct {
 	Added   int64 // entries appended
