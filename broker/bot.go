@@ -57,8 +57,8 @@ type botState struct {
 
 	mu     sync.Mutex // guards writes of types and shards
 	types  atomic.Pointer[map[string]*typeInfo]
-	others int           // names in types that are not Discord's; guarded by mu
-	other  atomic.Uint64 // events of names types does not keep
+	others int                           // names in types that are not Discord's; guarded by mu
+	other  atomic.Uint64                 // events of names types does not keep
 	shards atomic.Pointer[[]*shardQueue] // indexed by shard id
 
 	userID     atomic.Pointer[string] // bot user id for mentions
