@@ -294,6 +294,7 @@ func (c *Cache) Apply(ctx context.Context, evs []*Event, before [][]byte) error 
 	}
 	p2 := newCachePipe(c.client)
 	var urefs []int
+	var done rueidis.Commands // phase 3: SREMs of pending user leaves
 	for i := range ops {
 		op := &ops[i]
 		op.u0 = len(urefs)
@@ -317,13 +318,16 @@ func (c *Cache) Apply(ctx context.Context, evs []*Event, before [][]byte) error 
 		if op.update.ID != "" && op.kind == kUserUpdate {
 			user(op.update.ID, luascripts.CacheUserUpdate, "", op.update.JSON)
 		}
-		if op.g >= 0 && (op.kind == kGuildCreate || op.kind == kGuildDelete) {
+		if op.g >= 0 && (op.kind == kGuildCreate || op.kind == kGuildUpdate || op.kind == kGuildDelete) {
 			_, _, ids, err := luascripts.ParseCacheGuild(p1.result(op.g))
 			if err != nil {
 				return fmt.Errorf("apply cache: read %s reply (seq %d): %w", evs[i].Type, evs[i].Seq, err)
 			}
 			for _, uid := range ids {
 				user(uid, luascripts.CacheUserLeave, op.guild, "")
+			}
+			if len(ids) > 0 {
+				done = append(done, luascripts.CachePendingLeavesDone(c.client.B(), cacheGuildKeys(keys, op.guild), ids))
 			}
 		}
 		op.u1 = len(urefs)
@@ -335,6 +339,16 @@ func (c *Cache) Apply(ctx context.Context, evs []*Event, before [][]byte) error 
 	p2.read(res2)
 	if err := c.unavailable(p2); err != nil {
 		return err
+	}
+	// Phase 3: the user leaves the guild scripts recorded are applied; drop
+	// their records. Until then a retried batch (or the guild's next
+	// GUILD_CREATE, UPDATE or DELETE) applies them again.
+	if len(done) > 0 {
+		for _, r := range c.client.DoMulti(ctx, done...) {
+			if err := r.Error(); err != nil {
+				return fmt.Errorf("apply cache: clear pending user leaves: %w", err)
+			}
+		}
 	}
 	for i := range ops {
 		op := &ops[i]
