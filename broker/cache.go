@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -124,8 +126,8 @@ func NewCache(client rueidis.Client, cfg CacheConfig) (*Cache, error) {
 	if client == nil {
 		return nil, fmt.Errorf("new cache: no redis client")
 	}
-	if err := checkCacheNamespace(cfg.Namespace); err != nil {
-		return nil, fmt.Errorf("new cache: namespace %w", err)
+	if err := CheckCacheNamespace(cfg.Namespace); err != nil {
+		return nil, fmt.Errorf("new cache: %w", InField("namespace", err))
 	}
 	c := &Cache{
 		client: client,
@@ -137,13 +139,10 @@ func NewCache(client rueidis.Client, cfg CacheConfig) (*Cache, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	for name, bc := range cfg.Bots {
-		ent, err := parseCacheEntities(bc.Entities)
-		if err != nil {
+		if err := bc.Validate(); err != nil {
 			return nil, fmt.Errorf("new cache: bot %q: %w", name, err)
 		}
-		if err := checkCacheNamespace(bc.Namespace); err != nil {
-			return nil, fmt.Errorf("new cache: bot %q: namespace %w", name, err)
-		}
+		ent, _ := parseCacheEntities(bc.Entities) // checked by Validate
 		ns := bc.Namespace
 		if ns == "" {
 			ns = c.def.keys.Namespace()
@@ -153,9 +152,27 @@ func NewCache(client rueidis.Client, cfg CacheConfig) (*Cache, error) {
 	return c, nil
 }
 
-func checkCacheNamespace(ns string) error {
+// Validate checks a bot's cache setting; errors are FieldErrors in the
+// names of feathery.yaml under the bot's cache section.
+func (bc CacheBotConfig) Validate() error {
+	if err := CheckCacheNamespace(bc.Namespace); err != nil {
+		return InField("namespace", err)
+	}
+	for i, n := range bc.Entities {
+		if !slices.Contains(CacheEntities, n) {
+			return fieldErr("entities["+strconv.Itoa(i)+"]", "unknown entity %s (want one of %s)", quoteShort(n), strings.Join(CacheEntities, ", "))
+		}
+	}
+	if bc.Entities != nil && slices.Contains(bc.Entities, "users") && !slices.Contains(bc.Entities, "members") {
+		return fieldErr("entities", "users come from member objects: list members too")
+	}
+	return nil
+}
+
+// CheckCacheNamespace reports whether ns can prefix cache keys.
+func CheckCacheNamespace(ns string) error {
 	if strings.ContainsAny(ns, "{} \t\r\n") {
-		return fmt.Errorf("%q has a brace or whitespace", ns)
+		return fmt.Errorf("%s: no spaces or braces", quoteShort(ns))
 	}
 	return nil
 }

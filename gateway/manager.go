@@ -111,21 +111,11 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	}
 	names := map[string]bool{}
 	for i, b := range cfg.Bots {
-		switch {
-		case b.Name == "":
-			return nil, fmt.Errorf("new manager: bot %d has no name", i)
-		case names[b.Name]:
+		if err := b.Validate(); err != nil {
+			return nil, fmt.Errorf("new manager: bots[%d] (%q): %w", i, b.Name, err)
+		}
+		if names[b.Name] {
 			return nil, fmt.Errorf("new manager: bot name %q used twice", b.Name)
-		case b.Token == "":
-			return nil, fmt.Errorf("new manager: bot %q has no token", b.Name)
-		case b.Shards < 0:
-			return nil, fmt.Errorf("new manager: bot %q: shard count %d is negative", b.Name, b.Shards)
-		case b.LargeThreshold != 0 && (b.LargeThreshold < 50 || b.LargeThreshold > 250):
-			return nil, fmt.Errorf("new manager: bot %q: large threshold %d not in 50..250", b.Name, b.LargeThreshold)
-		case b.Compression < CompressionNone || b.Compression > CompressionZstdStream:
-			return nil, fmt.Errorf("new manager: bot %q: unknown compression %d", b.Name, b.Compression)
-		case len(b.Presence) > 0 && !json.Valid(b.Presence):
-			return nil, fmt.Errorf("new manager: bot %q: presence is not valid JSON", b.Name)
 		}
 		names[b.Name] = true
 	}
