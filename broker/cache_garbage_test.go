@@ -4,28 +4,12 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/bytedance/sonic"
+
+	"github.com/feathery/feathery/gateway/testkit"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestCacheGarbageBefore: cached values that are not JSON (written by
 // someone else, again and again) are never handed on as before images;
@@ -33,7 +17,7 @@ func (l *lockedBuffer) String() string {
 // bounded per minute.
 func TestCacheGarbageBefore(t *testing.T) {
 	client := realRedis(t).client
-	logs := &lockedBuffer{}
+	logs := &testkit.SyncBuffer{}
 	c := newTestCache(t, client, CacheConfig{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	k := NewCacheKeys("")
 	g := wid(wGuildBase, 0)

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/feathery/feathery/gateway/testkit"
 )
 
 // /debug/pprof is served by the admin API: open without admin.token, behind
@@ -40,7 +42,7 @@ func TestAdmin_Pprof(t *testing.T) {
 // A bind beyond loopback: without admin.token /debug/pprof is off (and
 // start-up says so); with the token it needs the token.
 func TestAdmin_PprofBeyondLoopback(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	a, err := startAdmin("0.0.0.0:0", "", &fakeBackend{}, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +63,7 @@ func TestAdmin_PprofBeyondLoopback(t *testing.T) {
 		t.Errorf("start-up does not say profiling is off; log:\n%s", logs.String())
 	}
 
-	logs = &syncBuffer{}
+	logs = &testkit.SyncBuffer{}
 	g, err := startAdmin("0.0.0.0:0", adminToken, &fakeBackend{}, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)

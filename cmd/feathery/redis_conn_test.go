@@ -19,6 +19,8 @@ import (
 
 	"github.com/feathery/feathery/broker"
 	"github.com/feathery/feathery/broker/redistest"
+
+	"github.com/feathery/feathery/gateway/testkit"
 )
 
 // runAndSeeEvents runs the daemon against the fake Discord with the given
@@ -37,7 +39,7 @@ func runAndSeeEvents(t *testing.T, redisSection string, rc func() int64) {
 			t.Error(err)
 		}
 	}()
-	waitFor(t, 60*time.Second, "events on the stream", func() bool { return rc() > 0 })
+	testkit.Eventually(t, 60*time.Second, "events on the stream", func() bool { return rc() > 0 })
 }
 
 // redis.url: unix:///path works end to end.
