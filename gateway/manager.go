@@ -51,6 +51,10 @@ type ManagerConfig struct {
 	// OnControl is called, from the shard's goroutine, on state changes,
 	// identifies, resumes, lost sessions and fatal errors. It must not block.
 	OnControl func(ControlEvent)
+	// OnConnectionEnd is called, from the shard's goroutine, each time a
+	// connection ends, with its close code or INVALID_SESSION (metrics).
+	// It must not block.
+	OnConnectionEnd func(ConnectionEnd)
 	// Dial opens a gateway websocket (tests); nil = gobwas/ws with a 15 s
 	// timeout. The returned reader, if not nil, holds bytes that arrived with
 	// the handshake and reads on from the connection.
