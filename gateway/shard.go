@@ -366,7 +366,7 @@ type conn struct {
 	// blocked as of the last heartbeat sent, so an ACK's round trip leaves
 	// out the time the reader could not read it (the identify wait).
 	blocked, beatBlocked atomic.Int64
-	ready     atomic.Bool  // READY or RESUMED seen: member requests may go
+	ready                atomic.Bool // READY or RESUMED seen: member requests may go
 
 	mu    sync.Mutex
 	cause error // why the heartbeat goroutine ended the connection
