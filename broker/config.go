@@ -61,6 +61,8 @@ type PublisherConfig struct {
 	Cache CacheWriter `yaml:"-"`
 	// Logger; nil discards.
 	Logger *slog.Logger `yaml:"-"`
+	// Observer, when set, is told about every published batch (metrics).
+	Observer PublishObserver `yaml:"-"`
 }
 
 // BotConfig is the publishing configuration of one bot.

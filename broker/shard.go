@@ -330,6 +330,7 @@ type scratch struct {
 	args     luascripts.PublishArgs
 	guilds   []uint64
 	resolved bool
+	rtt      time.Duration // the publish script's round trip (Observer)
 }
 
 // publishRun handles one run of items of one session, retrying until it
@@ -337,6 +338,7 @@ type scratch struct {
 func (sq *shardQueue) publishRun(ctx context.Context, run []*item) bool {
 	p := sq.b.p
 	sc := &sq.sc
+	began := time.Now()
 	sq.decide(run)
 	allDup := true
 	for _, d := range sc.dec {
@@ -393,6 +395,9 @@ func (sq *shardQueue) publishRun(ctx context.Context, run []*item) bool {
 			ck := sq.ck
 			sq.ckStat.Store(&ck)
 		}
+	}
+	if !allDup && p.cfg.Observer != nil {
+		sq.observe(run, began)
 	}
 	n := len(run)
 	var size int64
@@ -511,7 +516,10 @@ func (sq *shardQueue) attempt(ctx context.Context, run []*item) (luascripts.Publ
 		return luascripts.PublishResult{}, err
 	}
 	sq.build(run, time.Now())
-	return luascripts.Publish(ctx, p.c, &sc.args)
+	t0 := time.Now()
+	res, err := luascripts.Publish(ctx, p.c, &sc.args)
+	sc.rtt = time.Since(t0)
+	return res, err
 }
 
 // build fills the scratch's script arguments for run; decide and the cache
