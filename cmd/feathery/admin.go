@@ -15,6 +15,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 //go:embed dashboard.html
@@ -27,8 +30,8 @@ type adminBackend interface {
 	Status(ctx context.Context) statusReport
 	// Health is the snapshot behind GET /healthz.
 	Health(ctx context.Context) healthReport
-	// WriteMetrics writes the Prometheus text exposition.
-	WriteMetrics(ctx context.Context, w *metricsWriter)
+	// Gatherer is what GET /metrics exposes.
+	Gatherer() prometheus.Gatherer
 	// Reconnect makes one shard reconnect (and resume).
 	Reconnect(ctx context.Context, bot string, shard int) error
 }
@@ -152,6 +155,7 @@ func (a *adminServer) handler() http.Handler {
 	mux.HandleFunc("GET /api/status", a.handleStatus)
 	mux.HandleFunc("GET /metrics", a.handleMetrics)
 	mux.HandleFunc("POST /api/bots/{bot}/shards/{id}/reconnect", a.requireToken(a.handleReconnect))
+	a.consoleRoutes(mux) // console.go, cacheapi.go
 	// Go's profiler, registered on this mux (the package's init also fills
 	// http.DefaultServeMux, which feathery never serves); see pprofAccess.
 	mux.HandleFunc("GET /debug/pprof/", a.guardPprof(pprof.Index))
@@ -210,10 +214,7 @@ func (a *adminServer) handleStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *adminServer) handleMetrics(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	mw := newMetricsWriter(w)
-	a.backend.WriteMetrics(r.Context(), mw)
-	_ = mw.Flush() // the client went away
+	promhttp.HandlerFor(a.backend.Gatherer(), promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}).ServeHTTP(w, r)
 }
 
 // requireToken guards a state-changing endpoint with the bearer token.

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // fakeBackend is an adminBackend with fixed answers.
@@ -30,8 +32,12 @@ func (f *fakeBackend) Health(context.Context) healthReport {
 	return healthReport{OK: false, Redis: "ok", ShardsReady: 0, ShardsTotal: 1, Detail: "1 of 1 shards not ready"}
 }
 
-func (f *fakeBackend) WriteMetrics(_ context.Context, w *metricsWriter) {
-	w.family("feathery_test_total", "counter", "A test counter.", smp(3, "bot", `we"ird\bot`))
+func (f *fakeBackend) Gatherer() prometheus.Gatherer {
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "feathery_test_total", Help: "A test counter."}, []string{"bot"})
+	c.WithLabelValues(`we"ird\bot`).Add(3)
+	reg.MustRegister(c)
+	return reg
 }
 
 func (f *fakeBackend) Reconnect(_ context.Context, bot string, shard int) error {

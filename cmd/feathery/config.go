@@ -25,6 +25,7 @@ type Config struct {
 	Log     LogConfig     `yaml:"log"`
 	Redis   RedisConfig   `yaml:"redis"`
 	Admin   AdminConfig   `yaml:"admin"`
+	Node    NodeConfig    `yaml:"node"`
 	Discord DiscordConfig `yaml:"discord"`
 	// IdentifyWindow is the identify bucket window; default 5s (Discord's).
 	IdentifyWindow Duration `yaml:"identify_window"`
@@ -86,6 +87,15 @@ type AdminConfig struct {
 	// Token is the bearer token for state-changing endpoints; empty
 	// disables them.
 	Token string `yaml:"token"`
+	// PublicCache opens the cache read API (/api/cache/...) without the
+	// token; by default it needs it.
+	PublicCache bool `yaml:"public_cache"`
+}
+
+// NodeConfig names this process in the fleet.
+type NodeConfig struct {
+	// ID names the node; default host name and pid.
+	ID string `yaml:"id"`
 }
 
 // DiscordConfig overrides where Discord is.
@@ -495,6 +505,10 @@ func (w *nodeWalker) lineOf(p string) int {
 	return 0
 }
 
+var nodeIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+func validNodeID(id string) bool { return nodeIDRE.MatchString(id) }
+
 func problem(p, format string, args ...any) error {
 	return &fieldError{Path: p, Msg: fmt.Sprintf(format, args...)}
 }
@@ -525,6 +539,9 @@ func (c *Config) validate() error {
 		if _, port, err := net.SplitHostPort(c.Admin.Addr); err != nil || port == "" {
 			return problem("admin.addr", "want host:port (e.g. %s) or off, got %s", defaultAdminAddr, safeQuote(c.Admin.Addr))
 		}
+	}
+	if id := c.Node.ID; id != "" && !validNodeID(id) {
+		return problem("node.id", "want 1-64 letters, digits, '.', '_' or '-', got %s", safeQuote(id))
 	}
 	if t := c.Admin.Token; t != "" && len(t) < 16 {
 		return problem("admin.token", "too short: use at least 16 characters")
