@@ -45,9 +45,7 @@ type metrics struct {
 	eventAge     *prometheus.HistogramVec
 	batchSize    *prometheus.HistogramVec
 
-	mu      sync.Mutex
-	perBot  map[string]*botObservers // read-mostly: filled once per bot
-	perBotR sync.Map                 // bot -> *botObservers, lock-free reads
+	perBot sync.Map // bot -> *botObservers, resolved once
 }
 
 // botObservers are one bot's histograms, resolved once.
@@ -59,7 +57,7 @@ type botObservers struct {
 // event counters and histograms, and d's collector (nil in tests of the
 // families alone).
 func newMetrics(d *daemon) *metrics {
-	m := &metrics{reg: prometheus.NewRegistry(), perBot: map[string]*botObservers{}}
+	m := &metrics{reg: prometheus.NewRegistry()}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -119,23 +117,16 @@ func newMetrics(d *daemon) *metrics {
 }
 
 func (m *metrics) bot(name string) *botObservers {
-	if o, ok := m.perBotR.Load(name); ok {
+	if o, ok := m.perBot.Load(name); ok {
 		return o.(*botObservers)
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	o := m.perBot[name]
-	if o == nil {
-		o = &botObservers{
-			batch: m.batchSeconds.WithLabelValues(name),
-			redis: m.redisSeconds.WithLabelValues(name),
-			age:   m.eventAge.WithLabelValues(name),
-			size:  m.batchSize.WithLabelValues(name),
-		}
-		m.perBot[name] = o
-		m.perBotR.Store(name, o)
-	}
-	return o
+	o, _ := m.perBot.LoadOrStore(name, &botObservers{
+		batch: m.batchSeconds.WithLabelValues(name),
+		redis: m.redisSeconds.WithLabelValues(name),
+		age:   m.eventAge.WithLabelValues(name),
+		size:  m.batchSize.WithLabelValues(name),
+	})
+	return o.(*botObservers)
 }
 
 // Batch implements broker.PublishObserver.
@@ -207,13 +198,13 @@ func (c daemonCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 type botSums struct {
-	states                                     [8]float64
-	identifies, resumes, reconnects, events    float64
-	latMax, latSum                             float64
-	ready                                      int
-	depth, depthMax, published, dups, batches  float64
-	errs                                       float64
-	filtered                                   map[string]float64
+	states                                    [8]float64
+	identifies, resumes, reconnects, events   float64
+	latMax, latSum                            float64
+	ready                                     int
+	depth, depthMax, published, dups, batches float64
+	errs                                      float64
+	filtered                                  map[string]float64
 }
 
 func (c daemonCollector) Collect(ch chan<- prometheus.Metric) {
