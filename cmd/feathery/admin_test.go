@@ -170,7 +170,7 @@ func TestAdmin_StatusMetricsDashboard(t *testing.T) {
 		t.Errorf("metrics: %d %q\ngot  %q\nwant %q", code, h.Get("Content-Type"), body, want)
 	}
 	code, h, body = httpDo(t, "GET", "http://"+a.Addr()+"/", "")
-	if code != 200 || !strings.HasPrefix(h.Get("Content-Type"), "text/html") || !strings.Contains(body, "api/status") {
+	if code != 200 || !strings.HasPrefix(h.Get("Content-Type"), "text/html") || !strings.Contains(body, "/api/console") {
 		t.Errorf("dashboard: %d %q", code, h.Get("Content-Type"))
 	}
 	if code, _, _ := httpDo(t, "GET", "http://"+a.Addr()+"/nope", ""); code != 404 {

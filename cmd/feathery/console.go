@@ -49,6 +49,8 @@ func (a *adminServer) consoleRoutes(mux *http.ServeMux) {
 	for _, r := range a.apiRoutes(cb) {
 		mux.HandleFunc(r.method+" "+r.pattern, r.h)
 	}
+	// No icon: an empty answer keeps the browser from logging a 404.
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	mux.HandleFunc("GET /api/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapiJSON)
