@@ -121,7 +121,8 @@ type nodeStatus struct {
 	history   []float64
 	lastEv    uint64
 	lastAt    time.Time
-	changed   map[shardKey]int64
+	changed   map[shardKey]int64         // when the shard last left ready, unix ms
+	state     map[shardKey]gateway.State // the shard's last state
 	commands  []commandDone
 	fleetAt   time.Time
 	fleetLast fleetView
@@ -156,17 +157,21 @@ func newNodeStatus(d *daemon, log *slog.Logger) *nodeStatus {
 	return &nodeStatus{
 		d: d, id: nodeID(d.cfg), host: host, keys: broker.NewKeys(d.cfg.Redis.Prefix),
 		c: d.redis.Redis(), log: log, prog: newProgress(log, 5*time.Second),
-		changed: map[shardKey]int64{},
+		changed: map[shardKey]int64{}, state: map[shardKey]gateway.State{},
 	}
 }
 
 // onControl records when a shard left ready (the dashboard marks it).
 func (n *nodeStatus) onControl(ev gateway.ControlEvent) {
-	if ev.Kind != "state" || ev.State == gateway.StateReady {
+	if ev.Kind != "state" {
 		return
 	}
+	k := shardKey{ev.Bot, ev.Shard}
 	n.mu.Lock()
-	n.changed[shardKey{ev.Bot, ev.Shard}] = ev.At.UnixMilli()
+	if n.state[k] == gateway.StateReady && ev.State != gateway.StateReady {
+		n.changed[k] = ev.At.UnixMilli()
+	}
+	n.state[k] = ev.State
 	n.mu.Unlock()
 }
 
