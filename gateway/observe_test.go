@@ -8,6 +8,7 @@ import (
 
 	"github.com/feathery/feathery/gateway"
 	"github.com/feathery/feathery/gateway/discordtest"
+	"github.com/feathery/feathery/gateway/testkit"
 )
 
 // slowLimiter holds every identify for a fixed time.
@@ -35,7 +36,7 @@ func TestShard_LatencyLeavesOutIdentifyWait(t *testing.T) {
 	h := startManager(t, fake, gateway.BotConfig{}, newRecordingSink(), func(c *gateway.ManagerConfig) {
 		c.Limiter = slowLimiter{3 * time.Second}
 	})
-	waitFor(t, 60*time.Second, "a heartbeat round trip", func() bool { return h.status(0).Latency > 0 })
+	testkit.Eventually(t, 60*time.Second, "a heartbeat round trip", func() bool { return h.status(0).Latency > 0 })
 	if got := h.status(0).Latency; got >= time.Second {
 		t.Fatalf("got latency %v after a 3 s identify wait, want the heartbeat round trip alone (well under 1s)", got)
 	}
@@ -69,14 +70,14 @@ func TestManager_OnConnectionEnd(t *testing.T) {
 		}
 		return false
 	}
-	waitFor(t, 30*time.Second, "close code 4000 reported", func() bool {
+	testkit.Eventually(t, 30*time.Second, "close code 4000 reported", func() bool {
 		return has(gateway.ConnectionEnd{Bot: "main", Shard: 0, CloseCode: 4000})
 	})
 	h.waitReady(t, 0)
 	if err := fake.Invalidate(0, false); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "invalid session reported", func() bool {
+	testkit.Eventually(t, 30*time.Second, "invalid session reported", func() bool {
 		return has(gateway.ConnectionEnd{Bot: "main", Shard: 0, InvalidSession: true})
 	})
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/feathery/feathery/gateway/testkit"
 )
 
 // The dashboard is tested in a real headless Chromium (Debian's chromium
@@ -164,7 +165,7 @@ func TestDashboard_Browser(t *testing.T) {
 	chromiumPath(t)
 	r := startFleet(t, fleetOptions{shards: 8, nodes: 2, rate: 40})
 	stopConsumer := r.startConsumer("feathery:{bot:main}:events", "g1")
-	waitFor(t, 90*time.Second, "8 shards ready", func() bool { return r.readyCount(0) == 8 })
+	testkit.Eventually(t, 90*time.Second, "8 shards ready", func() bool { return r.readyCount(0) == 8 })
 
 	ctx, probs := newBrowser(t, 1400, 1800)
 	do(t, ctx, "open the dashboard", chromedp.Navigate("http://"+r.nodes[0].admin.Addr()+"/?refresh=500"))
@@ -234,7 +235,7 @@ func TestDashboard_Screenshots(t *testing.T) {
 	chromiumPath(t)
 	r := startFleet(t, fleetOptions{shards: 1000, nodes: 2, rate: 300, guilds: 20, heartbeat: 30 * time.Second})
 	stop := r.startConsumer("feathery:{bot:main}:events", "g1")
-	waitFor(t, 10*time.Minute, "1000 shards ready", func() bool { return r.readyCount(0) == 1000 })
+	testkit.Eventually(t, 10*time.Minute, "1000 shards ready", func() bool { return r.readyCount(0) == 1000 })
 	// A few problems, as an operator would see them: a shard stopped for
 	// good, shards that just reconnected, a group falling behind.
 	_ = r.fake.CloseShard(17, 4014)

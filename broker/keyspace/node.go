@@ -1,4 +1,4 @@
-package broker
+package keyspace
 
 // Fleet-area keys of the operations console (bot-independent, under the
 // prefix P):
