@@ -391,8 +391,8 @@ func (n *nodeStatus) fleetView(ctx context.Context) fleetView {
 		}
 	}
 	sort.Slice(v.Nodes, func(i, j int) bool { return v.Nodes[i].Node < v.Nodes[j].Node })
-	// A shard is owned when a live node runs it in a state other than
-	// stopped or failed.
+	// A shard is owned when a live node holds it in a state other than
+	// stopped (a failed shard is held, and reported as failed).
 	counts := map[string]int{}
 	owned := map[shardKey]bool{}
 	for _, s := range v.Nodes {
@@ -400,7 +400,7 @@ func (n *nodeStatus) fleetView(ctx context.Context) fleetView {
 			counts[bot] = max(counts[bot], c)
 		}
 		for _, c := range s.Shards {
-			if c.State != "stopped" && c.State != "failed" {
+			if c.State != "stopped" {
 				owned[shardKey{c.Bot, c.Shard}] = true
 			}
 		}

@@ -8,7 +8,8 @@ import (
 	"github.com/feathery/feathery/gateway"
 )
 
-// progress follows each bot's shards while some are not ready: it logs
+// progress follows each bot's shards while some are not ready (failed and
+// stopped shards left out: they will not become ready): it logs
 // "312/1000 shards ready, 41 identifying, ETA 4m10s" every logEvery, then
 // "all 1000 shards ready in 5m31s" once they all are. It runs again each
 // time shards of a bot stop being ready (a Redis outage, a re-shard).
@@ -50,6 +51,9 @@ func (p *progress) update(now, started time.Time, shards []gateway.ShardStatus) 
 		if c == nil {
 			c = &botProgress{}
 			counts[s.Bot] = c
+		}
+		if s.State == gateway.StateFailed || s.State == gateway.StateStopped {
+			continue // never ready again: a problem of its own, not progress
 		}
 		c.Total++
 		switch s.State {
