@@ -505,9 +505,18 @@ func (w *nodeWalker) lineOf(p string) int {
 	return 0
 }
 
-var nodeIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-
-func validNodeID(id string) bool { return nodeIDRE.MatchString(id) }
+// validNodeID: 1-64 letters, digits, '.', '_' or '-'.
+func validNodeID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 func problem(p, format string, args ...any) error {
 	return &fieldError{Path: p, Msg: fmt.Sprintf(format, args...)}

@@ -90,7 +90,10 @@ func newSampler(c rueidis.Client, cfg *Config, every time.Duration) *sampler {
 	s := &sampler{c: c, every: every}
 	for i := range cfg.Bots {
 		b := &cfg.Bots[i]
-		name := defaultStreamName(b)
+		name := b.DefaultStream.Stream
+		if name == "" {
+			name = broker.DefaultStream
+		}
 		s.streams = append(s.streams, streamInfo{Bot: b.Name, Stream: name, Key: keys.Stream(b.Name, name)})
 		for _, r := range b.Routes {
 			s.streams = append(s.streams, streamInfo{Bot: b.Name, Stream: r.Stream, Key: keys.Stream(b.Name, r.Stream)})
