@@ -2,7 +2,7 @@ GO        ?= go
 PKGS      := ./...
 BENCHTIME ?= 1s
 
-.PHONY: run test lint staticcheck fuzz bench build node-deps
+.PHONY: run test lint staticcheck fuzz bench build node-deps screenshots
 
 build:
 	$(GO) build -o bin/feathery ./cmd/feathery
@@ -39,3 +39,7 @@ fuzz:
 ## bench: micro-benchmarks, benchstat-friendly (count=6)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 6 -benchtime $(BENCHTIME) ./gateway/... ./broker/... ./luascripts/... | tee bench/micro.txt
+
+## screenshots: the dashboard at 1,000 shards (two nodes on the fake Discord), in docs/ (needs chromium)
+screenshots:
+	FEATHERY_SCREENSHOTS=$(CURDIR)/docs $(GO) test -count=1 -timeout 20m -run '^TestDashboard_Screenshots$$' -v ./cmd/feathery

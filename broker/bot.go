@@ -34,6 +34,10 @@ type typeInfo struct {
 	stream int // index into botState.streams
 	msg    msgKind
 	ready  bool
+	// count counts the bot's events of this name: the type's own counter,
+	// or the bot's "other" counter for a name the table does not keep.
+	count *atomic.Uint64
+	own   atomic.Uint64
 }
 
 // streamSpec is one target stream of a bot.
@@ -53,6 +57,8 @@ type botState struct {
 
 	mu     sync.Mutex // guards writes of types and shards
 	types  atomic.Pointer[map[string]*typeInfo]
+	others int                           // names in types that are not Discord's; guarded by mu
+	other  atomic.Uint64                 // events of names types does not keep
 	shards atomic.Pointer[[]*shardQueue] // indexed by shard id
 
 	userID     atomic.Pointer[string] // bot user id for mentions
@@ -80,17 +86,46 @@ func newBotState(p *Publisher, cfg BotConfig) *botState {
 		id := cfg.Filters.BotUserID
 		b.userID.Store(&id)
 	}
-	types := map[string]*typeInfo{}
+	types := make(map[string]*typeInfo, len(discordEventTypes))
+	for _, t := range discordEventTypes {
+		ti := b.decide(t)
+		ti.count = &ti.own
+		types[t] = ti
+	}
 	b.types.Store(&types)
 	shards := []*shardQueue{}
 	b.shards.Store(&shards)
 	return b
 }
 
-// typeInfo returns the decision for event name t.
+// The event-name table of a bot holds Discord's dispatch names and at most
+// maxOtherEventTypes others, each at most maxEventTypeLen bytes long: a
+// stream of ever new names (a broken or hostile gateway) neither grows it
+// nor makes every event copy it. Events of a name it does not keep are
+// decided one by one and counted as OtherEventType.
+const (
+	maxOtherEventTypes = 64
+	maxEventTypeLen    = 64
+)
+
+// OtherEventType is the name PublisherStats.EventTypes counts the events
+// of other names under, once a bot's table is full.
+const OtherEventType = "other"
+
+// typeInfo returns the decision for event name t and counts one event of
+// it.
 func (b *botState) typeInfo(t string) *typeInfo {
+	ti := b.lookupType(t)
+	ti.count.Add(1)
+	return ti
+}
+
+func (b *botState) lookupType(t string) *typeInfo {
 	if ti := (*b.types.Load())[t]; ti != nil {
 		return ti
+	}
+	if len(t) > maxEventTypeLen {
+		return b.decide(t)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -98,7 +133,26 @@ func (b *botState) typeInfo(t string) *typeInfo {
 	if ti := old[t]; ti != nil {
 		return ti
 	}
+	ti := b.decide(t)
+	if b.others >= maxOtherEventTypes {
+		return ti
+	}
+	b.others++
+	ti.count = &ti.own
+	next := make(map[string]*typeInfo, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[ti.name] = ti
+	b.types.Store(&next)
+	return ti
+}
+
+// decide computes the decision for event name t; its events count as
+// OtherEventType until the caller says otherwise.
+func (b *botState) decide(t string) *typeInfo {
 	ti := &typeInfo{name: strings.Clone(t)}
+	ti.count = &b.other
 	f := &b.cfg.Filters
 	switch {
 	case matchAny(f.Ignore, t):
@@ -120,13 +174,22 @@ func (b *botState) typeInfo(t string) *typeInfo {
 	case "READY":
 		ti.ready = true
 	}
-	next := make(map[string]*typeInfo, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
-	next[ti.name] = ti
-	b.types.Store(&next)
 	return ti
+}
+
+// eventTypes returns the bot's event counts by name (OtherEventType for
+// the names the table does not keep); names without events are left out.
+func (b *botState) eventTypes() map[string]uint64 {
+	out := map[string]uint64{}
+	for name, ti := range *b.types.Load() {
+		if n := ti.count.Load(); n > 0 && ti.count == &ti.own {
+			out[name] = n
+		}
+	}
+	if n := b.other.Load(); n > 0 {
+		out[OtherEventType] = n
+	}
+	return out
 }
 
 // lookup returns the shard's queue or nil.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -90,6 +92,10 @@ type CacheStats struct {
 	Skipped uint64
 	// Reloads counts script (re)loads after NOSCRIPT.
 	Reloads uint64
+	// Garbage counts cached values that were not JSON when an event read
+	// them as its before image: the event went out without one (each key
+	// is logged once, see garbageLog).
+	Garbage uint64
 }
 
 // Cache keeps Discord state in Redis through the cache scripts. It
@@ -104,6 +110,9 @@ type Cache struct {
 	events  atomic.Uint64
 	skipped atomic.Uint64
 	reloads atomic.Uint64
+	garbage atomic.Uint64
+	badKeys onceLog // cached values that are not JSON
+	refusal onceLog // scripts Redis refused, by event type and error
 }
 
 type botCache struct {
@@ -117,8 +126,8 @@ func NewCache(client rueidis.Client, cfg CacheConfig) (*Cache, error) {
 	if client == nil {
 		return nil, fmt.Errorf("new cache: no redis client")
 	}
-	if err := checkCacheNamespace(cfg.Namespace); err != nil {
-		return nil, fmt.Errorf("new cache: namespace %w", err)
+	if err := CheckCacheNamespace(cfg.Namespace); err != nil {
+		return nil, fmt.Errorf("new cache: %w", InField("namespace", err))
 	}
 	c := &Cache{
 		client: client,
@@ -130,13 +139,10 @@ func NewCache(client rueidis.Client, cfg CacheConfig) (*Cache, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	for name, bc := range cfg.Bots {
-		ent, err := parseCacheEntities(bc.Entities)
-		if err != nil {
+		if err := bc.Validate(); err != nil {
 			return nil, fmt.Errorf("new cache: bot %q: %w", name, err)
 		}
-		if err := checkCacheNamespace(bc.Namespace); err != nil {
-			return nil, fmt.Errorf("new cache: bot %q: namespace %w", name, err)
-		}
+		ent, _ := parseCacheEntities(bc.Entities) // checked by Validate
 		ns := bc.Namespace
 		if ns == "" {
 			ns = c.def.keys.Namespace()
@@ -146,16 +152,34 @@ func NewCache(client rueidis.Client, cfg CacheConfig) (*Cache, error) {
 	return c, nil
 }
 
-func checkCacheNamespace(ns string) error {
+// Validate checks a bot's cache setting; errors are FieldErrors in the
+// names of feathery.yaml under the bot's cache section.
+func (bc CacheBotConfig) Validate() error {
+	if err := CheckCacheNamespace(bc.Namespace); err != nil {
+		return InField("namespace", err)
+	}
+	for i, n := range bc.Entities {
+		if !slices.Contains(CacheEntities, n) {
+			return fieldErr("entities["+strconv.Itoa(i)+"]", "unknown entity %s (want one of %s)", quoteShort(n), strings.Join(CacheEntities, ", "))
+		}
+	}
+	if bc.Entities != nil && slices.Contains(bc.Entities, "users") && !slices.Contains(bc.Entities, "members") {
+		return fieldErr("entities", "users come from member objects: list members too")
+	}
+	return nil
+}
+
+// CheckCacheNamespace reports whether ns can prefix cache keys.
+func CheckCacheNamespace(ns string) error {
 	if strings.ContainsAny(ns, "{} \t\r\n") {
-		return fmt.Errorf("%q has a brace or whitespace", ns)
+		return fmt.Errorf("%s: no spaces or braces", quoteShort(ns))
 	}
 	return nil
 }
 
 // Stats returns the counters.
 func (c *Cache) Stats() CacheStats {
-	return CacheStats{Events: c.events.Load(), Skipped: c.skipped.Load(), Reloads: c.reloads.Load()}
+	return CacheStats{Events: c.events.Load(), Skipped: c.skipped.Load(), Reloads: c.reloads.Load(), Garbage: c.garbage.Load()}
 }
 
 func (c *Cache) bot(name string) *botCache {
@@ -238,6 +262,9 @@ type cacheOp struct {
 	update luascripts.CacheField
 	// u0, u1 is the range of the event's phase-2 (user slot) replies.
 	u0, u1 int
+	// src is the event's phase-1 single-object operation (for naming the
+	// key of a before image that is not JSON).
+	src luascripts.CacheOp
 }
 
 // Apply updates the cache for evs, one shard's events in order, and fills
@@ -271,6 +298,7 @@ func (c *Cache) Apply(ctx context.Context, evs []*Event, before [][]byte) error 
 		}
 		if pl.kind != 0 {
 			op.g = p1.add(op.guild, pl)
+			op.src = pl.op
 		}
 	}
 	res1, err := c.do(ctx, p1)
@@ -283,6 +311,7 @@ func (c *Cache) Apply(ctx context.Context, evs []*Event, before [][]byte) error 
 	}
 	p2 := newCachePipe(c.client)
 	var urefs []int
+	var done rueidis.Commands // phase 3: SREMs of pending user leaves
 	for i := range ops {
 		op := &ops[i]
 		op.u0 = len(urefs)
@@ -306,13 +335,16 @@ func (c *Cache) Apply(ctx context.Context, evs []*Event, before [][]byte) error 
 		if op.update.ID != "" && op.kind == kUserUpdate {
 			user(op.update.ID, luascripts.CacheUserUpdate, "", op.update.JSON)
 		}
-		if op.g >= 0 && (op.kind == kGuildCreate || op.kind == kGuildDelete) {
+		if op.g >= 0 && (op.kind == kGuildCreate || op.kind == kGuildUpdate || op.kind == kGuildDelete) {
 			_, _, ids, err := luascripts.ParseCacheGuild(p1.result(op.g))
 			if err != nil {
 				return fmt.Errorf("apply cache: read %s reply (seq %d): %w", evs[i].Type, evs[i].Seq, err)
 			}
 			for _, uid := range ids {
 				user(uid, luascripts.CacheUserLeave, op.guild, "")
+			}
+			if len(ids) > 0 {
+				done = append(done, luascripts.CachePendingLeavesDone(c.client.B(), cacheGuildKeys(keys, op.guild), ids))
 			}
 		}
 		op.u1 = len(urefs)
@@ -324,6 +356,16 @@ func (c *Cache) Apply(ctx context.Context, evs []*Event, before [][]byte) error 
 	p2.read(res2)
 	if err := c.unavailable(p2); err != nil {
 		return err
+	}
+	// Phase 3: the user leaves the guild scripts recorded are applied; drop
+	// their records. Until then a retried batch (or the guild's next
+	// GUILD_CREATE, UPDATE or DELETE) applies them again.
+	if len(done) > 0 {
+		for _, r := range c.client.DoMulti(ctx, done...) {
+			if err := r.Error(); err != nil {
+				return fmt.Errorf("apply cache: clear pending user leaves: %w", err)
+			}
+		}
 	}
 	for i := range ops {
 		op := &ops[i]
@@ -340,7 +382,7 @@ func (c *Cache) Apply(ctx context.Context, evs []*Event, before [][]byte) error 
 		if op.u1 > op.u0 {
 			ur = urefs[op.u0]
 		}
-		v, err := op.beforeImage(p1, p2, ur)
+		v, err := c.beforeImage(op, evs[i], p1, p2, ur)
 		if err != nil {
 			return fmt.Errorf("apply cache: read %s reply (seq %d): %w", evs[i].Type, evs[i].Seq, err)
 		}
@@ -367,37 +409,48 @@ func (c *Cache) unavailable(p *cachePipe) error {
 	return nil
 }
 
-func (op *cacheOp) beforeImage(p1, p2 *cachePipe, user int) ([]byte, error) {
+// beforeImage makes op's before image from the replies. A cached value
+// that is not JSON (written by something else than feathery) is never
+// handed on: it is counted, logged once per key, and the image left out.
+func (c *Cache) beforeImage(op *cacheOp, ev *Event, p1, p2 *cachePipe, user int) ([]byte, error) {
 	switch op.before {
 	case bGuild:
 		s, ok, _, err := luascripts.ParseCacheGuild(p1.result(op.g))
 		if !ok || err != nil {
 			return nil, err
 		}
+		if !c.isJSON(s, ev, op.bc.keys.CacheGuild(op.guild), "") {
+			return nil, nil
+		}
 		return []byte(s), nil
-	case bString:
+	case bString, bPresence:
 		s, ok, err := p1.before(op.g)
 		if !ok || err != nil {
 			return nil, err
 		}
-		return []byte(s), nil
-	case bPresence:
-		s, ok, err := p1.before(op.g)
-		if !ok || err != nil {
-			return nil, err
+		key, field := op.src.Target()
+		if !c.isJSON(s, ev, key, field) {
+			return nil, nil
 		}
-		return withFirst("user", []byte(`{"id":"`+op.update.ID+`"}`), []byte(s)), nil
+		if op.before == bPresence {
+			return withFirst("user", []byte(`{"id":"`+op.update.ID+`"}`), []byte(s)), nil
+		}
+		return []byte(s), nil
 	case bMember:
 		m, ok, err := p1.before(op.g)
 		if !ok || err != nil {
 			return nil, err
+		}
+		key, uid := op.src.Target()
+		if !c.isJSON(m, ev, key, uid) {
+			return nil, nil
 		}
 		if user >= 0 {
 			u, uok, err := p2.before(user)
 			if err != nil {
 				return nil, err
 			}
-			if uok {
+			if uok && c.isJSON(u, ev, op.bc.keys.CacheUser(uid), "") {
 				return withFirst("user", []byte(u), []byte(m)), nil
 			}
 		}
@@ -410,9 +463,23 @@ func (op *cacheOp) beforeImage(p1, p2 *cachePipe, user int) ([]byte, error) {
 		if !ok || err != nil {
 			return nil, err
 		}
+		if !c.isJSON(u, ev, op.bc.keys.CacheUser(op.update.ID), "") {
+			return nil, nil
+		}
 		return []byte(u), nil
 	}
 	return nil, nil
+}
+
+// isJSON reports whether v, read from key (field), is valid JSON; if not it
+// counts and logs it.
+func (c *Cache) isJSON(v string, ev *Event, key, field string) bool {
+	if sonic.ValidString(v) {
+		return true
+	}
+	c.garbage.Add(1)
+	c.badKeys.garbage(c.log, key, field, ev)
+	return false
 }
 
 // do sends p's commands in one pipeline. When the server lost the scripts
@@ -495,7 +562,8 @@ func (c *Cache) failed(err error, ev *Event) bool {
 		return false
 	}
 	c.skipped.Add(1)
-	c.log.Warn("cache: redis refused the event's script", "bot", ev.Bot, "shard", ev.Shard, "seq", ev.Seq, "type", ev.Type, "err", err)
+	c.refusal.warn(c.log, ev.Type+" "+err.Error(), "cache: redis refused the event's script (logged once per event type and error)",
+		"bot", ev.Bot, "shard", ev.Shard, "seq", ev.Seq, "type", ev.Type, "err", err)
 	return true
 }
 

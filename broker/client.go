@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -19,8 +20,8 @@ import (
 // RedisConfig says which Redis to use: exactly one of URL, ClusterAddrs or
 // Embedded. The yaml tags are the names cmd/ uses in feathery.yaml.
 type RedisConfig struct {
-	// URL of a standalone Redis: redis://[user[:password]@]host[:port][/db]
-	// or rediss://... for TLS.
+	// URL of a standalone Redis: redis://[user[:password]@]host[:port][/db],
+	// rediss://... for TLS, or unix://[user:password@]/path/to/redis.sock[?db=N].
 	URL string `yaml:"url"`
 	// ClusterAddrs are seed addresses (host:port) of a Redis Cluster.
 	ClusterAddrs []string `yaml:"cluster"`
@@ -63,23 +64,61 @@ type Client struct {
 // NewClient validates cfg and connects. Errors name the field at fault
 // ("redis.url", ...) and never contain the password.
 func NewClient(cfg RedisConfig) (*Client, error) {
-	opt, mini, desc, err := clientOption(cfg)
+	opt, desc, err := cfg.options()
 	if err != nil {
-		return nil, err
+		return nil, InField("redis", err)
+	}
+	var mini *miniredis.Miniredis
+	if cfg.Embedded {
+		if mini, err = startEmbedded(&opt, cfg.EmbeddedAddr); err != nil {
+			return nil, InField("redis.embedded_addr", err)
+		}
+		desc = "embedded " + mini.Addr()
 	}
 	rc, err := rueidis.NewClient(opt)
 	if err != nil {
 		if mini != nil {
 			mini.Close()
 		}
-		return nil, fmt.Errorf("connect to redis %s: %w", desc, redact(err, cfg.Password, opt.Password))
+		return nil, fmt.Errorf("connect to redis %s: %w", desc, explainConnect(redact(err, cfg.Password, opt.Password), opt.TLSConfig != nil))
 	}
 	return &Client{rc: rc, mini: mini, caching: !opt.DisableCache, desc: desc}, nil
 }
 
-// clientOption turns cfg into rueidis options; for Embedded it also starts
-// the server.
-func clientOption(cfg RedisConfig) (rueidis.ClientOption, *miniredis.Miniredis, string, error) {
+// errNotRedis says the server did not answer in Redis' protocol.
+var errNotRedis = errors.New("not a Redis server")
+
+// explainConnect turns rueidis' protocol errors into what they mean.
+func explainConnect(err error, useTLS bool) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "received unknown message type"):
+		if useTLS {
+			return fmt.Errorf("%w: its reply is not in Redis' protocol", errNotRedis)
+		}
+		return fmt.Errorf("%w: its reply is not in Redis' protocol (a Redis that wants TLS needs rediss:// or redis.tls)", errNotRedis)
+	case useTLS && strings.Contains(msg, "first record does not look like a TLS handshake"):
+		return fmt.Errorf("the server does not speak TLS (use redis:// without tls): %w", err)
+	}
+	return err
+}
+
+// Upper bounds of RedisConfig.
+const (
+	maxDialTimeout = time.Minute
+	maxDB          = 1 << 16
+)
+
+// Validate checks cfg without connecting (it reads TLSCAFile); NewClient
+// runs it first. Errors are FieldErrors in the field names of feathery.yaml
+// under redis, without the password.
+func (cfg RedisConfig) Validate() error {
+	_, _, err := cfg.options()
+	return err
+}
+
+// options turns cfg into rueidis options and a description of the server.
+func (cfg RedisConfig) options() (rueidis.ClientOption, string, error) {
 	var opt rueidis.ClientOption
 	set := 0
 	if cfg.URL != "" {
@@ -92,13 +131,13 @@ func clientOption(cfg RedisConfig) (rueidis.ClientOption, *miniredis.Miniredis, 
 		set++
 	}
 	if set != 1 {
-		return opt, nil, "", errors.New("redis: set exactly one of url, cluster or embedded")
+		return opt, "", fieldErr("", "set exactly one of url, cluster and embedded")
 	}
-	if cfg.DB < 0 {
-		return opt, nil, "", fmt.Errorf("redis.db: %d is negative", cfg.DB)
+	if cfg.DB < 0 || cfg.DB > maxDB {
+		return opt, "", fieldErr("db", "%d is not a database number (0-%d)", cfg.DB, maxDB)
 	}
-	if cfg.DialTimeout < 0 {
-		return opt, nil, "", fmt.Errorf("redis.dial_timeout: %s is negative", cfg.DialTimeout)
+	if cfg.DialTimeout < 0 || cfg.DialTimeout > maxDialTimeout {
+		return opt, "", fieldErr("dial_timeout", "%s is not between 0 and %s", cfg.DialTimeout, maxDialTimeout)
 	}
 	opt.Dialer = net.Dialer{Timeout: cfg.DialTimeout}
 	if opt.Dialer.Timeout == 0 {
@@ -106,61 +145,102 @@ func clientOption(cfg RedisConfig) (rueidis.ClientOption, *miniredis.Miniredis, 
 	}
 	opt.DisableCache = cfg.DisableClientCache
 	useTLS := cfg.TLS
+	unix := false
 	var desc string
 	switch {
 	case cfg.URL != "":
 		u, err := url.Parse(cfg.URL)
 		if err != nil {
+			// Never echo the URL: it may hold a password.
 			var ue *url.Error
 			if errors.As(err, &ue) {
 				err = ue.Err
 			}
-			return opt, nil, "", fmt.Errorf("redis.url: %w", redact(err, cfg.Password, passwordOf(cfg.URL)))
+			return opt, "", InField("url", fmt.Errorf("not a valid URL: %w", redact(err, cfg.Password, passwordOf(cfg.URL))))
 		}
-		switch u.Scheme {
-		case "redis":
-		case "rediss":
-			useTLS = true
-		default:
-			return opt, nil, "", fmt.Errorf("redis.url: scheme %q is not redis:// or rediss://", u.Scheme)
-		}
-		if u.Host == "" {
-			return opt, nil, "", errors.New("redis.url: no host")
-		}
-		host, port := u.Hostname(), u.Port()
-		if port == "" {
-			port = "6379"
-		}
-		if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
-			return opt, nil, "", fmt.Errorf("redis.url: port %q is not a port number", port)
-		}
-		opt.InitAddress = []string{net.JoinHostPort(host, port)}
 		if u.User != nil {
 			opt.Username = u.User.Username()
 			opt.Password, _ = u.User.Password()
 		}
-		if p := strings.Trim(u.Path, "/"); p != "" {
-			db, err := strconv.Atoi(p)
-			if err != nil || db < 0 {
-				return opt, nil, "", fmt.Errorf("redis.url: database %q is not a non-negative number", p)
+		switch u.Scheme {
+		case "redis", "rediss":
+			useTLS = useTLS || u.Scheme == "rediss"
+			if u.Hostname() == "" {
+				return opt, "", fieldErr("url", "missing host (want redis://host:port/db)")
 			}
-			opt.SelectDB = db
+			port := u.Port()
+			if port == "" {
+				port = "6379"
+			}
+			if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
+				return opt, "", fieldErr("url", "port %s is not a port number", quoteShort(port))
+			}
+			if !strings.HasPrefix(u.Host, "[") && strings.Count(u.Host, ":") > 1 {
+				return opt, "", fieldErr("url", "host and port: %s is not host:port (write an IPv6 address in brackets)", quoteShort(u.Host))
+			}
+			opt.InitAddress = []string{net.JoinHostPort(u.Hostname(), port)}
+			if p := strings.Trim(u.Path, "/"); p != "" {
+				db, err := strconv.Atoi(p)
+				if err != nil || db < 0 || db > maxDB {
+					return opt, "", fieldErr("url", "database %s in the path is not a number (0-%d)", quoteShort(p), maxDB)
+				}
+				opt.SelectDB = db
+			}
+			if u.RawQuery != "" {
+				return opt, "", fieldErr("url", "query parameters are not supported (use the redis.* fields)")
+			}
+			desc = opt.InitAddress[0]
+		case "unix":
+			// unix:///path/to/redis.sock, unix://user:pass@/path?db=N
+			unix = true
+			if u.Path == "" || (u.Host != "" && u.Host != "localhost") {
+				return opt, "", fieldErr("url", "missing socket path (want unix:///path/to/redis.sock)")
+			}
+			q, err := url.ParseQuery(u.RawQuery)
+			if err != nil {
+				return opt, "", fieldErr("url", "bad query: %v", err)
+			}
+			for k := range q {
+				if k != "db" {
+					return opt, "", fieldErr("url", "query parameter %s is not supported (only db)", quoteShort(k))
+				}
+			}
+			if d := q.Get("db"); d != "" {
+				db, err := strconv.Atoi(d)
+				if err != nil || db < 0 || db > maxDB {
+					return opt, "", fieldErr("url", "db=%s is not a database number (0-%d)", quoteShort(d), maxDB)
+				}
+				opt.SelectDB = db
+			}
+			opt.InitAddress = []string{u.Path}
+			// One socket, one server: no cluster discovery over a path.
+			opt.ForceSingleClient = true
+			opt.DialCtxFn = func(ctx context.Context, path string, d *net.Dialer, _ *tls.Config) (net.Conn, error) {
+				return d.DialContext(ctx, "unix", path)
+			}
+			desc = "unix " + u.Path
+		default:
+			return opt, "", fieldErr("url", "unsupported scheme %s (want redis://, rediss:// or unix://)", quoteShort(u.Scheme))
 		}
-		if u.RawQuery != "" {
-			return opt, nil, "", errors.New("redis.url: query parameters are not supported (use the redis.* fields)")
-		}
-		desc = opt.InitAddress[0]
 	case len(cfg.ClusterAddrs) > 0:
 		for i, a := range cfg.ClusterAddrs {
-			if _, _, err := net.SplitHostPort(a); err != nil {
-				return opt, nil, "", fmt.Errorf("redis.cluster[%d]: %q is not host:port", i, a)
+			if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+				return opt, "", fieldErr("cluster["+strconv.Itoa(i)+"]", "want host:port, got %s", quoteShort(a))
 			}
 		}
 		if cfg.DB != 0 {
-			return opt, nil, "", errors.New("redis.db: Redis Cluster has only database 0")
+			return opt, "", fieldErr("db", "Redis Cluster has only database 0")
 		}
 		opt.InitAddress = append([]string(nil), cfg.ClusterAddrs...)
 		desc = "cluster " + strings.Join(cfg.ClusterAddrs, ",")
+	}
+	if cfg.EmbeddedAddr != "" {
+		if !cfg.Embedded {
+			return opt, "", fieldErr("embedded_addr", "only applies to the embedded Redis")
+		}
+		if _, _, err := net.SplitHostPort(cfg.EmbeddedAddr); err != nil {
+			return opt, "", fieldErr("embedded_addr", "want host:port (e.g. 127.0.0.1:6379), got %s", quoteShort(cfg.EmbeddedAddr))
+		}
 	}
 	if cfg.Username != "" {
 		opt.Username = cfg.Username
@@ -171,41 +251,53 @@ func clientOption(cfg RedisConfig) (rueidis.ClientOption, *miniredis.Miniredis, 
 	if cfg.DB != 0 {
 		opt.SelectDB = cfg.DB
 	}
-	if useTLS {
-		opt.TLSConfig = &tls.Config{
-			MinVersion:         tls.VersionTLS12,
-			ServerName:         cfg.TLSServerName,
-			InsecureSkipVerify: cfg.TLSInsecureSkipVerify, //nolint:gosec // opt-in, documented as tests only
+	if !useTLS {
+		switch {
+		case cfg.TLSCAFile != "":
+			return opt, "", fieldErr("tls_ca_file", "set, but TLS is off (set tls: true or use rediss://)")
+		case cfg.TLSServerName != "":
+			return opt, "", fieldErr("tls_server_name", "set, but TLS is off (set tls: true or use rediss://)")
+		case cfg.TLSInsecureSkipVerify:
+			return opt, "", fieldErr("tls_insecure_skip_verify", "set, but TLS is off (set tls: true or use rediss://)")
 		}
-		if opt.TLSConfig.ServerName == "" && len(opt.InitAddress) == 1 {
-			opt.TLSConfig.ServerName, _, _ = net.SplitHostPort(opt.InitAddress[0])
-		}
-		if cfg.TLSCAFile != "" {
-			pem, err := os.ReadFile(cfg.TLSCAFile)
-			if err != nil {
-				return opt, nil, "", fmt.Errorf("redis.tls_ca_file: %w", err)
+		return opt, desc, nil
+	}
+	if cfg.Embedded {
+		return opt, "", fieldErr("tls", "not supported with the embedded Redis")
+	}
+	if unix {
+		return opt, "", fieldErr("tls", "not supported over a unix socket")
+	}
+	opt.TLSConfig = &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         cfg.TLSServerName,
+		InsecureSkipVerify: cfg.TLSInsecureSkipVerify, //nolint:gosec // opt-in, documented as tests only
+	}
+	if opt.TLSConfig.ServerName == "" && len(opt.InitAddress) == 1 {
+		opt.TLSConfig.ServerName, _, _ = net.SplitHostPort(opt.InitAddress[0])
+	}
+	if cfg.TLSCAFile != "" {
+		pem, err := os.ReadFile(cfg.TLSCAFile)
+		if err != nil {
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
 			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return opt, nil, "", fmt.Errorf("redis.tls_ca_file: %s holds no PEM certificate", cfg.TLSCAFile)
-			}
-			opt.TLSConfig.RootCAs = pool
+			return opt, "", fieldErr("tls_ca_file", "read %s: %w", cfg.TLSCAFile, err)
 		}
-	} else if cfg.TLSCAFile != "" || cfg.TLSServerName != "" || cfg.TLSInsecureSkipVerify {
-		return opt, nil, "", errors.New("redis.tls: TLS options set but TLS is off (set tls: true or use rediss://)")
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return opt, "", fieldErr("tls_ca_file", "%s holds no PEM certificate", cfg.TLSCAFile)
+		}
+		opt.TLSConfig.RootCAs = pool
 	}
-	if !cfg.Embedded {
-		return opt, nil, desc, nil
-	}
-	if useTLS {
-		return opt, nil, "", errors.New("redis.tls: not supported with embedded")
-	}
-	addr := cfg.EmbeddedAddr
+	return opt, desc, nil
+}
+
+// startEmbedded starts the embedded Redis on addr and points opt at it.
+func startEmbedded(opt *rueidis.ClientOption, addr string) (*miniredis.Miniredis, error) {
 	if addr == "" {
 		addr = "127.0.0.1:0"
-	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return opt, nil, "", fmt.Errorf("redis.embedded_addr: %q is not host:port", addr)
 	}
 	m := miniredis.NewMiniRedis()
 	if opt.Password != "" {
@@ -216,14 +308,14 @@ func clientOption(cfg RedisConfig) (rueidis.ClientOption, *miniredis.Miniredis, 
 		}
 	}
 	if err := m.StartAddr(addr); err != nil {
-		return opt, nil, "", fmt.Errorf("redis.embedded_addr: start embedded redis on %s: %w", addr, err)
+		return nil, fmt.Errorf("start embedded redis on %s: %w", addr, err)
 	}
 	opt.InitAddress = []string{m.Addr()}
 	// miniredis has no CLIENT TRACKING and answers CLUSTER SLOTS as a
 	// one-node cluster: run it as a plain single server without caching.
 	opt.DisableCache = true
 	opt.ForceSingleClient = true
-	return opt, m, "embedded " + m.Addr(), nil
+	return m, nil
 }
 
 // passwordOf digs the password out of a URL that did not parse, so it can

@@ -4,6 +4,10 @@ import (
 	"bufio"
 	"context"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -51,9 +55,9 @@ func TestNewClient_ConfigErrors(t *testing.T) {
 		cfg  broker.RedisConfig
 		want string
 	}{
-		{broker.RedisConfig{}, "exactly one of url, cluster or embedded"},
+		{broker.RedisConfig{}, "exactly one of url, cluster and embedded"},
 		{broker.RedisConfig{URL: "redis://x", Embedded: true}, "exactly one"},
-		{broker.RedisConfig{URL: "http://u:" + pw + "@host"}, "redis.url: scheme"},
+		{broker.RedisConfig{URL: "http://u:" + pw + "@host"}, "redis.url: unsupported scheme"},
 		{broker.RedisConfig{URL: "redis://u:" + pw + "@host:notaport"}, "redis.url"},
 		{broker.RedisConfig{URL: "redis://:" + pw + "@ho st:1"}, "redis.url"},
 		{broker.RedisConfig{URL: "redis://u:" + pw + "@host:6379/abc"}, "redis.url: database"},
@@ -64,6 +68,13 @@ func TestNewClient_ConfigErrors(t *testing.T) {
 		{broker.RedisConfig{Embedded: true, EmbeddedAddr: "nope"}, "redis.embedded_addr"},
 		{broker.RedisConfig{Embedded: true, TLS: true}, "redis.tls"},
 		{broker.RedisConfig{URL: "redis://h", DB: -1}, "redis.db"},
+		{broker.RedisConfig{URL: "redis://h", DialTimeout: time.Hour}, "redis.dial_timeout"},
+		{broker.RedisConfig{URL: "redis://h", TLSCAFile: "/nonexistent/ca.pem"}, "redis.tls_ca_file: set, but TLS is off"},
+		{broker.RedisConfig{URL: "rediss://h", TLSCAFile: "/nonexistent/ca.pem"}, "redis.tls_ca_file: read /nonexistent/ca.pem: no such file"},
+		{broker.RedisConfig{URL: "unix://"}, "redis.url: missing socket path"},
+		{broker.RedisConfig{URL: "unix:///tmp/r.sock?x=1"}, "redis.url: query parameter"},
+		{broker.RedisConfig{URL: "unix:///tmp/r.sock", TLS: true}, "redis.tls: not supported over a unix socket"},
+		{broker.RedisConfig{URL: "redis://h", EmbeddedAddr: "127.0.0.1:1"}, "redis.embedded_addr: only applies"},
 	}
 	for _, tc := range cases {
 		_, err := broker.NewClient(tc.cfg)
@@ -134,5 +145,61 @@ func TestNewClient_Embedded(t *testing.T) {
 	defer cancel()
 	if err := c2.Redis().Do(ctx, c2.Redis().B().Ping().Build()).Error(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// redis.url unix:///path connects over the socket, with AUTH and ?db=N.
+func TestNewClient_UnixSocket(t *testing.T) {
+	dir, err := os.MkdirTemp("", "fr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "redis.sock")
+	const pw = "unix-secret"
+	srv := redistest.Start(t, redistest.Options{Password: pw, Args: []string{"--unixsocket", sock, "--unixsocketperm", "700"}})
+	c, err := broker.NewClient(broker.RedisConfig{URL: "unix://:" + pw + "@" + sock + "?db=3"})
+	if err != nil {
+		t.Fatalf("connect over %s: %v", sock, err)
+	}
+	defer c.Close()
+	if s := c.String(); s != "unix "+sock {
+		t.Errorf("String() = %q", s)
+	}
+	rc := c.Redis()
+	if err := rc.Do(t.Context(), rc.B().Set().Key("k").Value("v").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	info, err := rc.Do(t.Context(), rc.B().ClientInfo().Build()).ToString()
+	if err != nil || !strings.Contains(info, "db=3") || !strings.Contains(info, "addr=/") && !strings.Contains(info, "laddr="+sock) {
+		t.Errorf("CLIENT INFO %q (%v): want a unix socket connection on db 3", info, err)
+	}
+	tcp := srv.Client(t)
+	if err := tcp.Do(t.Context(), tcp.B().Select().Index(3).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := tcp.Do(t.Context(), tcp.B().Dbsize().Build()).AsInt64()
+	if err != nil || n != 1 {
+		t.Errorf("db 3 holds %d keys (%v), want the 1 written over the socket", n, err)
+	}
+	if _, err := broker.NewClient(broker.RedisConfig{URL: "unix://" + sock, Password: "wrong-" + pw}); err == nil || strings.Contains(err.Error(), pw) {
+		t.Errorf("wrong password: %v", err)
+	}
+}
+
+// A server on the Redis port that does not speak Redis (here HTTP) is
+// named as such.
+func TestNewClient_NotRedis(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "nope", http.StatusBadRequest)
+	}))
+	t.Cleanup(srv.Close)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	_, err := broker.NewClient(broker.RedisConfig{URL: "redis://" + addr, DialTimeout: 5 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "not a Redis server") || strings.Contains(err.Error(), "unknown message type") {
+		t.Fatalf("HTTP server on the Redis port: %v, want an error saying it is not a Redis server", err)
+	}
+	if !strings.Contains(err.Error(), addr) {
+		t.Errorf("error %q does not name %s", err, addr)
 	}
 }

@@ -1,9 +1,12 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"path"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -58,6 +61,8 @@ type PublisherConfig struct {
 	Cache CacheWriter `yaml:"-"`
 	// Logger; nil discards.
 	Logger *slog.Logger `yaml:"-"`
+	// Observer, when set, is told about every published batch (metrics).
+	Observer PublishObserver `yaml:"-"`
 }
 
 // BotConfig is the publishing configuration of one bot.
@@ -81,7 +86,7 @@ type StreamConfig struct {
 	// (Keys.Stream).
 	Stream string `yaml:"stream"`
 	// MaxLen trims with MAXLEN ~ MaxLen; 0 = no length bound.
-	MaxLen int64 `yaml:"max_len"`
+	MaxLen int64 `yaml:"maxlen"`
 	// MaxAge trims with MINID ~ (now - MaxAge); 0 = no age bound. Only one
 	// of MaxLen and MaxAge may be set.
 	MaxAge time.Duration `yaml:"max_age"`
@@ -131,77 +136,189 @@ const (
 	FilterPrefix    = "prefix"
 )
 
+// FieldError is a configuration problem: Field is the path of the field
+// at fault, in the names of feathery.yaml ("bots[0].routes[1].stream").
+// The constructors (NewClient, NewPublisher, NewCache) return it, and cmd/
+// runs the same Validate methods when it checks a config file, so a file
+// that passes the check is one they accept.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// fieldErr returns a FieldError for field.
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// InField prefixes err's field with prefix (a FieldError), or makes err
+// the error of field prefix (another error).
+func InField(prefix string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		f := fe.Field
+		if f != "" && f[0] != '[' && prefix != "" {
+			f = "." + f
+		}
+		return &FieldError{Field: prefix + f, Err: fe.Err}
+	}
+	return &FieldError{Field: prefix, Err: err}
+}
+
+// Upper bounds of the publisher's sizes: a queue or batch larger than
+// these buys nothing and a typo could exhaust memory.
+const (
+	MaxQueueSize        = 1 << 16
+	MaxQueueBytes       = 1 << 30
+	MaxBatch            = 1 << 14
+	MaxBatchBytes       = 64 << 20
+	MaxControlQueueSize = 1 << 16
+	MaxControlMaxLen    = 1_000_000_000
+	MaxStreamMaxLen     = 1_000_000_000_000
+	maxRetry            = time.Minute
+)
+
 // Validate checks c and names the first bad field ("bots[0].routes[1].events[0]: ...").
 func (c *PublisherConfig) Validate() error {
 	if c.Prefix != "" {
 		if err := CheckName(c.Prefix); err != nil {
-			return fmt.Errorf("prefix: %w", err)
+			return InField("prefix", err)
 		}
 	}
-	for name, v := range map[string]int{"queue_size": c.QueueSize, "queue_bytes": c.QueueBytes, "max_batch": c.MaxBatch, "max_batch_bytes": c.MaxBatchBytes, "control_queue_size": c.ControlQueueSize} {
-		if v < 0 {
-			return fmt.Errorf("%s: %d is negative", name, v)
+	for _, l := range []struct {
+		name   string
+		v, max int64
+	}{
+		{"queue_size", int64(c.QueueSize), MaxQueueSize},
+		{"queue_bytes", int64(c.QueueBytes), MaxQueueBytes},
+		{"max_batch", int64(c.MaxBatch), MaxBatch},
+		{"max_batch_bytes", int64(c.MaxBatchBytes), MaxBatchBytes},
+		{"control_queue_size", int64(c.ControlQueueSize), MaxControlQueueSize},
+		{"control_max_len", c.ControlMaxLen, MaxControlMaxLen},
+	} {
+		if err := checkSize(l.v, l.max); err != nil {
+			return InField(l.name, err)
 		}
 	}
-	if c.ControlMaxLen < 0 {
-		return fmt.Errorf("control_max_len: %d is negative", c.ControlMaxLen)
-	}
-	for name, d := range map[string]time.Duration{"max_delay": c.MaxDelay, "retry_min": c.RetryMin, "retry_max": c.RetryMax, "prefix_ttl": c.PrefixTTL} {
-		if d < 0 {
-			return fmt.Errorf("%s: %s is negative", name, d)
+	for _, d := range []struct {
+		name   string
+		v, max time.Duration
+	}{
+		{"max_delay", c.MaxDelay, time.Hour},
+		{"retry_min", c.RetryMin, maxRetry},
+		{"retry_max", c.RetryMax, maxRetry},
+		{"prefix_ttl", c.PrefixTTL, time.Second},
+	} {
+		if d.v < 0 {
+			return fieldErr(d.name, "%s is negative", d.v)
+		}
+		if d.v > d.max {
+			return fieldErr(d.name, "%s is above %s", d.v, d.max)
 		}
 	}
-	if c.PrefixTTL > time.Second {
-		return fmt.Errorf("prefix_ttl: %s is above 1s (prefix changes must apply within a second)", c.PrefixTTL)
-	}
-	seen := map[string]bool{}
+	seen := map[string]int{}
 	for i := range c.Bots {
 		b := &c.Bots[i]
-		if err := CheckName(b.Name); err != nil {
-			return fmt.Errorf("bots[%d].name: %w", i, err)
+		p := "bots[" + strconv.Itoa(i) + "]"
+		if err := CheckBotName(b.Name); err != nil {
+			return InField(p+".name", err)
 		}
-		if seen[b.Name] {
-			return fmt.Errorf("bots[%d].name: %q listed twice", i, b.Name)
+		if j, dup := seen[b.Name]; dup {
+			return fieldErr(p+".name", "%q is already the name of bots[%d]", b.Name, j)
 		}
-		seen[b.Name] = true
+		seen[b.Name] = i
 		if err := b.validate(); err != nil {
-			return fmt.Errorf("bots[%d].%w", i, err)
+			return InField(p, err)
 		}
 	}
 	return nil
 }
 
+// checkSize checks a size against 0..max.
+func checkSize(v, max int64) error {
+	if v < 0 {
+		return fmt.Errorf("%d is negative", v)
+	}
+	if v > max {
+		return fmt.Errorf("%d is above the maximum, %d", v, max)
+	}
+	return nil
+}
+
+var botNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// CheckBotName reports whether s can name a bot: 1-64 letters, digits, _
+// or - (it is part of keys and of metric labels).
+func CheckBotName(s string) error {
+	if s == "" {
+		return errors.New("missing")
+	}
+	if !botNameRE.MatchString(s) {
+		return fmt.Errorf("%s: use 1-64 letters, digits, _ or -", quoteShort(s))
+	}
+	return nil
+}
+
+// quoteShort quotes s for an error, unless it is long enough to be a
+// secret pasted into the wrong field.
+func quoteShort(s string) string {
+	if len(s) > 40 {
+		return fmt.Sprintf("(a %d-character value)", len(s))
+	}
+	return strconv.Quote(s)
+}
+
 func (b *BotConfig) validate() error {
 	if err := b.Default.validate(true); err != nil {
-		return fmt.Errorf("default_stream.%w", err)
+		return InField("default_stream", err)
 	}
+	def := b.Default.Stream
+	if def == "" {
+		def = DefaultStream
+	}
+	streams := map[string]int{}
 	for i := range b.Routes {
 		r := &b.Routes[i]
+		p := "routes[" + strconv.Itoa(i) + "]"
 		if len(r.Events) == 0 {
-			return fmt.Errorf("routes[%d].events: is empty", i)
+			return fieldErr(p+".events", "is empty")
 		}
 		if err := checkGlobs(r.Events); err != nil {
-			return fmt.Errorf("routes[%d].events%w", i, err)
+			return InField(p+".events", err)
 		}
 		if err := r.StreamConfig.validate(false); err != nil {
-			return fmt.Errorf("routes[%d].%w", i, err)
+			return InField(p, err)
 		}
+		if r.Stream == def {
+			return fieldErr(p+".stream", "%q is the default stream; events no route takes go there anyway", r.Stream)
+		}
+		if j, dup := streams[r.Stream]; dup {
+			return fieldErr(p+".stream", "%q is already the stream of routes[%d]; list more events in that route instead", r.Stream, j)
+		}
+		streams[r.Stream] = i
 	}
 	f := &b.Filters
 	if err := checkGlobs(f.Ignore); err != nil {
-		return fmt.Errorf("filters.ignore%w", err)
+		return InField("filters.ignore", err)
 	}
 	if err := checkGlobs(f.CacheOnly); err != nil {
-		return fmt.Errorf("filters.cache_only%w", err)
+		return InField("filters.cache_only", err)
 	}
 	for i, p := range f.Prefixes {
 		if p == "" {
-			return fmt.Errorf("filters.prefixes[%d]: is empty", i)
+			return fieldErr("filters.prefixes["+strconv.Itoa(i)+"]", "empty prefix")
 		}
 	}
 	for _, r := range f.BotUserID {
 		if r < '0' || r > '9' {
-			return fmt.Errorf("filters.bot_user_id: %q is not a snowflake", f.BotUserID)
+			return fieldErr("filters.bot_user_id", "%q is not a snowflake", f.BotUserID)
 		}
 	}
 	return nil
@@ -209,30 +326,42 @@ func (b *BotConfig) validate() error {
 
 func (s *StreamConfig) validate(isDefault bool) error {
 	if s.Stream != "" || !isDefault {
-		if err := CheckName(s.Stream); err != nil {
-			return fmt.Errorf("stream: %w", err)
-		}
-		for _, r := range reservedStreamPrefixes {
-			if strings.HasPrefix(s.Stream, r) {
-				return fmt.Errorf("stream: %q starts with %q, which names other keys of the bot", s.Stream, r)
-			}
+		if err := CheckStreamName(s.Stream); err != nil {
+			return InField("stream", err)
 		}
 	}
-	if s.MaxLen < 0 {
-		return fmt.Errorf("max_len: %d is negative", s.MaxLen)
+	if err := checkSize(s.MaxLen, MaxStreamMaxLen); err != nil {
+		return InField("maxlen", err)
 	}
 	if s.MaxAge < 0 {
-		return fmt.Errorf("max_age: %s is negative", s.MaxAge)
+		return fieldErr("max_age", "%s is negative", s.MaxAge)
 	}
 	if s.MaxLen > 0 && s.MaxAge > 0 {
-		return fmt.Errorf("max_len: set only one of max_len and max_age")
+		return fieldErr("maxlen", "set maxlen or max_age, not both")
 	}
 	if s.MaxAge > 0 && s.MaxAge < time.Millisecond {
-		return fmt.Errorf("max_age: %s is below 1ms", s.MaxAge)
+		return fieldErr("max_age", "%s is below 1ms", s.MaxAge)
 	}
 	for i, g := range s.Groups {
 		if err := CheckName(g); err != nil {
-			return fmt.Errorf("groups[%d]: %w", i, err)
+			return InField("groups["+strconv.Itoa(i)+"]", err)
+		}
+	}
+	return nil
+}
+
+// CheckStreamName reports whether s can name a stream of a bot: a name
+// (CheckName) that is not one of the bot's other keys.
+func CheckStreamName(s string) error {
+	if s == "" {
+		return errors.New("missing")
+	}
+	if err := CheckName(s); err != nil {
+		return err
+	}
+	for _, r := range reservedStreamPrefixes {
+		if strings.HasPrefix(s, r) {
+			return fmt.Errorf("%q starts with %q, which names other keys of the bot", s, r)
 		}
 	}
 	return nil
@@ -242,13 +371,22 @@ func (s *StreamConfig) validate(isDefault bool) error {
 // (see Keys).
 var reservedStreamPrefixes = []string{"session:", "identify:"}
 
+// eventGlobRE is what an event name or glob may hold: Discord's names are
+// upper case, so a lower-case glob would never match.
+var eventGlobRE = regexp.MustCompile(`^[A-Z0-9_*?\[\]^-]+$`)
+
+// checkGlobs checks event names and globs (path.Match patterns).
 func checkGlobs(globs []string) error {
 	for i, g := range globs {
+		f := "[" + strconv.Itoa(i) + "]"
 		if g == "" {
-			return fmt.Errorf("[%d]: is empty", i)
+			return fieldErr(f, "is empty")
+		}
+		if !eventGlobRE.MatchString(g) {
+			return fieldErr(f, "%s is not an event name or pattern (like MESSAGE_CREATE or GUILD_*)", quoteShort(g))
 		}
 		if _, err := path.Match(g, ""); err != nil {
-			return fmt.Errorf("[%d]: %q is not a valid glob: %w", i, g, err)
+			return fieldErr(f, "bad pattern %s", quoteShort(g))
 		}
 	}
 	return nil

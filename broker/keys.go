@@ -43,6 +43,6 @@ func cacheGuildKeys(k CacheKeys, guild string) luascripts.CacheGuildKeys {
 		Threads: k.CacheThreads(guild), Roles: k.CacheRoles(guild),
 		Emojis: k.CacheEmojis(guild), Stickers: k.CacheStickers(guild),
 		Members: k.CacheMembers(guild), VoiceStates: k.CacheVoiceStates(guild),
-		Presences: k.CachePresences(guild),
+		Presences: k.CachePresences(guild), PendingLeaves: k.CachePendingLeaves(guild),
 	}
 }

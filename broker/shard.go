@@ -380,6 +380,7 @@ type scratch struct {
 	guilds   []uint64
 	resolved bool
 	expect   luascripts.Expectation // of the last attempt
+	rtt      time.Duration          // the publish script's round trip (Observer)
 }
 
 // publishRun handles one run of items of one session, retrying until it
@@ -387,6 +388,7 @@ type scratch struct {
 func (sq *shardQueue) publishRun(ctx context.Context, run []*item) bool {
 	p := sq.b.p
 	sc := &sq.sc
+	began := time.Now()
 	sq.decide(run)
 	allDup := true
 	for _, d := range sc.dec {
@@ -464,6 +466,9 @@ func (sq *shardQueue) publishRun(ctx context.Context, run []*item) bool {
 		if inc := sq.incident.Load(); inc != nil && (sq.ck.session != inc.Session || sq.ck.seq >= inc.Published) {
 			sq.repaired(inc)
 		}
+	}
+	if !allDup && p.cfg.Observer != nil {
+		sq.observe(run, began)
 	}
 	n := len(run)
 	var size int64
@@ -583,7 +588,10 @@ func (sq *shardQueue) attempt(ctx context.Context, run []*item) (luascripts.Publ
 	}
 	sc.expect = sq.expectation(run)
 	sq.build(run, time.Now(), sc.expect)
-	return luascripts.Publish(ctx, p.c, &sc.args)
+	t0 := time.Now()
+	res, err := luascripts.Publish(ctx, p.c, &sc.args)
+	sc.rtt = time.Since(t0)
+	return res, err
 }
 
 // expectation is what the checkpoint should hold before run: what this

@@ -10,6 +10,9 @@ type PublisherStats struct {
 	ControlPublished uint64 `json:"control_published"`
 	ControlDropped   uint64 `json:"control_dropped"` // dropped oldest-first while the queue was full
 	ControlErrors    uint64 `json:"control_errors"`
+	// EventTypes counts each bot's events by name (Publish calls): the
+	// names Discord sends and at most 64 others, then OtherEventType.
+	EventTypes map[string]map[string]uint64 `json:"event_types"`
 }
 
 // ShardStats are the counters of one (bot, shard).
@@ -43,7 +46,9 @@ type ShardStats struct {
 // Stats returns the current counters, shards sorted by bot and shard id.
 func (p *Publisher) Stats() PublisherStats {
 	var st PublisherStats
+	st.EventTypes = map[string]map[string]uint64{}
 	for _, b := range *p.bots.Load() {
+		st.EventTypes[b.name] = b.eventTypes()
 		for _, sq := range b.all() {
 			s := ShardStats{
 				Bot: b.name, Shard: sq.shard,

@@ -51,6 +51,10 @@ type ManagerConfig struct {
 	// OnControl is called, from the shard's goroutine, on state changes,
 	// identifies, resumes, lost sessions and fatal errors. It must not block.
 	OnControl func(ControlEvent)
+	// OnConnectionEnd is called, from the shard's goroutine, each time a
+	// connection ends, with its close code or INVALID_SESSION (metrics).
+	// It must not block.
+	OnConnectionEnd func(ConnectionEnd)
 	// Dial opens a gateway websocket (tests); nil = gobwas/ws with a 15 s
 	// timeout. The returned reader, if not nil, holds bytes that arrived with
 	// the handshake and reads on from the connection.
@@ -111,21 +115,11 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	}
 	names := map[string]bool{}
 	for i, b := range cfg.Bots {
-		switch {
-		case b.Name == "":
-			return nil, fmt.Errorf("new manager: bot %d has no name", i)
-		case names[b.Name]:
+		if err := b.Validate(); err != nil {
+			return nil, fmt.Errorf("new manager: bots[%d] (%q): %w", i, b.Name, err)
+		}
+		if names[b.Name] {
 			return nil, fmt.Errorf("new manager: bot name %q used twice", b.Name)
-		case b.Token == "":
-			return nil, fmt.Errorf("new manager: bot %q has no token", b.Name)
-		case b.Shards < 0:
-			return nil, fmt.Errorf("new manager: bot %q: shard count %d is negative", b.Name, b.Shards)
-		case b.LargeThreshold != 0 && (b.LargeThreshold < 50 || b.LargeThreshold > 250):
-			return nil, fmt.Errorf("new manager: bot %q: large threshold %d not in 50..250", b.Name, b.LargeThreshold)
-		case b.Compression < CompressionNone || b.Compression > CompressionZstdStream:
-			return nil, fmt.Errorf("new manager: bot %q: unknown compression %d", b.Name, b.Compression)
-		case len(b.Presence) > 0 && !json.Valid(b.Presence):
-			return nil, fmt.Errorf("new manager: bot %q: presence is not valid JSON", b.Name)
 		}
 		names[b.Name] = true
 	}

@@ -271,6 +271,7 @@ func (s *shard) reloadSession(ctx context.Context) {
 // decide classifies why a connection ended and returns how long to wait
 // before the next one, or a fatal error.
 func (s *shard) decide(ctx context.Context, err error) (time.Duration, error) {
+	s.reportEnd(err)
 	var rw RewoundError
 	rewound := errors.As(err, &rw) && rw.CheckpointRewound()
 	if s.session != "" && !s.resumed {
@@ -466,7 +467,11 @@ type conn struct {
 	lastBeat  atomic.Int64 // unix ns of the last heartbeat sent
 	busySince atomic.Int64 // unix ns since the reader is blocked (sink, limiter); 0 = reading
 	busyNanos atomic.Int64 // time spent blocked since the last heartbeat
-	ready     atomic.Bool  // READY or RESUMED seen: member requests may go
+	// blocked is the total time the reader spent blocked; beatBlocked is
+	// blocked as of the last heartbeat sent, so an ACK's round trip leaves
+	// out the time the reader could not read it (the identify wait).
+	blocked, beatBlocked atomic.Int64
+	ready                atomic.Bool // READY or RESUMED seen: member requests may go
 
 	mu    sync.Mutex
 	cause error // why the heartbeat goroutine ended the connection
@@ -496,7 +501,28 @@ func (c *conn) busyStart() int64 {
 
 func (c *conn) busyEnd(start int64) {
 	c.busySince.Store(0)
-	c.busyNanos.Add(time.Now().UnixNano() - start)
+	d := time.Now().UnixNano() - start
+	c.busyNanos.Add(d)
+	c.blocked.Add(d)
+}
+
+// markBeat records when a heartbeat is sent and how long the reader had
+// been blocked by then.
+func (c *conn) markBeat() {
+	now := time.Now().UnixNano()
+	b := c.blocked.Load()
+	if since := c.busySince.Load(); since != 0 && since < now {
+		b += now - since
+	}
+	c.beatBlocked.Store(b)
+	c.lastBeat.Store(now)
+}
+
+// ackRTT is the heartbeat round trip of an ACK read now: the time since the
+// heartbeat less the time the reader spent blocked meanwhile.
+func (c *conn) ackRTT(sent int64) time.Duration {
+	rtt := time.Now().UnixNano() - sent - (c.blocked.Load() - c.beatBlocked.Load())
+	return time.Duration(max(rtt, 0))
 }
 
 // dial opens the websocket and returns the connection and a reader that
@@ -665,7 +691,7 @@ func (s *shard) handlePayload(p []byte) error {
 	case opHeartbeatACK:
 		c.acked.Store(true)
 		if sent := c.lastBeat.Load(); sent > 0 {
-			rtt := time.Duration(time.Now().UnixNano() - sent)
+			rtt := c.ackRTT(sent)
 			s.mu.Lock()
 			s.latency = rtt
 			s.mu.Unlock()
@@ -885,7 +911,7 @@ func (s *shard) heartbeat(ctx context.Context, c *conn) {
 		}
 		buf = appendHeartbeat(buf[:0], s.seq.Load())
 		c.acked.Store(false)
-		c.lastBeat.Store(time.Now().UnixNano())
+		c.markBeat()
 		if err := c.w.write(ws.OpText, buf); err != nil {
 			c.setCause(fmt.Errorf("send heartbeat: %w", err))
 			return false

@@ -155,6 +155,40 @@ func ControlKinds() []ControlKind {
 	return []ControlKind{ControlState, ControlIdentified, ControlResumed, ControlGap, ControlFatal}
 }
 
+// BotFieldError is a problem with one field of a BotConfig; Field is the
+// field's name in feathery.yaml ("large_threshold").
+type BotFieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *BotFieldError) Error() string { return e.Field + ": " + e.Err.Error() }
+
+func (e *BotFieldError) Unwrap() error { return e.Err }
+
+// Validate checks b as NewManager does; cmd/ runs it when it checks a
+// config file.
+func (b *BotConfig) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return &BotFieldError{Field: field, Err: fmt.Errorf(format, args...)}
+	}
+	switch {
+	case b.Name == "":
+		return bad("name", "missing")
+	case b.Token == "":
+		return bad("token", "missing")
+	case b.Shards < 0:
+		return bad("shards", "%d is negative", b.Shards)
+	case b.LargeThreshold != 0 && (b.LargeThreshold < 50 || b.LargeThreshold > 250):
+		return bad("large_threshold", "must be between 50 and 250, got %d", b.LargeThreshold)
+	case b.Compression < CompressionNone || b.Compression > CompressionZstdStream:
+		return bad("compression", "unknown compression %d", b.Compression)
+	case len(b.Presence) > 0 && !json.Valid(b.Presence):
+		return bad("presence", "not valid JSON")
+	}
+	return nil
+}
+
 // ControlEvent reports what happens to a shard: state changes, sessions
 // identified and resumed, sessions lost (a gap in the event sequence) and
 // fatal errors.

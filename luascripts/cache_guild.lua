@@ -6,7 +6,7 @@
 -- KEYS[3] unavailable marker (string) KEYS[9]  members (hash user id -> member JSON without user)
 -- KEYS[4] channels (hash id -> JSON)  KEYS[10] voice states (hash user id -> JSON)
 -- KEYS[5] threads (hash id -> JSON)   KEYS[11] presences (hash user id -> JSON)
--- KEYS[6] roles (hash id -> JSON)
+-- KEYS[6] roles (hash id -> JSON)   KEYS[12] pending user leaves (set)
 --
 -- ARGV[1] mode: "create" (a full snapshot: replaces what is given),
 --         "update" (merges the guild object's top-level members into the
@@ -24,19 +24,22 @@
 -- n id/JSON pairs, for emojis and stickers n = 1 is followed by the array.
 --
 -- Reply: array; [1] the cached guild JSON before the call ("" if none);
--- [2..] user ids whose membership ended because a full member list no
--- longer has them (the caller removes the guild from their mutual-guild sets).
+-- [2..] user ids whose membership ended — because a full member list no
+-- longer has them, or earlier and still in KEYS[12] (see pending_leaves):
+-- the caller removes the guild from their mutual-guild sets, then the ids
+-- from KEYS[12].
 
 local mode, bot, guild, partial = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
 local old = get_or_nil(redis.call('GET', KEYS[1]))
 local reply = { old or '' }
+local gone = {}
 
 if mode == 'create' or mode == 'unavailable' then
   redis.call('SADD', KEYS[2], bot)
 end
 if mode == 'unavailable' then
   redis.call('SET', KEYS[3], '1')
-  return reply
+  return pending_leaves(reply, gone, KEYS[12], KEYS[9])
 end
 if mode == 'create' then
   redis.call('DEL', KEYS[3])
@@ -55,7 +58,7 @@ local function hash_section(key, merge, removed)
     for i = 0, n - 1 do keep[ARGV[at + 2 * i]] = true end
     local ids = redis.call('HKEYS', key)
     for i = 1, #ids do
-      if not keep[ids[i]] then reply[#reply + 1] = ids[i] end
+      if not keep[ids[i]] then gone[#gone + 1] = ids[i] end
     end
   end
   if not merge then redis.call('DEL', key) end
@@ -78,4 +81,4 @@ string_section(8)
 hash_section(KEYS[9], partial, not partial)
 hash_section(KEYS[10], false, false)
 hash_section(KEYS[11], partial, false)
-return reply
+return pending_leaves(reply, gone, KEYS[12], KEYS[9])

@@ -252,3 +252,28 @@ local function json_merge_keys(old, new, nkeys)
   if #new == 2 then sep = '' end
   return ssub(new, 1, #new - 1) .. sep .. table.concat(kept, ',') .. '}'
 end
+
+-- pending_leaves records the user ids of removed (members whose
+-- membership the call ended) in the set pending (guild slot), then replies
+-- every recorded id that is not in members now, dropping the others from
+-- pending: the caller removes the guild from those users' mutual-guild sets
+-- (other slots, another round trip) and then SREMs them from pending. An
+-- id stays recorded until that second step is done, so a batch retried
+-- after it failed completes it.
+local function pending_leaves(reply, removed, pending, members)
+  local i = 1
+  while i <= #removed do
+    local j = math.min(i + 3999, #removed)
+    redis.call('SADD', pending, unpack(removed, i, j))
+    i = j + 1
+  end
+  local ids = redis.call('SMEMBERS', pending)
+  for k = 1, #ids do
+    if redis.call('HEXISTS', members, ids[k]) == 1 then
+      redis.call('SREM', pending, ids[k])
+    else
+      reply[#reply + 1] = ids[k]
+    end
+  end
+  return reply
+end

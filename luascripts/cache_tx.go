@@ -48,6 +48,16 @@ func (op *CacheOp) NeedsLua() bool {
 	return false
 }
 
+// Target names the object op reads its before image from: the key and,
+// for a hash, the field ("" for a string key).
+func (op *CacheOp) Target() (key, field string) {
+	switch op.code {
+	case "es", "ed", "ms", "mm", "mr":
+		return op.k1, op.a[0]
+	}
+	return op.k1, ""
+}
+
 // Build returns the transaction's commands, MULTI first and EXEC last.
 func (t *CacheTx) Build(b rueidis.Builder) rueidis.Commands {
 	if t.Script {

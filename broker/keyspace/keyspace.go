@@ -188,6 +188,13 @@ func (k CacheKeys) CacheVoiceStates(guild string) string { return k.guildKey(gui
 // CachePresences is the hash of guild's presences.
 func (k CacheKeys) CachePresences(guild string) string { return k.guildKey(guild, "presences") }
 
+// CachePendingLeaves is the set of user ids that left guild (a GUILD_CREATE
+// member list without them, or GUILD_DELETE) and whose mutual-guild sets
+// still have to lose guild; feathery's own bookkeeping, usually empty.
+func (k CacheKeys) CachePendingLeaves(guild string) string {
+	return k.guildKey(guild, "pending_leaves")
+}
+
 // CacheUser is the user object of user.
 func (k CacheKeys) CacheUser(user string) string { return k.userKey(user, "user") }
 

@@ -15,6 +15,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 //go:embed dashboard.html
@@ -27,8 +30,8 @@ type adminBackend interface {
 	Status(ctx context.Context) statusReport
 	// Health is the snapshot behind GET /healthz.
 	Health(ctx context.Context) healthReport
-	// WriteMetrics writes the Prometheus text exposition.
-	WriteMetrics(ctx context.Context, w *metricsWriter)
+	// Gatherer is what GET /metrics exposes.
+	Gatherer() prometheus.Gatherer
 	// Reconnect makes one shard reconnect (and resume).
 	Reconnect(ctx context.Context, bot string, shard int) error
 }
@@ -56,6 +59,38 @@ type adminServer struct {
 	ln      net.Listener
 	wg      sync.WaitGroup
 	err     error // from Serve, read after wg.Wait
+	pprof   pprofMode
+}
+
+// pprofMode is who may read /debug/pprof.
+type pprofMode uint8
+
+const (
+	pprofOpen  pprofMode = iota // a loopback bind without a token: anyone on this host
+	pprofToken                  // the bearer token is needed
+	pprofOff                    // beyond loopback without a token: nobody
+)
+
+// pprofAccess decides who may profile: profiles show code paths, goroutine
+// dumps show what runs, and a CPU profile costs CPU while it runs, so
+// beyond loopback they need the token, and without one they are off.
+func pprofAccess(addr net.Addr, token string) pprofMode {
+	switch {
+	case token != "":
+		return pprofToken
+	case addrIsLoopback(addr):
+		return pprofOpen
+	}
+	return pprofOff
+}
+
+// addrIsLoopback reports whether a listener's address is a loopback one
+// (an unspecified address such as 0.0.0.0 or [::] is not).
+func addrIsLoopback(addr net.Addr) bool {
+	if ta, ok := addr.(*net.TCPAddr); ok {
+		return ta.IP.IsLoopback()
+	}
+	return false
 }
 
 // startAdmin listens on addr and serves the admin API until Close.
@@ -65,6 +100,15 @@ func startAdmin(addr, token string, b adminBackend, log *slog.Logger) (*adminSer
 		return nil, fmt.Errorf("listen admin API: %w", err)
 	}
 	a := &adminServer{backend: b, token: token, log: log, ln: ln}
+	a.pprof = pprofAccess(ln.Addr(), token)
+	switch a.pprof {
+	case pprofOff:
+		log.Warn("admin API: /debug/pprof is off: it listens beyond loopback without admin.token; set admin.token to profile", "addr", ln.Addr().String())
+	case pprofToken:
+		if !addrIsLoopback(ln.Addr()) {
+			log.Info("admin API: /debug/pprof needs the bearer token (admin.token): it listens beyond loopback", "addr", ln.Addr().String())
+		}
+	}
 	a.srv = &http.Server{
 		Handler:           a.handler(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -113,27 +157,29 @@ func (a *adminServer) handler() http.Handler {
 	mux.HandleFunc("GET /api/status", a.handleStatus)
 	mux.HandleFunc("GET /metrics", a.handleMetrics)
 	mux.HandleFunc("POST /api/bots/{bot}/shards/{id}/reconnect", a.requireToken(a.handleReconnect))
+	a.consoleRoutes(mux) // console.go, cacheapi.go
 	// Go's profiler, registered on this mux (the package's init also fills
-	// http.DefaultServeMux, which feathery never serves). Read-only,
-	// so open without admin.token like /api/status; once a token is set
-	// (likely because the API is reachable beyond loopback) it needs it:
-	// profiles show code paths and cost CPU while they run.
-	mux.HandleFunc("GET /debug/pprof/", a.tokenIfSet(pprof.Index))
-	mux.HandleFunc("GET /debug/pprof/cmdline", a.tokenIfSet(pprof.Cmdline))
-	mux.HandleFunc("GET /debug/pprof/profile", a.tokenIfSet(pprof.Profile))
-	mux.HandleFunc("GET /debug/pprof/symbol", a.tokenIfSet(pprof.Symbol))
-	mux.HandleFunc("POST /debug/pprof/symbol", a.tokenIfSet(pprof.Symbol))
-	mux.HandleFunc("GET /debug/pprof/trace", a.tokenIfSet(pprof.Trace))
+	// http.DefaultServeMux, which feathery never serves); see pprofAccess.
+	mux.HandleFunc("GET /debug/pprof/", a.guardPprof(pprof.Index))
+	mux.HandleFunc("GET /debug/pprof/cmdline", a.guardPprof(pprof.Cmdline))
+	mux.HandleFunc("GET /debug/pprof/profile", a.guardPprof(pprof.Profile))
+	mux.HandleFunc("GET /debug/pprof/symbol", a.guardPprof(pprof.Symbol))
+	mux.HandleFunc("POST /debug/pprof/symbol", a.guardPprof(pprof.Symbol))
+	mux.HandleFunc("GET /debug/pprof/trace", a.guardPprof(pprof.Trace))
 	return mux
 }
 
-// tokenIfSet guards a read-only endpoint with the bearer token when one is
-// configured, and leaves it open otherwise.
-func (a *adminServer) tokenIfSet(next http.HandlerFunc) http.HandlerFunc {
-	if a.token == "" {
+// guardPprof applies a.pprof to a profiler endpoint.
+func (a *adminServer) guardPprof(next http.HandlerFunc) http.HandlerFunc {
+	switch a.pprof {
+	case pprofOpen:
 		return next
+	case pprofToken:
+		return a.requireToken(next)
 	}
-	return a.requireToken(next)
+	return func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusForbidden, apiError{"profiling is off: the admin API listens beyond loopback without admin.token; set admin.token"})
+	}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -170,10 +216,7 @@ func (a *adminServer) handleStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *adminServer) handleMetrics(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	mw := newMetricsWriter(w)
-	a.backend.WriteMetrics(r.Context(), mw)
-	_ = mw.Flush() // the client went away
+	promhttp.HandlerFor(a.backend.Gatherer(), promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}).ServeHTTP(w, r)
 }
 
 // requireToken guards a state-changing endpoint with the bearer token.
@@ -183,7 +226,7 @@ func (a *adminServer) requireToken(next http.HandlerFunc) http.HandlerFunc {
 			writeJSON(w, http.StatusForbidden, apiError{"state-changing endpoints are disabled: set admin.token in the config"})
 			return
 		}
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		got, ok := bearerToken(r.Header.Get("Authorization"))
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.token)) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="feathery"`)
 			writeJSON(w, http.StatusUnauthorized, apiError{"missing or wrong bearer token"})
@@ -191,6 +234,17 @@ func (a *adminServer) requireToken(next http.HandlerFunc) http.HandlerFunc {
 		}
 		next(w, r)
 	}
+}
+
+// bearerToken returns the credentials of an Authorization header of the
+// Bearer scheme; the scheme name is case-insensitive (RFC 9110 11.1).
+func bearerToken(h string) (string, bool) {
+	scheme, cred, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	cred = strings.TrimLeft(cred, " ")
+	return cred, cred != ""
 }
 
 func (a *adminServer) handleReconnect(w http.ResponseWriter, r *http.Request) {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // fakeBackend is an adminBackend with fixed answers.
@@ -30,8 +32,12 @@ func (f *fakeBackend) Health(context.Context) healthReport {
 	return healthReport{OK: false, Redis: "ok", ShardsReady: 0, ShardsTotal: 1, Detail: "1 of 1 shards not ready"}
 }
 
-func (f *fakeBackend) WriteMetrics(_ context.Context, w *metricsWriter) {
-	w.family("feathery_test_total", "counter", "A test counter.", smp(3, "bot", `we"ird\bot`))
+func (f *fakeBackend) Gatherer() prometheus.Gatherer {
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "feathery_test_total", Help: "A test counter."}, []string{"bot"})
+	c.WithLabelValues(`we"ird\bot`).Add(3)
+	reg.MustRegister(c)
+	return reg
 }
 
 func (f *fakeBackend) Reconnect(_ context.Context, bot string, shard int) error {
@@ -164,7 +170,7 @@ func TestAdmin_StatusMetricsDashboard(t *testing.T) {
 		t.Errorf("metrics: %d %q\ngot  %q\nwant %q", code, h.Get("Content-Type"), body, want)
 	}
 	code, h, body = httpDo(t, "GET", "http://"+a.Addr()+"/", "")
-	if code != 200 || !strings.HasPrefix(h.Get("Content-Type"), "text/html") || !strings.Contains(body, "api/status") {
+	if code != 200 || !strings.HasPrefix(h.Get("Content-Type"), "text/html") || !strings.Contains(body, "/api/console") {
 		t.Errorf("dashboard: %d %q", code, h.Get("Content-Type"))
 	}
 	if code, _, _ := httpDo(t, "GET", "http://"+a.Addr()+"/nope", ""); code != 404 {

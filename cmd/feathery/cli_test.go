@@ -332,3 +332,48 @@ func TestDemoLine(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+// TestRun_CheckRunsRunsChecks: "run --check" refuses what "run" would
+// refuse at start (each rule has one validator, run by both), every size
+// is bounded, and what one accepts the other accepts.
+func TestRun_CheckRunsRunsChecks(t *testing.T) {
+	bot := "bots:\n  - name: main\n    token: ${TOKEN}\n"
+	cases := []struct{ name, doc, want string }{
+		{"queue size", "publisher: {queue_size: 2000000000}\n" + bot, "publisher.queue_size: 2000000000 is above the maximum, 65536"},
+		{"max batch", "publisher: {max_batch: 100000}\n" + bot, "publisher.max_batch: 100000 is above the maximum"},
+		{"max batch bytes", "publisher: {max_batch_bytes: 1000000000}\n" + bot, "publisher.max_batch_bytes: 1000000000 is above the maximum"},
+		{"control max len", "publisher: {control_max_len: 10000000000}\n" + bot, "publisher.control_max_len: 10000000000 is above the maximum"},
+		{"stream maxlen", bot + "    routes: [{events: [X], stream: s, maxlen: 10000000000000}]\n", "bots[0].routes[0].maxlen: 10000000000000 is above the maximum"},
+		{"identify window", "identify_window: 2h\n" + bot, "identify_window: 2h0m0s is above 1m0s"},
+		{"dial timeout", "redis: {url: \"redis://h\", dial_timeout: 1h}\n" + bot, "redis.dial_timeout: 1h0m0s is not between 0 and 1m0s"},
+		{"reserved route stream", bot + "    routes: [{events: [X], stream: \"session:x\"}]\n", `bots[0].routes[0].stream: "session:x" starts with "session:"`},
+		{"reserved default stream", bot + "    default_stream: {stream: \"identify:x\"}\n", `bots[0].default_stream.stream: "identify:x" starts with "identify:"`},
+		{"route group brace", bot + "    routes: [{events: [X], stream: s, groups: [\"g{x}\"]}]\n", `bots[0].routes[0].groups[0]: "g{x}" contains a brace`},
+		{"route on the default stream", bot + "    default_stream: {stream: all}\n    routes: [{events: [X], stream: all}]\n", `bots[0].routes[0].stream: "all" is the default stream`},
+		{"tls ca file", "redis: {url: \"rediss://h\", tls_ca_file: /nonexistent/ca.pem}\n" + bot, "redis.tls_ca_file: read /nonexistent/ca.pem: no such file or directory"},
+		{"tls over unix", "redis: {url: \"unix:///tmp/r.sock\", tls: true}\n" + bot, "redis.tls: not supported over a unix socket"},
+		{"large threshold", bot + "    large_threshold: 300\n", "bots[0].large_threshold: must be between 50 and 250, got 300"},
+		{"users without members", bot + "    cache: {entities: [guilds, users]}\n", "bots[0].cache.entities: users come from member objects"},
+		{"bad bot name", "bots:\n  - name: \"a b\"\n    token: ${TOKEN}\n", `bots[0].name: "a b": use 1-64 letters`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := writeFile(t, "feathery.yaml", c.doc)
+			for _, args := range [][]string{{"run", "--check", "-c", path}, {"run", "-c", path}} {
+				m, out, _ := testMain(map[string]string{"TOKEN": testToken})
+				err := m.Run(t.Context(), args)
+				if err == nil {
+					t.Fatalf("%v: no error (stdout %q), want %q", args, out, c.want)
+				}
+				checkOneLine(t, err.Error(), c.want)
+			}
+		})
+	}
+	// Accepted by one, accepted by the other: compression names the
+	// gateway parses.
+	path := writeFile(t, "feathery.yaml", bot+"    compression: ZSTD\n")
+	m, _, _ := testMain(map[string]string{"TOKEN": testToken})
+	if err := m.Run(t.Context(), []string{"run", "--check", "-c", path}); err != nil {
+		t.Fatalf("compression ZSTD: %v", err)
+	}
+}

@@ -4,19 +4,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/bits"
 	"net"
 	"net/url"
 	"os"
-	"path"
 	"reflect"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/feathery/feathery/broker"
+	"github.com/feathery/feathery/gateway"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -25,6 +25,7 @@ type Config struct {
 	Log     LogConfig     `yaml:"log"`
 	Redis   RedisConfig   `yaml:"redis"`
 	Admin   AdminConfig   `yaml:"admin"`
+	Node    NodeConfig    `yaml:"node"`
 	Discord DiscordConfig `yaml:"discord"`
 	// IdentifyWindow is the identify bucket window; default 5s (Discord's).
 	IdentifyWindow Duration `yaml:"identify_window"`
@@ -67,6 +68,9 @@ type RedisConfig struct {
 	TLS          bool     `yaml:"tls"`
 	// TLSServerName overrides the name checked in the server certificate.
 	TLSServerName string `yaml:"tls_server_name"`
+	// TLSCAFile is a PEM file of the CA certificates that sign the
+	// server's certificate (default: the system's).
+	TLSCAFile string `yaml:"tls_ca_file"`
 	// TLSInsecureSkipVerify skips certificate verification (tests only).
 	TLSInsecureSkipVerify bool `yaml:"tls_insecure_skip_verify"`
 	// DisableClientCache turns off RESP3 client-side caching, for servers
@@ -86,6 +90,15 @@ type AdminConfig struct {
 	// Token is the bearer token for state-changing endpoints; empty
 	// disables them.
 	Token string `yaml:"token"`
+	// PublicCache opens the cache read API (/api/cache/...) without the
+	// token; by default it needs it.
+	PublicCache bool `yaml:"public_cache"`
+}
+
+// NodeConfig names this process in the fleet.
+type NodeConfig struct {
+	// ID names the node; default host name and pid.
+	ID string `yaml:"id"`
 }
 
 // DiscordConfig overrides where Discord is.
@@ -420,15 +433,26 @@ func (e *configError) Error() string {
 
 func (e *configError) Unwrap() error { return e.fieldError }
 
+// maxConfigSize bounds the config file; a real one is a few KiB.
+const maxConfigSize = 1 << 20
+
 // loadConfigFile reads, expands, decodes and validates the file at name.
 func loadConfigFile(name string, lookup func(string) (string, bool)) (*Config, error) {
-	b, err := os.ReadFile(name)
+	f, err := os.Open(name)
 	if err != nil {
 		var pe *os.PathError
 		if errors.As(err, &pe) {
 			return nil, fmt.Errorf("read config %s: %w", name, pe.Err)
 		}
 		return nil, fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read config %s: %w", name, err)
+	}
+	if len(b) > maxConfigSize {
+		return nil, fmt.Errorf("config %s: larger than %d bytes", name, maxConfigSize)
 	}
 	return parseConfig(name, b, lookup)
 }
@@ -484,13 +508,32 @@ func (w *nodeWalker) lineOf(p string) int {
 	return 0
 }
 
-var botNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+// validNodeID: 1-64 letters, digits, '.', '_' or '-'.
+func validNodeID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 func problem(p, format string, args ...any) error {
 	return &fieldError{Path: p, Msg: fmt.Sprintf(format, args...)}
 }
 
-// validate checks the decoded config and fills in defaults.
+// Upper bounds of the durations only this file configures.
+const (
+	maxIdentifyWindow  = time.Minute
+	maxShutdownTimeout = time.Hour
+)
+
+// validate checks the decoded config and fills in defaults. The rules of
+// what the broker and the gateway are given are theirs (checkStart): "run
+// --check" and "run" run the same ones.
 func (c *Config) validate() error {
 	if _, err := parseLogLevel(c.Log.Level); err != nil {
 		return problem("log.level", "%v", err)
@@ -498,8 +541,8 @@ func (c *Config) validate() error {
 	if err := checkLogFormat(c.Log.Format); err != nil {
 		return problem("log.format", "%v", err)
 	}
-	if err := c.Redis.validate(); err != nil {
-		return err
+	if c.Redis.embedded() && c.Redis.EmbeddedAddr == "" {
+		c.Redis.EmbeddedAddr = defaultEmbeddedAddr
 	}
 	if c.Admin.Addr == "" {
 		c.Admin.Addr = defaultAdminAddr
@@ -508,6 +551,9 @@ func (c *Config) validate() error {
 		if _, port, err := net.SplitHostPort(c.Admin.Addr); err != nil || port == "" {
 			return problem("admin.addr", "want host:port (e.g. %s) or off, got %s", defaultAdminAddr, safeQuote(c.Admin.Addr))
 		}
+	}
+	if id := c.Node.ID; id != "" && !validNodeID(id) {
+		return problem("node.id", "want 1-64 letters, digits, '.', '_' or '-', got %s", safeQuote(id))
 	}
 	if t := c.Admin.Token; t != "" && len(t) < 16 {
 		return problem("admin.token", "too short: use at least 16 characters")
@@ -518,28 +564,60 @@ func (c *Config) validate() error {
 			return problem("discord.rest_url", "want an http(s) URL like https://discord.com/api/v10")
 		}
 	}
-	if err := c.Publisher.validate(); err != nil {
-		return err
-	}
 	if c.IdentifyWindow == 0 {
 		c.IdentifyWindow = Duration(defaultIdentifyWindow)
+	}
+	if c.IdentifyWindow.D() > maxIdentifyWindow {
+		return problem("identify_window", "%s is above %s", c.IdentifyWindow.D(), maxIdentifyWindow)
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = Duration(defaultShutdownTimeout)
 	}
+	if c.ShutdownTimeout.D() > maxShutdownTimeout {
+		return problem("shutdown_timeout", "%s is above %s", c.ShutdownTimeout.D(), maxShutdownTimeout)
+	}
 	if len(c.Bots) == 0 {
 		return problem("bots", "missing: configure at least one bot")
 	}
-	names := map[string]int{}
 	for i := range c.Bots {
-		p := indexPath("bots", i)
-		if err := c.Bots[i].validate(p); err != nil {
+		if err := c.Bots[i].validate(indexPath("bots", i)); err != nil {
 			return err
 		}
-		if j, dup := names[c.Bots[i].Name]; dup {
-			return problem(p+".name", "%q is already the name of bots[%d]", c.Bots[i].Name, j)
+	}
+	return c.checkStart()
+}
+
+// checkStart runs the validators of everything run builds from the config
+// (the Redis client, the publisher, the cache, the gateway's bots): the
+// constructors run the same ones, so a config that passes here does not
+// fail them at start.
+func (c *Config) checkStart() error {
+	if err := c.Redis.validate(); err != nil {
+		return err
+	}
+	pc := publisherConfig(c, false, nil)
+	if err := pc.Validate(); err != nil {
+		var fe *broker.FieldError
+		if errors.As(err, &fe) {
+			return fieldProblem(publisherField(fe.Field), fe.Err)
 		}
-		names[c.Bots[i].Name] = i
+		return problem("publisher", "%v", err)
+	}
+	cc, _ := cacheConfig(c, nil)
+	if err := broker.CheckCacheNamespace(cc.Namespace); err != nil {
+		return fieldProblem("redis.prefix", err)
+	}
+	for i := range c.Bots {
+		if bc, ok := cc.Bots[c.Bots[i].Name]; ok {
+			if err := bc.Validate(); err != nil {
+				return fromRule(indexPath("bots", i)+".cache", err)
+			}
+		}
+	}
+	for i, gb := range gatewayBots(c) {
+		if err := gb.Validate(); err != nil {
+			return fromRule(indexPath("bots", i), err)
+		}
 	}
 	return nil
 }
@@ -549,118 +627,54 @@ func (r *RedisConfig) embedded() bool {
 	return r.Embedded || (r.URL == "" && len(r.Cluster) == 0)
 }
 
-func (t *PublisherTuning) validate() error {
-	for name, v := range map[string]int{"queue_size": t.QueueSize, "max_batch": t.MaxBatch, "max_batch_bytes": t.MaxBatchBytes} {
-		if v < 0 {
-			return problem("publisher."+name, "must not be negative")
-		}
-	}
-	if t.ControlMaxLen < 0 {
-		return problem("publisher.control_max_len", "must not be negative")
-	}
-	if t.PrefixTTL.D() > time.Second {
-		return problem("publisher.prefix_ttl", "at most 1s (prefix changes must apply within a second)")
-	}
-	return nil
+// validate checks the redis section with the broker's rules.
+func (r *RedisConfig) validate() error {
+	return fromRule("redis", r.broker().Validate())
 }
 
-func (r *RedisConfig) validate() error {
-	if strings.ContainsAny(r.Prefix, " \t\r\n{}") {
-		return problem("redis.prefix", "no spaces or braces")
+// publisherField names a field of broker.PublisherConfig in the file.
+func publisherField(f string) string {
+	switch {
+	case f == "prefix":
+		return "redis.prefix"
+	case strings.HasPrefix(f, "bots["):
+		return f
 	}
-	n := 0
-	if r.URL != "" {
-		n++
+	return "publisher." + f
+}
+
+// fromRule turns a broker or gateway validation error into a fieldError
+// under prefix.
+func fromRule(prefix string, err error) error {
+	if err == nil {
+		return nil
 	}
-	if len(r.Cluster) > 0 {
-		n++
+	var fe *broker.FieldError
+	if errors.As(err, &fe) {
+		return fieldProblem(joinField(prefix, fe.Field), fe.Err)
 	}
-	if r.Embedded {
-		n++
+	var ge *gateway.BotFieldError
+	if errors.As(err, &ge) {
+		return fieldProblem(joinField(prefix, ge.Field), ge.Err)
 	}
-	if n > 1 {
-		return problem("redis", "set only one of url, cluster and embedded")
+	return fieldProblem(prefix, err)
+}
+
+func joinField(prefix, f string) string {
+	switch {
+	case f == "":
+		return prefix
+	case prefix == "" || f[0] == '[':
+		return prefix + f
 	}
-	if r.URL != "" {
-		u, err := url.Parse(r.URL)
-		if err != nil {
-			// Never echo the URL: it may hold a password.
-			var ue *url.Error
-			if errors.As(err, &ue) {
-				err = ue.Err
-			}
-			return problem("redis.url", "not a valid URL: %v", err)
-		}
-		switch u.Scheme {
-		case "redis", "rediss":
-			if u.Host == "" {
-				return problem("redis.url", "missing host (want redis://host:port/db)")
-			}
-			if strings.Contains(strings.TrimPrefix(strings.TrimSuffix(u.Host, "]"), "["), ":") || strings.HasPrefix(u.Host, "[") {
-				host, port, err := net.SplitHostPort(u.Host)
-				if err != nil && strings.HasPrefix(u.Host, "[") && strings.HasSuffix(u.Host, "]") {
-					host, port, err = strings.Trim(u.Host, "[]"), "6379", nil
-				}
-				if err != nil {
-					return problem("redis.url", "host and port: %v", err)
-				}
-				if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-					return problem("redis.url", "port %s is not a port number", safeQuote(port))
-				}
-				if host == "" {
-					return problem("redis.url", "missing host (want redis://host:port/db)")
-				}
-			}
-		case "unix":
-			if u.Path == "" {
-				return problem("redis.url", "missing socket path (want unix:///path/to/redis.sock)")
-			}
-		default:
-			return problem("redis.url", "unsupported scheme %s (want redis://, rediss:// or unix://)", safeQuote(u.Scheme))
-		}
-		if db := strings.Trim(u.Path, "/"); (u.Scheme == "redis" || u.Scheme == "rediss") && db != "" {
-			if _, err := strconv.Atoi(db); err != nil {
-				return problem("redis.url", "database %s in the path is not a number", safeQuote(db))
-			}
-		}
-	}
-	if r.DB < 0 {
-		return problem("redis.db", "must not be negative")
-	}
-	if r.DB != 0 && len(r.Cluster) > 0 {
-		return problem("redis.db", "Redis Cluster has only database 0")
-	}
-	for i, a := range r.Cluster {
-		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
-			return problem(indexPath("redis.cluster", i), "want host:port, got %s", safeQuote(a))
-		}
-	}
-	if r.EmbeddedAddr != "" {
-		if !r.embedded() {
-			return problem("redis.embedded_addr", "only applies to the embedded Redis")
-		}
-		if _, _, err := net.SplitHostPort(r.EmbeddedAddr); err != nil {
-			return problem("redis.embedded_addr", "want host:port (e.g. 127.0.0.1:6379), got %s", safeQuote(r.EmbeddedAddr))
-		}
-	}
-	if r.embedded() {
-		if r.EmbeddedAddr == "" {
-			r.EmbeddedAddr = defaultEmbeddedAddr
-		}
-		if r.TLS {
-			return problem("redis.tls", "not supported with the embedded Redis")
-		}
-	}
-	return nil
+	return prefix + "." + f
+}
+
+func fieldProblem(p string, err error) error {
+	return &fieldError{Path: p, Msg: oneLine(err.Error())}
 }
 
 func (b *BotConfig) validate(p string) error {
-	if b.Name == "" {
-		return problem(p+".name", "missing")
-	}
-	if !botNameRE.MatchString(b.Name) {
-		return problem(p+".name", "%s: use 1-64 letters, digits, _ or -", safeQuote(b.Name))
-	}
 	switch {
 	case b.Token == "":
 		return problem(p+".token", "missing")
@@ -682,118 +696,16 @@ func (b *BotConfig) validate(p string) error {
 	if b.Compression == "" {
 		b.Compression = defaultCompression
 	}
-	switch b.Compression {
-	case "none", "zlib-stream", "zstd-stream":
-	default:
+	if _, err := gateway.ParseCompression(b.Compression); err != nil {
 		return problem(p+".compression", "unknown compression %s (want none, zlib-stream or zstd-stream)", safeQuote(b.Compression))
 	}
-	if b.LargeThreshold != 0 && (b.LargeThreshold < 50 || b.LargeThreshold > 250) {
-		return problem(p+".large_threshold", "must be between 50 and 250, got %d", b.LargeThreshold)
-	}
-	if err := checkEventNames(p+".filters.ignore", b.Filters.Ignore); err != nil {
-		return err
-	}
-	if err := checkEventNames(p+".filters.cache_only", b.Filters.CacheOnly); err != nil {
-		return err
-	}
-	for i, pre := range b.Filters.Prefixes {
-		if pre == "" {
-			return problem(indexPath(p+".filters.prefixes", i), "empty prefix")
-		}
-	}
-	streams := map[string]int{}
 	for i := range b.Routes {
-		rp := indexPath(p+".routes", i)
-		r := &b.Routes[i]
-		if len(r.Events) == 0 {
-			r.Events = []string{"*"}
-		}
-		if err := checkEventNames(rp+".events", r.Events); err != nil {
-			return err
-		}
-		if r.Stream == "" {
-			return problem(rp+".stream", "missing")
-		}
-		if strings.ContainsAny(r.Stream, " \t\r\n{}") {
-			return problem(rp+".stream", "%s: no spaces or braces", safeQuote(r.Stream))
-		}
-		if r.Stream == defaultStreamName(b) {
-			return problem(rp+".stream", "%q is the default stream; events no route takes go there anyway", r.Stream)
-		}
-		if j, dup := streams[r.Stream]; dup {
-			return problem(rp+".stream", "%q is already the stream of routes[%d]; list more events in that route instead", r.Stream, j)
-		}
-		streams[r.Stream] = i
-		if r.MaxLen < 0 {
-			return problem(rp+".maxlen", "must not be negative")
-		}
-		if r.MaxLen > 0 && r.MaxAge > 0 {
-			return problem(rp, "set maxlen or max_age, not both")
-		}
-		for j, g := range r.Groups {
-			if g == "" || strings.ContainsAny(g, " \t\r\n") {
-				return problem(indexPath(rp+".groups", j), "want a group name without spaces")
-			}
-		}
-	}
-	ds := &b.DefaultStream
-	if ds.Stream != "" {
-		if strings.ContainsAny(ds.Stream, " \t\r\n{}") {
-			return problem(p+".default_stream.stream", "%s: no spaces or braces", safeQuote(ds.Stream))
-		}
-		if j, dup := streams[ds.Stream]; dup {
-			return problem(p+".default_stream.stream", "%q is already the stream of routes[%d]", ds.Stream, j)
-		}
-	}
-	if ds.MaxLen < 0 {
-		return problem(p+".default_stream.maxlen", "must not be negative")
-	}
-	if ds.MaxLen > 0 && ds.MaxAge > 0 {
-		return problem(p+".default_stream", "set maxlen or max_age, not both")
-	}
-	for j, g := range ds.Groups {
-		if g == "" || strings.ContainsAny(g, " \t\r\n{}") {
-			return problem(indexPath(p+".default_stream.groups", j), "want a group name without spaces or braces")
+		if len(b.Routes[i].Events) == 0 {
+			b.Routes[i].Events = []string{"*"}
 		}
 	}
 	if b.Filters.MentionPrefix != nil && !*b.Filters.MentionPrefix && len(b.Filters.Prefixes) > 0 {
 		return problem(p+".filters.mention_prefix", "the prefix filter always accepts a mention of the bot; remove mention_prefix: false")
-	}
-	if c := b.Cache; c != nil {
-		for i, e := range c.Entities {
-			if !contains(cacheEntities, e) {
-				return problem(indexPath(p+".cache.entities", i), "unknown entity %s (want one of %s)", safeQuote(e), strings.Join(cacheEntities, ", "))
-			}
-		}
-		if contains(c.Entities, "users") && !contains(c.Entities, "members") {
-			return problem(p+".cache.entities", "users come from member objects: list members too")
-		}
-		if strings.ContainsAny(c.Namespace, " \t\r\n{}") {
-			return problem(p+".cache.namespace", "no spaces or braces")
-		}
-	}
-	return nil
-}
-
-// defaultStreamName is the bot's stream for events no route takes.
-func defaultStreamName(b *BotConfig) string {
-	if b.DefaultStream.Stream != "" {
-		return b.DefaultStream.Stream
-	}
-	return "events"
-}
-
-var eventNameRE = regexp.MustCompile(`^[A-Z0-9_*?\[\]^-]+$`)
-
-// checkEventNames checks event names and globs.
-func checkEventNames(p string, names []string) error {
-	for i, n := range names {
-		if !eventNameRE.MatchString(n) {
-			return problem(indexPath(p, i), "%s is not an event name or pattern (like MESSAGE_CREATE or GUILD_*)", safeQuote(n))
-		}
-		if _, err := path.Match(n, ""); err != nil {
-			return problem(indexPath(p, i), "bad pattern %s", safeQuote(n))
-		}
 	}
 	return nil
 }

@@ -96,6 +96,11 @@ type daemon struct {
 
 	meter rateMeter
 
+	// The operations console: metrics, stream sampler, node status.
+	metrics *metrics
+	sampler *sampler
+	status  *nodeStatus
+
 	closeOnce sync.Once
 	closeErr  error
 	cancel    context.CancelFunc
@@ -139,7 +144,9 @@ func runDaemon(ctx context.Context, cfg *Config, deps daemonDeps) (_ *daemon, er
 		}
 	}
 
+	d.initConsole()
 	pcfg := publisherConfig(cfg, d.redis.ClientSideCaching(), log.With("component", "publisher"))
+	pcfg.Observer = d.metrics
 	if cc, ok := cacheConfig(cfg, log.With("component", "cache")); ok {
 		d.cache, err = broker.NewCache(d.redis.Redis(), cc)
 		if err != nil {
@@ -169,6 +176,8 @@ func runDaemon(ctx context.Context, cfg *Config, deps daemonDeps) (_ *daemon, er
 		HTTPClient:     deps.HTTPClient,
 		Logger:         log.With("component", "gateway"),
 		OnControl:      d.onControl,
+		// Close codes and invalid sessions, for the metrics.
+		OnConnectionEnd: d.metrics.connectionEnd,
 	}
 	d.mgr, err = gateway.NewManager(mcfg)
 	if err != nil {
@@ -192,6 +201,7 @@ func runDaemon(ctx context.Context, cfg *Config, deps daemonDeps) (_ *daemon, er
 		defer d.wg.Done()
 		d.meter.run(mctx, d.eventsTotal)
 	}()
+	d.startConsole(mctx)
 
 	if err := d.mgr.Start(ctx); err != nil {
 		return nil, fmt.Errorf("start gateway: %w", err)
@@ -203,6 +213,7 @@ func runDaemon(ctx context.Context, cfg *Config, deps daemonDeps) (_ *daemon, er
 // (the two vocabularies share their values: TestControlKinds). It must not
 // block: the publisher queues them (dropping the oldest when full).
 func (d *daemon) onControl(ev gateway.ControlEvent) {
+	d.consoleControl(ev)
 	d.pub.Control(broker.ControlEvent{
 		Bot: ev.Bot, Shard: ev.Shard, Kind: broker.ControlKind(ev.Kind), State: ev.State.String(),
 		Session: ev.Session, Seq: ev.Seq, Err: ev.Err, At: ev.At,

@@ -178,10 +178,9 @@ func TestDaemon_EndToEnd(t *testing.T) {
 	// /metrics
 	code, _, metrics := httpDo(t, "GET", base+"/metrics", "")
 	for _, want := range []string{
-		`feathery_shard_state{bot="e2e",shard="0",state="ready"} 1`,
-		`feathery_shard_state{bot="e2e",shard="1",state="ready"} 1`,
+		`feathery_shards{bot="e2e",state="ready"} 2`,
 		"# TYPE feathery_publisher_published_total counter",
-		`feathery_filter_dropped_total{bot="e2e",shard="`,
+		`feathery_filter_dropped_total{bot="e2e",filter="`,
 		"feathery_redis_up 1",
 	} {
 		if code != 200 || !strings.Contains(metrics, want) {

@@ -8,8 +8,10 @@ import (
 )
 
 // redisConfig maps the config's redis section onto the broker's.
-func redisConfig(cfg *Config) broker.RedisConfig {
-	r := cfg.Redis
+func redisConfig(cfg *Config) broker.RedisConfig { return cfg.Redis.broker() }
+
+// broker maps the redis section onto the broker's config.
+func (r *RedisConfig) broker() broker.RedisConfig {
 	return broker.RedisConfig{
 		URL:                   r.URL,
 		ClusterAddrs:          r.Cluster,
@@ -20,6 +22,7 @@ func redisConfig(cfg *Config) broker.RedisConfig {
 		DB:                    r.DB,
 		TLS:                   r.TLS,
 		TLSServerName:         r.TLSServerName,
+		TLSCAFile:             r.TLSCAFile,
 		TLSInsecureSkipVerify: r.TLSInsecureSkipVerify,
 		DisableClientCache:    r.DisableClientCache,
 		DialTimeout:           r.DialTimeout.D(),
