@@ -40,6 +40,13 @@ type RedisBenchmarkResult struct {
 	// Runs are the rates of every run when several were made (the figures
 	// above are then the median run's).
 	Runs []float64 `json:"runs,omitempty"`
+	// RedisCPUMicrosPerOp is redis-server's user+system CPU over the run
+	// per XADD, in microseconds (set by the caller that knows the server's
+	// pid; 0 = not measured). This is the floor feathery's Redis CPU per
+	// event is compared with.
+	RedisCPUMicrosPerOp float64 `json:"redis_cpu_us_per_op,omitempty"`
+	// Serial is a run of the same XADD one at a time (-P 1), for scale.
+	Serial *RedisBenchmarkResult `json:"serial,omitempty"`
 }
 
 // RunRedisBenchmark runs redis-benchmark --csv for XADD <Stream> * <Fields>

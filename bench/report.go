@@ -180,11 +180,27 @@ func (r *Report) WriteText(w io.Writer) error {
 			fmt.Fprintf(&b, ", %.2f s (redis-server)", t.RedisCPUSecondsPerMillion)
 		}
 		fmt.Fprintf(&b, ", %.2f s (bench: fake + readers); feathery RSS %s\n", t.BenchCPUSecondsPerMillion, mib(t.RSS))
+		fmt.Fprintf(&b, "  cpu per event    feathery %.1f µs, redis-server %.1f µs", t.CPUSecondsPerMillion, t.RedisCPUSecondsPerMillion)
+		if rb := r.RedisBenchmark; rb != nil && rb.RedisCPUMicrosPerOp > 0 {
+			fmt.Fprintf(&b, " (%.1f × redis-benchmark's pipelined XADD", t.RedisCPUSecondsPerMillion/rb.RedisCPUMicrosPerOp)
+			if rb.Serial != nil && rb.Serial.RedisCPUMicrosPerOp > 0 {
+				fmt.Fprintf(&b, ", %.1f × one at a time", t.RedisCPUSecondsPerMillion/rb.Serial.RedisCPUMicrosPerOp)
+			}
+			b.WriteString(")")
+		}
+		b.WriteString("\n")
 		fmt.Fprintf(&b, "  payload          mean d %d bytes\n", t.PayloadBytes)
 		fmt.Fprintf(&b, "  start-up         %s\n", t.Startup.text())
 	}
 	if rb := r.RedisBenchmark; rb != nil {
 		fmt.Fprintf(&b, "  redis-benchmark  %.0f XADD/s (p50 %.2f ms; median of %.0f): %s\n", rb.OpsPerSecond, rb.P50, rb.Runs, rb.Command)
+		if rb.RedisCPUMicrosPerOp > 0 {
+			fmt.Fprintf(&b, "                   redis-server CPU per XADD: %.2f µs pipelined (-P 16)", rb.RedisCPUMicrosPerOp)
+			if rb.Serial != nil {
+				fmt.Fprintf(&b, ", %.2f µs one at a time (-P 1, %.0f XADD/s)", rb.Serial.RedisCPUMicrosPerOp, rb.Serial.OpsPerSecond)
+			}
+			b.WriteString("\n")
+		}
 		if r.Ratio > 0 {
 			fmt.Fprintf(&b, "  ratio            %.3f (feathery end to end / redis-benchmark XADD)\n", r.Ratio)
 		}

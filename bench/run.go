@@ -85,7 +85,8 @@ type Options struct {
 
 func (o *Options) defaults() {
 	if o.Guilds <= 0 {
-		o.Guilds = 100
+		// Two guilds per shard at least, so that every shard has traffic.
+		o.Guilds = max(100, 2*o.Shards)
 	}
 	if o.Members <= 0 {
 		o.Members = 20
@@ -590,18 +591,31 @@ func (r *runner) redisBenchmark(ctx context.Context) error {
 	stream := r.prefix + ":redis-benchmark"
 	// Three runs, the median kept: on a shared machine one run can be off
 	// by a factor of two.
+	fields := []string{
+		"v", "1", "t", "MESSAGE_CREATE", "d", strings.Repeat("x", size), "bot", botName, "shard", "0",
+		"session", "0123456789abcdef0123456789abcdef", "seq", "1234567", "guild", "1234567890123456789", "at", "1700000000000",
+	}
+	// one runs redis-benchmark and, with an own redis-server, measures its
+	// CPU per XADD over the run: the floor of Redis CPU per event.
+	one := func(requests, pipeline int) (RedisBenchmarkResult, error) {
+		var u0 ProcUsage
+		if r.own != nil {
+			u0, _ = ReadProcUsage(r.own.PID())
+		}
+		res, err := RunRedisBenchmark(ctx, RedisBenchmarkOptions{
+			URL: r.redisURL, Stream: stream, Fields: fields, Requests: requests, Pipeline: pipeline,
+		})
+		if err == nil && r.own != nil {
+			if u1, uerr := ReadProcUsage(r.own.PID()); uerr == nil {
+				res.RedisCPUMicrosPerOp = (u1.CPU - u0.CPU).Seconds() * 1e6 / float64(requests)
+			}
+		}
+		_ = r.client.Do(ctx, r.client.B().Unlink().Key(stream).Build()).Error()
+		return res, err
+	}
 	var runs []RedisBenchmarkResult
 	for range 3 {
-		res, err := RunRedisBenchmark(ctx, RedisBenchmarkOptions{
-			URL:    r.redisURL,
-			Stream: stream,
-			Fields: []string{
-				"v", "1", "t", "MESSAGE_CREATE", "d", strings.Repeat("x", size), "bot", botName, "shard", "0",
-				"session", "0123456789abcdef0123456789abcdef", "seq", "1234567", "guild", "1234567890123456789", "at", "1700000000000",
-			},
-			Requests: r.opts.BenchRequests,
-		})
-		_ = r.client.Do(ctx, r.client.B().Unlink().Key(stream).Build()).Error()
+		res, err := one(r.opts.BenchRequests, 16)
 		if err != nil {
 			return err
 		}
@@ -612,6 +626,11 @@ func (r *runner) redisBenchmark(ctx context.Context) error {
 	for _, x := range runs {
 		res.Runs = append(res.Runs, x.OpsPerSecond)
 	}
+	serial, err := one(max(r.opts.BenchRequests/4, 1000), 1)
+	if err != nil {
+		return err
+	}
+	res.Serial = &serial
 	r.report.RedisBenchmark = &res
 	if t := r.report.Throughput; t != nil && res.OpsPerSecond > 0 {
 		r.report.Ratio = t.EventsPerSecond / res.OpsPerSecond

@@ -16,7 +16,7 @@ func (m *Main) runBench(ctx context.Context, g globalFlags, args []string) error
 	fs := m.newFlagSet("bench", "[flags]", &g)
 	var o bench.Options
 	fs.IntVar(&o.Shards, "shards", 4, "shards of the traffic phase (with --fake-addr: 0 = the fake's recommendation)")
-	fs.IntVar(&o.Guilds, "guilds", 100, "guilds in the traffic phase's world")
+	fs.IntVar(&o.Guilds, "guilds", 0, "guilds in the traffic phase's world (0 = max(100, 2 × shards), so that every shard has traffic)")
 	fs.IntVar(&o.Members, "members", 20, "members per guild in the traffic phase's world")
 	fs.Float64Var(&o.Rate, "rate", 0, "live events per second sent by the fake (0 = as fast as possible)")
 	mix := fs.String("mix", "", "event mix as EVENT=weight,... (empty = the fake's default mix)")
@@ -71,8 +71,8 @@ func (m *Main) runBench(ctx context.Context, g globalFlags, args []string) error
 	if o.Shards < 0 || (o.Shards == 0 && o.FakeAddr == "") {
 		return fmt.Errorf("--shards: must be at least 1")
 	}
-	if o.Guilds < 1 || o.Members < 1 {
-		return fmt.Errorf("--guilds and --members: must be at least 1")
+	if o.Guilds < 0 || o.Members < 1 {
+		return fmt.Errorf("--guilds: must not be negative; --members: must be at least 1")
 	}
 	if *mix != "" {
 		o.Mix = map[string]float64{}
