@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/zstd"
@@ -44,10 +45,50 @@ type inflater struct {
 	zr  io.ReadCloser // deflate context of zlib-stream; nil until the first message
 	zd  *zstd.Decoder // zstd context; nil until first needed
 
-	out     []byte // decompressed bytes, reused
+	out     []byte // decompressed bytes; from outPool, back to it while idle
 	scanned int    // bytes of out already fed to scan
 	scan    objScanner
 	zrReady bool // zr has read this connection's zlib header
+
+	// hist is zlib-stream's recent output (the last deflateWindow bytes at
+	// least, grown on demand): the window a deflate context restarts from
+	// after release gave the context back to flatePool.
+	hist []byte
+}
+
+// deflateWindow is the deflate back-reference window (RFC 1951).
+const deflateWindow = 32 << 10
+
+// flatePool holds deflate contexts (each ~40 KiB: window and Huffman
+// tables) released by idle zlib-stream connections; outPool the output
+// buffers released by idle connections. A connection between messages
+// keeps only its recent output (hist), so 1,000 idle shards do not hold
+// 1,000 decompressors.
+var (
+	flatePool sync.Pool // io.ReadCloser implementing flate.Resetter
+	outPool   sync.Pool // *[]byte of cap outBufSize
+)
+
+// outBufSize is the size of a pooled output buffer.
+const outBufSize = 32 << 10
+
+func getOut() []byte {
+	if b, ok := outPool.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, outBufSize)
+}
+
+// getFlate returns a deflate context reading r, starting from the window
+// dict.
+func getFlate(r io.Reader, dict []byte) (io.ReadCloser, error) {
+	if zr, ok := flatePool.Get().(io.ReadCloser); ok {
+		if err := zr.(flate.Resetter).Reset(r, dict); err != nil {
+			return nil, fmt.Errorf("reset deflate: %w", err)
+		}
+		return zr, nil
+	}
+	return flate.NewReaderDict(r, dict), nil
 }
 
 func newInflater(comp Compression, maxPayload int) *inflater {
@@ -59,6 +100,7 @@ func newInflater(comp Compression, maxPayload int) *inflater {
 func (f *inflater) reset() {
 	f.in = f.in[:0]
 	f.out = f.out[:0]
+	f.hist = f.hist[:0]
 	f.scanned = 0
 	f.src.Reset(nil)
 	f.scan.reset()
@@ -75,6 +117,88 @@ func (f *inflater) close() {
 		f.zd.Close()
 		f.zd = nil
 	}
+	if f.zr != nil {
+		flatePool.Put(f.zr)
+		f.zr = nil
+	}
+	f.putOut()
+	f.hist = nil
+}
+
+func (f *inflater) putOut() {
+	if f.out != nil && len(f.out) == 0 && cap(f.out) == outBufSize {
+		b := f.out
+		outPool.Put(&b)
+	}
+	f.out = nil
+	f.scanned = 0
+}
+
+// release is called between messages when no more input is waiting on the
+// connection. With zlib-stream it drives the deflate context over the end
+// of the last sync flush (the empty stored block readPayloads leaves
+// unread), then gives the context and the output buffer back to their
+// pools, keeping only the recent output as the window to restart from. A
+// busy connection (input waiting) keeps its context: release is not called.
+// An error means the stream is broken.
+func (f *inflater) release() error {
+	if f.comp != CompressionZlibStream || f.zr == nil || len(f.out) > 0 {
+		return nil
+	}
+	if len(f.in) > 0 {
+		if !bytes.HasSuffix(f.in, zlibSuffix) {
+			return nil // a message continues in the next websocket message
+		}
+		f.src.Reset(f.in)
+		var one [1]byte
+		n, err := f.zr.Read(one[:])
+		rest := f.src.Len()
+		f.src.Reset(nil)
+		switch {
+		case n > 0:
+			// Output beyond the payloads read: keep it for the next feed.
+			if f.out == nil {
+				f.out = getOut()
+			}
+			f.out = append(f.out, one[:n]...)
+			f.remember(one[:n])
+			f.in = f.in[:copy(f.in, f.in[len(f.in)-rest:])]
+			return nil
+		case err == nil:
+			f.in = f.in[:copy(f.in, f.in[len(f.in)-rest:])]
+			return nil
+		case rest > 0 || !(errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)):
+			return fmt.Errorf("inflate sync flush: %w", err)
+		}
+		// The context read to the end of the flush and wants the next
+		// block: a clean boundary.
+		f.in = f.in[:0]
+	}
+	flatePool.Put(f.zr)
+	f.zr = nil
+	f.putOut()
+	// Keep only the window, in a buffer of its own size.
+	w := f.hist[max(0, len(f.hist)-deflateWindow):]
+	if cap(f.hist) > len(w)+len(w)/4 {
+		f.hist = append(make([]byte, 0, len(w)), w...)
+	} else {
+		f.hist = f.hist[:copy(f.hist, w)]
+	}
+	return nil
+}
+
+// remember appends decompressed bytes to hist, keeping at least the last
+// deflateWindow bytes (the buffer grows to twice the window at most).
+func (f *inflater) remember(b []byte) {
+	if len(b) >= deflateWindow {
+		f.hist = append(f.hist[:0], b[len(b)-deflateWindow:]...)
+		return
+	}
+	if len(f.hist)+len(b) > 2*deflateWindow {
+		keep := deflateWindow - len(b)
+		f.hist = f.hist[:copy(f.hist, f.hist[len(f.hist)-keep:])]
+	}
+	f.hist = append(f.hist, b...)
 }
 
 // feed hands one complete websocket message to the inflater and calls fn for
@@ -117,10 +241,18 @@ func (f *inflater) inflate(in []byte, fn func(payload []byte) error) error {
 	var dec io.Reader
 	switch f.comp {
 	case CompressionZlibStream:
-		if !f.zrReady {
+		switch {
+		case !f.zrReady:
 			if err := f.openZlib(); err != nil {
 				return err
 			}
+		case f.zr == nil:
+			// Released while idle: restart from the window.
+			zr, err := getFlate(&f.src, f.hist)
+			if err != nil {
+				return err
+			}
+			f.zr = zr
 		}
 		dec = f.zr
 	case CompressionZstdStream:
@@ -176,10 +308,15 @@ func (f *inflater) openZlib() error {
 		return fmt.Errorf("read zlib header: preset dictionary not supported")
 	}
 	if f.zr == nil {
-		f.zr = flate.NewReader(&f.src)
+		zr, err := getFlate(&f.src, nil)
+		if err != nil {
+			return err
+		}
+		f.zr = zr
 	} else if err := f.zr.(flate.Resetter).Reset(&f.src, nil); err != nil {
 		return fmt.Errorf("reset deflate: %w", err)
 	}
+	f.hist = f.hist[:0]
 	f.zrReady = true
 	return nil
 }
@@ -217,13 +354,19 @@ func (f *inflater) readPayloads(dec io.Reader, fn func(payload []byte) error) er
 			}
 			f.scanned = len(f.out)
 		}
+		if f.out == nil && f.max >= outBufSize {
+			f.out = getOut()
+		}
 		if len(f.out) == cap(f.out) {
 			if len(f.out) >= f.max {
 				return fmt.Errorf("inflate payload over %d bytes: %w", f.max, ErrPayloadTooLarge)
 			}
-			f.out = growBytes(f.out, min(max(2*cap(f.out), 32<<10), f.max))
+			f.out = growBytes(f.out, min(max(2*cap(f.out), outBufSize), f.max))
 		}
 		n, err := dec.Read(f.out[len(f.out):cap(f.out)])
+		if f.comp == CompressionZlibStream {
+			f.remember(f.out[len(f.out) : len(f.out)+n])
+		}
 		f.out = f.out[:len(f.out)+n]
 		if n == 0 && err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {

@@ -49,6 +49,10 @@ func BenchmarkIdleInflater(b *testing.B) {
 							b.Fatal(err)
 						}
 					}
+					// Idle between messages: the shard releases.
+					if err := f.release(); err != nil {
+						b.Fatal(err)
+					}
 					infs[i] = f
 				}
 				runtime.GC()

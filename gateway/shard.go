@@ -55,7 +55,7 @@ const (
 	helloTimeout = 20 * time.Second
 	// readBufferSize is the socket read buffer of a connection; larger
 	// frames are read straight into the frame buffer.
-	readBufferSize = 16 << 10
+	readBufferSize = 4 << 10
 	dialTimeout    = 15 * time.Second
 )
 
@@ -659,6 +659,13 @@ func (s *shard) readLoop(ctx context.Context, c *conn) error {
 					err = fmt.Errorf("%w: %w", errBadPayload, err)
 				}
 				return err
+			}
+			// Nothing more waiting: let an idle connection's
+			// decompression context and buffers go back to the pools.
+			if s.fr.r.Buffered() == 0 {
+				if err := s.inf.release(); err != nil {
+					return fmt.Errorf("%w: %w", errBadPayload, err)
+				}
 			}
 		}
 	}
