@@ -177,13 +177,8 @@ func (f *inflater) release() error {
 	flatePool.Put(f.zr)
 	f.zr = nil
 	f.putOut()
-	// Keep only the window, in a buffer of its own size.
-	w := f.hist[max(0, len(f.hist)-deflateWindow):]
-	if cap(f.hist) > len(w)+len(w)/4 {
-		f.hist = append(make([]byte, 0, len(w)), w...)
-	} else {
-		f.hist = f.hist[:copy(f.hist, w)]
-	}
+	// hist stays as it is (at most twice the window): trimming or
+	// reallocating it here would cost a copy per message at low rates.
 	return nil
 }
 
@@ -197,6 +192,10 @@ func (f *inflater) remember(b []byte) {
 	if len(f.hist)+len(b) > 2*deflateWindow {
 		keep := deflateWindow - len(b)
 		f.hist = f.hist[:copy(f.hist, f.hist[len(f.hist)-keep:])]
+	}
+	if need := len(f.hist) + len(b); need > cap(f.hist) {
+		// Grown on demand, by doubling, to twice the window at most.
+		f.hist = growBytes(f.hist, min(max(2*cap(f.hist), need, 1<<10), 2*deflateWindow))
 	}
 	f.hist = append(f.hist, b...)
 }
