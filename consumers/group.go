@@ -79,6 +79,12 @@ type GroupConfig struct {
 	// ShutdownGrace is how long an in-flight handler may go on after Run's
 	// ctx is cancelled before the handler's own ctx is cancelled; default 10s.
 	ShutdownGrace time.Duration
+	// DrainOnStop makes a stopping reader handle (and acknowledge) the rest
+	// of the entries it has already read, within ShutdownGrace, so a clean
+	// stop leaves nothing pending with this consumer. Off, the entries after
+	// the one in flight stay pending: re-read by the next run under the same
+	// Consumer name, or claimed by another consumer after ClaimIdle.
+	DrainOnStop bool
 	// Logger receives the reader's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -403,8 +409,9 @@ func (r *GroupReader) handleOwned(ctx context.Context, stream string, entries []
 // acknowledges every entry whose handler succeeded (or that is gone from the
 // stream) with a single XACK. counts holds each entry's delivery count, 0 to
 // skip it (no longer pending with this consumer); nil means first delivery
-// for all. Once ctx is done no further handler is called: the rest stays
-// pending with this consumer, and what was handled is still acknowledged.
+// for all. Once ctx is done no further handler is called (unless DrainOnStop,
+// then until ShutdownGrace ends): the rest stays pending with this consumer,
+// and what was handled is still acknowledged.
 func (r *GroupReader) handleBatch(ctx context.Context, stream string, entries []rueidis.XRangeEntry, counts []int64, h Handler, log *slog.Logger) {
 	if len(entries) == 0 {
 		return
@@ -413,7 +420,7 @@ func (r *GroupReader) handleBatch(ctx context.Context, stream string, entries []
 	acks := make([]string, 0, len(entries))
 	var handled int64
 	for i, e := range entries {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && (!r.cfg.DrainOnStop || hctx.Err() != nil) {
 			break
 		}
 		deliveries := int64(1)
