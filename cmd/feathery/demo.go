@@ -109,7 +109,7 @@ func (m *Main) runDemo(ctx context.Context, g globalFlags, args []string) error 
 	fmt.Fprintf(out, "read the events:\n  redis-cli -p %s XREAD COUNT 5 STREAMS '%s' 0\n", port, keys.Events("demo"))
 	fmt.Fprintf(out, "  redis-cli -p %s XREADGROUP GROUP demo-workers me COUNT 5 STREAMS '%s' '>'\n", port, keys.Events("demo"))
 	fmt.Fprintf(out, "  %s tail --redis redis://%s --bot demo\n", self, d.RedisAddr())
-	fmt.Fprintf(out, "write a consumer of these streams:\n  %s new consumer --lang go|node|python my-consumer\n", self)
+	fmt.Fprintf(out, "write a consumer of these streams (or --lang node, --lang python):\n  %s new consumer --lang go my-consumer\n", self)
 	if port != "6379" {
 		fmt.Fprintf(out, "  (then run it with REDIS_URL=redis://%s: port 6379 was taken)\n", d.RedisAddr())
 	}
