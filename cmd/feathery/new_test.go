@@ -85,7 +85,8 @@ type handledLine struct {
 type consumerProc struct {
 	cmd         *exec.Cmd
 	out, errOut *syncBuffer
-	done        chan error
+	done        chan struct{} // closed when the process has exited
+	err         error         // Wait's error, once done
 }
 
 func startConsumer(t *testing.T, dir string, env []string, name string, args ...string) *consumerProc {
@@ -93,12 +94,15 @@ func startConsumer(t *testing.T, dir string, env []string, name string, args ...
 	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
-	p := &consumerProc{cmd: cmd, out: &syncBuffer{}, errOut: &syncBuffer{}, done: make(chan error, 1)}
+	p := &consumerProc{cmd: cmd, out: &syncBuffer{}, errOut: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.errOut
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { p.done <- cmd.Wait() }()
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		<-p.done
@@ -128,10 +132,9 @@ func (p *consumerProc) stop(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-p.done:
-		p.done <- err // for the cleanup
-		if err != nil {
-			t.Fatalf("consumer exit after SIGTERM: %v\nstderr:\n%s", err, p.errOut.String())
+	case <-p.done:
+		if p.err != nil {
+			t.Fatalf("consumer exit after SIGTERM: %v\nstderr:\n%s", p.err, p.errOut.String())
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatalf("consumer did not stop within 60s of SIGTERM\nstderr:\n%s", p.errOut.String())
@@ -160,8 +163,8 @@ func judgeConsumer(t *testing.T, p *consumerProc, c rueidis.Client, group string
 			break
 		}
 		select {
-		case err := <-p.done:
-			t.Fatalf("consumer exited: %v\nstderr:\n%s", err, p.errOut.String())
+		case <-p.done:
+			t.Fatalf("consumer exited: %v\nstderr:\n%s", p.err, p.errOut.String())
 		default:
 		}
 		if time.Now().After(deadline) {
