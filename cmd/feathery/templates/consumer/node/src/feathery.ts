@@ -103,9 +103,11 @@ export class GroupConsumer {
   readonly stats: Stats = { handled: 0, acked: 0, failed: 0, claimed: 0, deadLettered: 0 };
 
   constructor(o: Options) {
+    // Options left undefined take the defaults.
+    const given = Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Options;
     this.o = {
       consumer: `${os.hostname()}-${process.pid}`, startId: '0', count: 100, blockMs: 2000,
-      claimIdleMs: 30000, maxDeliveries: 5, log: (m) => process.stderr.write(m + '\n'), ...o,
+      claimIdleMs: 30000, maxDeliveries: 5, log: (m) => process.stderr.write(m + '\n'), ...given,
     };
     this.client = createClient({ url: this.o.url });
     this.client.on('error', (err: Error) => this.o.log(`redis: ${err.message}`));
