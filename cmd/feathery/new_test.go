@@ -241,7 +241,6 @@ func jsonPath(t *testing.T, raw, path string) string {
 	return s
 }
 
-
 var chosenEvents = []string{"MESSAGE_CREATE", "GUILD_MEMBER_ADD", "INTERACTION_CREATE"}
 
 // prepare builds a generated consumer and returns the command that runs it.
