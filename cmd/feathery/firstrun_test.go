@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/feathery/feathery/gateway/testkit"
 )
 
 // Help asked for goes to standard output with exit 0; usage after a
@@ -67,7 +69,7 @@ func TestDemo_PrintedCommandsRun(t *testing.T) {
 	}
 	demo := exec.Command("bin/feathery", "demo", "--redis-addr", "127.0.0.1:0", "--admin-addr", "off", "--quiet", "--rate", "100")
 	demo.Dir = work
-	var out, errOut syncBuffer
+	var out, errOut testkit.SyncBuffer
 	demo.Stdout, demo.Stderr = &out, &errOut
 	if err := demo.Start(); err != nil {
 		t.Fatal(err)
@@ -80,7 +82,7 @@ func TestDemo_PrintedCommandsRun(t *testing.T) {
 			t.Errorf("demo: %v\n%s", err, errOut.String())
 		}
 	}()
-	waitFor(t, 60*time.Second, "the demo to start", func() bool { return strings.Contains(out.String(), "Ctrl-C stops") })
+	testkit.Eventually(t, 60*time.Second, "the demo to start", func() bool { return strings.Contains(out.String(), "Ctrl-C stops") })
 	var cmds []string
 	sc := bufio.NewScanner(strings.NewReader(out.String()))
 	for sc.Scan() {
@@ -98,7 +100,7 @@ func TestDemo_PrintedCommandsRun(t *testing.T) {
 		}
 	}
 	// Wait for entries on the events stream, then run each command.
-	waitFor(t, 60*time.Second, "events on the stream", func() bool {
+	testkit.Eventually(t, 60*time.Second, "events on the stream", func() bool {
 		o, _ := exec.Command("sh", "-c", cmds[0]).Output()
 		return bytes.Count(o, []byte("\n")) > 5
 	})
@@ -107,14 +109,14 @@ func TestDemo_PrintedCommandsRun(t *testing.T) {
 		cmd := exec.CommandContext(ctx, "sh", "-c", "exec "+c) // exec: a signal reaches the command itself
 		cmd.Dir = work
 		cmd.WaitDelay = 10 * time.Second
-		var o, e syncBuffer
+		var o, e testkit.SyncBuffer
 		cmd.Stdout, cmd.Stderr = &o, &e
 		if strings.Contains(c, " tail ") {
 			// tail runs until stopped: it must print entries first.
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 30*time.Second, "tail to print entries", func() bool { return strings.Count(o.String(), "\n") >= 3 })
+			testkit.Eventually(t, 30*time.Second, "tail to print entries", func() bool { return strings.Count(o.String(), "\n") >= 3 })
 			_ = cmd.Process.Signal(syscall.SIGTERM)
 			_ = cmd.Wait()
 			cancel()

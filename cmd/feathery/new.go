@@ -17,7 +17,7 @@ import (
 	"strings"
 	"text/template"
 
-	"github.com/feathery/feathery/broker"
+	"github.com/feathery/feathery/broker/keyspace"
 )
 
 // templates holds the projects "feathery new" writes. Files ending in .tmpl
@@ -241,7 +241,7 @@ func (m *Main) consumerFlagSet(name string, g *globalFlags, defaultEvents string
 		bot:        fs.String("bot", "demo", "bot whose streams are read (the demo's bot is demo)"),
 		group:      fs.String("group", "", "consumer group (default: the directory's name)"),
 		streams:    fs.String("streams", "", "streams to read, comma-separated full keys (default: the bot's events and commands streams)"),
-		prefix:     fs.String("prefix", broker.DefaultPrefix, "key prefix of feathery's config (redis.prefix)"),
+		prefix:     fs.String("prefix", keyspace.DefaultPrefix, "key prefix of feathery's config (redis.prefix)"),
 		module:     fs.String("module", "", "Go: module path of the generated project (default: the directory's name)"),
 		modulePath: fs.String("module-path", "auto", "Go: a feathery checkout to build against (a replace directive); auto = the checkout this binary was run from, if any; none = require the released module"),
 		force:      fs.Bool("force", false, "write into a directory that is not empty (files of the same name are overwritten)"),
@@ -314,11 +314,11 @@ func (m *Main) consumerData(f *consumerFlags, dir string, needLang bool) (newDat
 		return d, fmt.Errorf("%s: the directory's name %q makes a poor project name: use letters, digits, '.', '_' or '-'", dir, d.Name)
 	}
 	d.Bot = *f.bot
-	if err := broker.CheckName(d.Bot); err != nil {
+	if err := keyspace.CheckName(d.Bot); err != nil {
 		return d, fmt.Errorf("--bot: %w", err)
 	}
 	d.Prefix = *f.prefix
-	if err := broker.CheckName(d.Prefix); err != nil {
+	if err := keyspace.CheckName(d.Prefix); err != nil {
 		return d, fmt.Errorf("--prefix: %w", err)
 	}
 	d.Group = *f.group
@@ -338,7 +338,7 @@ func (m *Main) consumerData(f *consumerFlags, dir string, needLang bool) (newDat
 			return d, errors.New("--streams: no stream given")
 		}
 	} else {
-		keys := broker.NewKeys(d.Prefix)
+		keys := keyspace.NewKeys(d.Prefix)
 		d.Streams = []string{keys.Events(d.Bot), keys.Stream(d.Bot, "commands")}
 	}
 	d.StreamList = strings.Join(d.Streams, ",")

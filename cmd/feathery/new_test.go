@@ -22,6 +22,7 @@ import (
 
 	"github.com/feathery/feathery/broker/redistest"
 	"github.com/feathery/feathery/gateway/discordtest"
+	"github.com/feathery/feathery/gateway/testkit"
 )
 
 // repoRoot is the checkout this test runs in.
@@ -84,7 +85,7 @@ type handledLine struct {
 // consumerProc is a generated consumer running as a process.
 type consumerProc struct {
 	cmd         *exec.Cmd
-	out, errOut *syncBuffer
+	out, errOut *testkit.SyncBuffer
 	done        chan struct{} // closed when the process has exited
 	err         error         // Wait's error, once done
 }
@@ -94,7 +95,7 @@ func startConsumer(t *testing.T, dir string, env []string, name string, args ...
 	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
-	p := &consumerProc{cmd: cmd, out: &syncBuffer{}, errOut: &syncBuffer{}, done: make(chan struct{})}
+	p := &consumerProc{cmd: cmd, out: &testkit.SyncBuffer{}, errOut: &testkit.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.errOut
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -291,7 +292,7 @@ func TestNewConsumer_AgainstDemo(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	demo := exec.Command(bin, "demo", "--redis-addr", "127.0.0.1:0", "--admin-addr", "off", "--quiet", "--rate", "150")
-	var out, errOut syncBuffer
+	var out, errOut testkit.SyncBuffer
 	demo.Stdout, demo.Stderr = &out, &errOut
 	if err := demo.Start(); err != nil {
 		t.Fatal(err)
@@ -309,7 +310,7 @@ func TestNewConsumer_AgainstDemo(t *testing.T) {
 	})
 	re := regexp.MustCompile(`embedded Redis:\s+(\S+)`)
 	var addr string
-	waitFor(t, 60*time.Second, "the demo's Redis address", func() bool {
+	testkit.Eventually(t, 60*time.Second, "the demo's Redis address", func() bool {
 		if m := re.FindStringSubmatch(out.String()); m != nil && strings.Contains(out.String(), "Ctrl-C stops") {
 			addr = m[1]
 			return true
