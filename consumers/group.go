@@ -80,8 +80,9 @@ type GroupConfig struct {
 	// ctx is cancelled before the handler's own ctx is cancelled; default 10s.
 	ShutdownGrace time.Duration
 	// DrainOnStop makes a stopping reader handle (and acknowledge) the rest
-	// of the entries it has already read, within ShutdownGrace, so a clean
-	// stop leaves nothing pending with this consumer. Off, the entries after
+	// of the entries it has already read, within ShutdownGrace, and let a
+	// blocking read in flight finish (stopping then takes up to Block), so
+	// a clean stop leaves nothing pending with this consumer. Off, the entries after
 	// the one in flight stay pending: re-read by the next run under the same
 	// Consumer name, or claimed by another consumer after ClaimIdle.
 	DrainOnStop bool
@@ -286,7 +287,14 @@ func (r *GroupReader) lane(ctx context.Context, stream string, h Handler) {
 		cmd := r.client.B().Xreadgroup().Group(r.cfg.Group, r.cfg.Consumer).
 			Count(r.cfg.Count).Block(max(block.Milliseconds(), 1)).
 			Streams().Key(stream).Id(">").Build()
-		res, err := r.client.Do(ctx, cmd).AsXRead()
+		rctx := ctx
+		if r.cfg.DrainOnStop {
+			// A read cancelled in flight may still have been served: its
+			// entries would stay pending unseen. Let it finish (within
+			// Block) and handle what it brought.
+			rctx = context.WithoutCancel(ctx)
+		}
+		res, err := r.client.Do(rctx, cmd).AsXRead()
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -353,7 +361,11 @@ func (r *GroupReader) claim(ctx context.Context, stream string, h Handler, log *
 		cmd := r.client.B().Xautoclaim().Key(stream).Group(r.cfg.Group).Consumer(r.cfg.Consumer).
 			MinIdleTime(strconv.FormatInt(max(r.cfg.ClaimIdle.Milliseconds(), 1), 10)).
 			Start(cursor).Count(r.cfg.Count).Build()
-		arr, err := r.client.Do(ctx, cmd).ToArray()
+		cctx := ctx
+		if r.cfg.DrainOnStop {
+			cctx = context.WithoutCancel(ctx) // a claim served but cancelled would stay pending unseen
+		}
+		arr, err := r.client.Do(cctx, cmd).ToArray()
 		if err != nil {
 			if ctx.Err() != nil {
 				return true
