@@ -499,7 +499,10 @@ func TestNew_TemplatesMatchTheLibraries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"\ngo " + goVersion + "\n", "github.com/disgoorg/disgo " + disgoVersion, "github.com/redis/rueidis " + rueidisVersion} {
+	if !regexp.MustCompile(`(?m)^go ` + regexp.QuoteMeta(goVersion) + `(\.\d+)?$`).Match(gomod) {
+		t.Errorf("go.mod's go line is not %s[.N]: update goVersion in new.go", goVersion)
+	}
+	for _, want := range []string{"github.com/disgoorg/disgo " + disgoVersion, "github.com/redis/rueidis " + rueidisVersion} {
 		if !strings.Contains(string(gomod), want) {
 			t.Errorf("go.mod has no %q: update the versions in new.go", strings.TrimSpace(want))
 		}
