@@ -9,7 +9,9 @@ build:
 
 ## run: the demo — fake Discord + embedded Redis + the gateway, events visible
 run:
-	$(GO) run ./cmd/feathery demo
+	@test -x bin/feathery || echo "compiling bin/feathery (the first build takes a minute or two)..."
+	@$(GO) build -o bin/feathery ./cmd/feathery
+	bin/feathery demo
 
 ## test: everything, with the race detector
 test: lint node-deps

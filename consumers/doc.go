@@ -1,7 +1,9 @@
 // Package consumers is what a Go program uses to consume what feathery
 // publishes: a consumer-group reader, typed decoding of stream entries and of
-// the common Discord events, and a plain tail reader. Examples in other
-// languages live beside it (node/).
+// the common Discord events, and a plain tail reader. Package
+// consumers/typed decodes entries into disgo's Discord types instead;
+// examples in other languages live beside it (node/, python/), and
+// README.md beside this file covers all three languages.
 //
 // feathery writes each dispatch as one stream entry with flat fields v, t,
 // d, bot, shard, session, seq, guild, before and at (see DecodeEntry). A

@@ -79,6 +79,13 @@ type GroupConfig struct {
 	// ShutdownGrace is how long an in-flight handler may go on after Run's
 	// ctx is cancelled before the handler's own ctx is cancelled; default 10s.
 	ShutdownGrace time.Duration
+	// DrainOnStop makes a stopping reader handle (and acknowledge) the rest
+	// of the entries it has already read, within ShutdownGrace, and let a
+	// blocking read in flight finish (stopping then takes up to Block), so
+	// a clean stop leaves nothing pending with this consumer. Off, the entries after
+	// the one in flight stay pending: re-read by the next run under the same
+	// Consumer name, or claimed by another consumer after ClaimIdle.
+	DrainOnStop bool
 	// Logger receives the reader's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -280,7 +287,14 @@ func (r *GroupReader) lane(ctx context.Context, stream string, h Handler) {
 		cmd := r.client.B().Xreadgroup().Group(r.cfg.Group, r.cfg.Consumer).
 			Count(r.cfg.Count).Block(max(block.Milliseconds(), 1)).
 			Streams().Key(stream).Id(">").Build()
-		res, err := r.client.Do(ctx, cmd).AsXRead()
+		rctx := ctx
+		if r.cfg.DrainOnStop {
+			// A read cancelled in flight may still have been served: its
+			// entries would stay pending unseen. Let it finish (within
+			// Block) and handle what it brought.
+			rctx = context.WithoutCancel(ctx)
+		}
+		res, err := r.client.Do(rctx, cmd).AsXRead()
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -347,7 +361,11 @@ func (r *GroupReader) claim(ctx context.Context, stream string, h Handler, log *
 		cmd := r.client.B().Xautoclaim().Key(stream).Group(r.cfg.Group).Consumer(r.cfg.Consumer).
 			MinIdleTime(strconv.FormatInt(max(r.cfg.ClaimIdle.Milliseconds(), 1), 10)).
 			Start(cursor).Count(r.cfg.Count).Build()
-		arr, err := r.client.Do(ctx, cmd).ToArray()
+		cctx := ctx
+		if r.cfg.DrainOnStop {
+			cctx = context.WithoutCancel(ctx) // a claim served but cancelled would stay pending unseen
+		}
+		arr, err := r.client.Do(cctx, cmd).ToArray()
 		if err != nil {
 			if ctx.Err() != nil {
 				return true
@@ -403,8 +421,9 @@ func (r *GroupReader) handleOwned(ctx context.Context, stream string, entries []
 // acknowledges every entry whose handler succeeded (or that is gone from the
 // stream) with a single XACK. counts holds each entry's delivery count, 0 to
 // skip it (no longer pending with this consumer); nil means first delivery
-// for all. Once ctx is done no further handler is called: the rest stays
-// pending with this consumer, and what was handled is still acknowledged.
+// for all. Once ctx is done no further handler is called (unless DrainOnStop,
+// then until ShutdownGrace ends): the rest stays pending with this consumer,
+// and what was handled is still acknowledged.
 func (r *GroupReader) handleBatch(ctx context.Context, stream string, entries []rueidis.XRangeEntry, counts []int64, h Handler, log *slog.Logger) {
 	if len(entries) == 0 {
 		return
@@ -413,7 +432,7 @@ func (r *GroupReader) handleBatch(ctx context.Context, stream string, entries []
 	acks := make([]string, 0, len(entries))
 	var handled int64
 	for i, e := range entries {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && (!r.cfg.DrainOnStop || hctx.Err() != nil) {
 			break
 		}
 		deliveries := int64(1)

@@ -645,3 +645,56 @@ func TestGroupReader_AcksOnlySucceededOfBatch(t *testing.T) {
 		t.Fatalf("calls %d, stats %+v; want %d calls, %d failed", calls, st, len(ids), len(failed))
 	}
 }
+
+// With DrainOnStop, a stopping reader handles and acknowledges the rest of
+// the entries it had read: nothing stays pending.
+func TestGroupReader_DrainOnStop(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	c := srv.Client(t)
+	const s, g = "{b}:events", "workers"
+	ids := xadd(t, c, s, 1, 10)
+
+	started := make(chan struct{})
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var seen []string
+	handler := func(ctx context.Context, m consumers.Message) error {
+		mu.Lock()
+		seen = append(seen, m.ID)
+		first := len(seen) == 1
+		mu.Unlock()
+		if first {
+			close(started)
+			<-release
+		}
+		return ctx.Err()
+	}
+	r, err := consumers.NewGroupReader(c, consumers.GroupConfig{Streams: []string{s}, Group: g, Consumer: "w",
+		Count: 10, Block: 50 * time.Millisecond, ClaimIdle: time.Hour, DrainOnStop: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, handler) }()
+	<-started
+	cancel()
+	close(release)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: got %v, want nil", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if !slices.Equal(seen, ids) {
+		t.Fatalf("handled %v, want all of %v", seen, ids)
+	}
+	if n := pendingCount(t, c, s, g); n != 0 {
+		t.Fatalf("pending after stop: got %d, want 0", n)
+	}
+	if st := r.Stats(); st.Acked != 10 {
+		t.Fatalf("stats %+v, want 10 acked", st)
+	}
+}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -21,7 +24,7 @@ func (m *Main) runDemo(ctx context.Context, g globalFlags, args []string) error 
 	guilds := fs.Int("guilds", 20, "guilds in the fake world")
 	rate := fs.Float64("rate", 50, "live events per second sent by the fake")
 	seed := fs.Int64("seed", 1, "seed of the fake world")
-	redisAddr := fs.String("redis-addr", "127.0.0.1:0", "embedded Redis listen address (:0 = a free port)")
+	redisAddr := fs.String("redis-addr", defaultDemoRedisAddr, "embedded Redis listen address (falls back to a free port when taken; :0 = a free port)")
 	adminAddr := fs.String("admin-addr", defaultAdminAddr, "dashboard address (falls back to a free port when taken; off disables)")
 	duration := fs.Duration("duration", 0, "stop after this long (0 = run until Ctrl-C)")
 	quiet := fs.Bool("quiet", false, "no once-a-second status line")
@@ -60,11 +63,10 @@ func (m *Main) runDemo(ctx context.Context, g globalFlags, args []string) error 
 	defer fake.Close()
 
 	if *adminAddr != "off" {
-		if ln, err := net.Listen("tcp", *adminAddr); err != nil {
-			*adminAddr = "127.0.0.1:0"
-		} else {
-			ln.Close()
-		}
+		*adminAddr = freeOr(*adminAddr)
+	}
+	if *redisAddr == defaultDemoRedisAddr {
+		*redisAddr = freeOr(*redisAddr)
 	}
 	cfg := &Config{
 		Redis:          RedisConfig{Embedded: true, EmbeddedAddr: *redisAddr},
@@ -83,7 +85,7 @@ func (m *Main) runDemo(ctx context.Context, g globalFlags, args []string) error 
 				MaxLen: 100000,
 				Groups: []string{"demo-workers"},
 			}},
-			DefaultStream: StreamConfig{MaxLen: 100000},
+			DefaultStream: StreamConfig{MaxLen: 100000, Groups: []string{"demo-workers"}},
 		}},
 	}
 	if err := cfg.validate(); err != nil {
@@ -103,8 +105,14 @@ func (m *Main) runDemo(ctx context.Context, g globalFlags, args []string) error 
 		fmt.Fprintf(out, "  dashboard:       %s\n", u)
 	}
 	fmt.Fprintf(out, "  streams:         %s (messages, interactions), %s (everything else)\n", keys.Stream("demo", "commands"), keys.Events("demo"))
+	self := selfCommand()
 	fmt.Fprintf(out, "read the events:\n  redis-cli -p %s XREAD COUNT 5 STREAMS '%s' 0\n", port, keys.Events("demo"))
-	fmt.Fprintf(out, "  feathery tail --redis redis://%s --bot demo\n", d.RedisAddr())
+	fmt.Fprintf(out, "  redis-cli -p %s XREADGROUP GROUP demo-workers me COUNT 5 STREAMS '%s' '>'\n", port, keys.Events("demo"))
+	fmt.Fprintf(out, "  %s tail --redis redis://%s --bot demo\n", self, d.RedisAddr())
+	fmt.Fprintf(out, "write a consumer of these streams (or --lang node, --lang python):\n  %s new consumer --lang go my-consumer\n", self)
+	if port != "6379" {
+		fmt.Fprintf(out, "  (then run it with REDIS_URL=redis://%s: port 6379 was taken)\n", d.RedisAddr())
+	}
 	fmt.Fprintf(out, "Ctrl-C stops.\n")
 
 	t := time.NewTicker(time.Second)
@@ -127,6 +135,49 @@ loop:
 	}
 	fmt.Fprintln(out, "demo stopped")
 	return nil
+}
+
+// defaultDemoRedisAddr is where the demo's Redis listens unless taken: the
+// port consumers try first.
+const defaultDemoRedisAddr = "127.0.0.1:6379"
+
+// freeOr returns addr when it can be listened on, else a free port on
+// 127.0.0.1.
+func freeOr(addr string) string {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "127.0.0.1:0"
+	}
+	ln.Close()
+	return addr
+}
+
+// selfCommand is how to run this binary again from the current directory,
+// as printed for pasting: "feathery" when it was found on PATH, the path it
+// was started with otherwise, "go run ./cmd/feathery" under go run.
+func selfCommand() string {
+	arg0 := os.Args[0]
+	if !strings.ContainsRune(arg0, os.PathSeparator) {
+		if p, err := exec.LookPath(arg0); err == nil && filepath.Base(p) == arg0 {
+			return arg0
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "feathery"
+	}
+	if strings.Contains(exe, string(os.PathSeparator)+"go-build") {
+		return "go run ./cmd/feathery"
+	}
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, exe); err == nil && !strings.HasPrefix(rel, "..") {
+			if !strings.ContainsRune(rel, os.PathSeparator) {
+				rel = "." + string(os.PathSeparator) + rel
+			}
+			return shellQuote(rel)
+		}
+	}
+	return shellQuote(exe)
 }
 
 // demoLine is the once-a-second status line of the demo.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -48,6 +49,7 @@ func commands() []command {
 	return []command{
 		{"run", "run the gateway daemon from a config file", (*Main).runRun},
 		{"init", "write a commented example config file", (*Main).runInit},
+		{"new", "write a consumer (go, node, python) or a whole project to start from", (*Main).runNew},
 		{"demo", "fake Discord + embedded Redis + the gateway, events visible", (*Main).runDemo},
 		{"fakediscord", "serve the fake Discord gateway and REST API", (*Main).runFakeDiscord},
 		{"tail", "print a stream's entries live", (*Main).runTail},
@@ -62,26 +64,31 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	// Global flags may stand before the subcommand.
 	var g globalFlags
 	fs := flag.NewFlagSet("feathery", flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
+	fs.SetOutput(flagOutput{m.Stderr, m.Stdout})
 	g.register(fs)
-	fs.Usage = func() { m.usage() }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() { m.usage(fs.Output()) } // help asked for: parseFlagsOnly sends it to Stdout
+	if err := parseFlagsOnly(fs, args); err != nil {
+		if errors.Is(err, errHelp) {
 			return nil
 		}
-		return errUsage
+		return err
+	}
+	if *showVersion {
+		fmt.Fprintf(m.Stdout, "feathery %s\n", version())
+		return nil
 	}
 	args = fs.Args()
 	if len(args) == 0 {
-		m.usage()
+		m.usage(m.Stderr)
 		return errUsage
 	}
 	name, rest := args[0], args[1:]
-	if name == "help" || name == "-h" || name == "--help" {
+	if name == "help" {
 		if len(rest) > 0 {
 			return m.Run(ctx, []string{rest[0], "-h"})
 		}
-		m.usage()
+		m.usage(m.Stdout)
 		return nil
 	}
 	for _, c := range commands() {
@@ -90,7 +97,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		}
 	}
 	fmt.Fprintf(m.Stderr, "feathery: unknown command %q\n\n", name)
-	m.usage()
+	m.usage(m.Stderr)
 	return errUsage
 }
 
@@ -112,14 +119,17 @@ func (m *Main) defaults() {
 	}
 }
 
-func (m *Main) usage() {
+// usage writes the command list to w: standard output when asked for
+// (help, -h), standard error after a mistake.
+func (m *Main) usage(w io.Writer) {
 	var b strings.Builder
 	b.WriteString("feathery — a Discord gateway daemon publishing to Redis Streams\n\nUsage:\n\n\tfeathery [--log-level L] [--log-format F] <command> [flags]\n\nCommands:\n\n")
 	for _, c := range commands() {
 		fmt.Fprintf(&b, "\t%-12s %s\n", c.name, c.summary)
 	}
-	b.WriteString("\nRun \"feathery <command> -h\" for a command's flags.\n")
-	fmt.Fprint(m.Stderr, b.String())
+	b.WriteString("\nRun \"feathery <command> -h\" for a command's flags, \"feathery --version\" for the version.\n")
+	b.WriteString("Start here: \"make run\" (the demo), then \"feathery new consumer --lang go my-consumer\".\n")
+	fmt.Fprint(w, b.String())
 }
 
 // globalFlags are accepted before the subcommand and by every subcommand.
@@ -137,22 +147,54 @@ func (g *globalFlags) register(fs *flag.FlagSet) {
 // registered into g (whose values from before the subcommand are kept).
 func (m *Main) newFlagSet(name, usage string, g *globalFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet("feathery "+name, flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
+	fs.SetOutput(flagOutput{m.Stderr, m.Stdout})
 	g.register(fs)
 	fs.Usage = func() {
-		fmt.Fprintf(m.Stderr, "Usage: feathery %s %s\n\nFlags:\n", name, usage)
+		fmt.Fprintf(fs.Output(), "Usage: feathery %s %s\n\nFlags:\n", name, usage)
 		fs.PrintDefaults()
 	}
 	return fs
 }
 
-// parseFlags parses args into fs; -h prints usage and returns errHelp.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+// parseFlagsOnly parses args into fs. Usage asked for with -h goes to
+// standard output and gives errHelp; a mistake and its usage go to fs's
+// output (standard error) and give errUsage.
+func parseFlagsOnly(fs *flag.FlagSet, args []string) error {
+	errOut := fs.Output()
+	var buf bytes.Buffer
+	fs.SetOutput(&buf)
+	err := fs.Parse(args)
+	fs.SetOutput(errOut)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			_, _ = helpOutput(errOut).Write(buf.Bytes())
 			return errHelp
 		}
+		_, _ = errOut.Write(buf.Bytes())
 		return errUsage
+	}
+	return nil
+}
+
+// flagOutput is a FlagSet's output: mistakes go to err (standard error),
+// help asked for to help (standard output).
+type flagOutput struct{ err, help io.Writer }
+
+func (o flagOutput) Write(p []byte) (int, error) { return o.err.Write(p) }
+
+// helpOutput is where requested help goes for a FlagSet writing to out.
+func helpOutput(out io.Writer) io.Writer {
+	if o, ok := out.(flagOutput); ok {
+		return o.help
+	}
+	return out
+}
+
+// parseFlags parses args into fs and refuses positional arguments; -h
+// prints usage on standard output and returns errHelp.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := parseFlagsOnly(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))

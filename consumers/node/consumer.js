@@ -2,7 +2,7 @@
 // A feathery consumer in Node: reads a stream through a consumer group,
 // handles each entry, and acknowledges it (XACK) once handled.
 //
-//   REDIS_URL=redis://127.0.0.1:6379 STREAM=feathery:{mybot}:events node consumer.js
+//   REDIS_URL=redis://127.0.0.1:6379 STREAM='feathery:{bot:mybot}:events' node consumer.js
 //   node consumer.js --stream s --group g --consumer c --max 100 --idle-exit 2000 --json
 //
 // Every option can come from the command line or the environment; see
