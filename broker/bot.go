@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/redis/rueidis"
 )
 
 // action is what happens to events of one type.
@@ -27,13 +29,15 @@ const (
 	msgUpdate
 )
 
-// typeInfo is the decision for one event name, computed once per bot.
+// typeInfo is the decision for one event name, computed once per bot
+// configuration.
 type typeInfo struct {
 	name   string // owned copy of the event name
 	action action
-	stream int // index into botState.streams
+	stream int // index into conf.streams
 	msg    msgKind
 	ready  bool
+	conf   *botConf // the configuration this decision was made under
 	// count counts the bot's events of this name: the type's own counter,
 	// or the bot's "other" counter for a name the table does not keep.
 	count *atomic.Uint64
@@ -47,55 +51,94 @@ type streamSpec struct {
 	maxLen string // MaxLen formatted
 }
 
-// botState is everything per bot: compiled routes, the event-name table,
-// the shards and the bot's user id.
+// botState is everything per bot: its configuration, the shards and the
+// bot's user id.
 type botState struct {
-	p       *Publisher
-	name    string
-	cfg     BotConfig
-	streams []streamSpec // [0] is the default stream, then one per route
+	p    *Publisher
+	name string
+	// conf is the bot's configuration in force; setConfig swaps it whole.
+	// A flusher reads it once per batch, Publish once per event.
+	conf atomic.Pointer[botConf]
 
-	mu     sync.Mutex // guards writes of types and shards
-	types  atomic.Pointer[map[string]*typeInfo]
-	others int                           // names in types that are not Discord's; guarded by mu
-	other  atomic.Uint64                 // events of names types does not keep
+	mu     sync.Mutex                    // guards writes of shards and setConfig
+	other  atomic.Uint64                 // events of names the tables do not keep
 	shards atomic.Pointer[[]*shardQueue] // indexed by shard id
 
-	userID     atomic.Pointer[string] // bot user id for mentions
-	groupsDone atomic.Bool
+	userID atomic.Pointer[string] // bot user id for mentions
 	// groupsFrom0: Redis lost its data, so the groups are created from the
 	// streams' start (what other shards published since is not missed).
 	groupsFrom0 atomic.Bool
 }
 
+// botConf is one configuration of a bot, immutable once built but for its
+// event-name table: compiled routes and filters.
+type botConf struct {
+	b       *botState
+	cfg     BotConfig
+	streams []streamSpec // [0] is the default stream, then one per route
+
+	mu         sync.Mutex // guards writes of types
+	types      atomic.Pointer[map[string]*typeInfo]
+	others     int // names in types that are not Discord's; guarded by mu
+	groupsDone atomic.Bool
+}
+
 func newBotState(p *Publisher, cfg BotConfig) *botState {
 	cfg.Name = strings.Clone(cfg.Name)
-	b := &botState{p: p, name: cfg.Name, cfg: cfg}
+	b := &botState{p: p, name: cfg.Name}
+	b.setConfig(cfg)
+	shards := []*shardQueue{}
+	b.shards.Store(&shards)
+	return b
+}
+
+// setConfig puts cfg in force for the events the bot's flushers take from
+// now on. The event counts carry over.
+func (b *botState) setConfig(cfg BotConfig) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cfg.Name = b.name
+	c := &botConf{b: b, cfg: cfg}
 	def := cfg.Default
 	if def.Stream == "" {
 		def.Stream = DefaultStream
 	}
-	b.streams = append(b.streams, streamSpec{StreamConfig: def, key: p.keys.Stream(b.name, def.Stream)})
+	c.streams = append(c.streams, streamSpec{StreamConfig: def, key: b.p.keys.Stream(b.name, def.Stream)})
 	for _, r := range cfg.Routes {
-		b.streams = append(b.streams, streamSpec{StreamConfig: r.StreamConfig, key: p.keys.Stream(b.name, r.Stream)})
+		c.streams = append(c.streams, streamSpec{StreamConfig: r.StreamConfig, key: b.p.keys.Stream(b.name, r.Stream)})
 	}
-	for i := range b.streams {
-		b.streams[i].maxLen = strconv.FormatInt(b.streams[i].MaxLen, 10)
+	for i := range c.streams {
+		c.streams[i].maxLen = strconv.FormatInt(c.streams[i].MaxLen, 10)
 	}
 	if cfg.Filters.BotUserID != "" {
 		id := cfg.Filters.BotUserID
 		b.userID.Store(&id)
 	}
+	var old map[string]*typeInfo
+	if prev := b.conf.Load(); prev != nil {
+		old = *prev.types.Load()
+	}
 	types := make(map[string]*typeInfo, len(discordEventTypes))
 	for _, t := range discordEventTypes {
-		ti := b.decide(t)
+		ti := c.decide(t)
 		ti.count = &ti.own
 		types[t] = ti
 	}
-	b.types.Store(&types)
-	shards := []*shardQueue{}
-	b.shards.Store(&shards)
-	return b
+	for name, oti := range old {
+		if oti.count != &oti.own {
+			continue
+		}
+		ti := types[name]
+		if ti == nil {
+			ti = c.decide(name)
+			ti.count = &ti.own
+			types[name] = ti
+			c.others++
+		}
+		ti.own.Store(oti.own.Load())
+	}
+	c.types.Store(&types)
+	b.conf.Store(c)
 }
 
 // The event-name table of a bot holds Discord's dispatch names and at most
@@ -115,53 +158,53 @@ const OtherEventType = "other"
 // typeInfo returns the decision for event name t and counts one event of
 // it.
 func (b *botState) typeInfo(t string) *typeInfo {
-	ti := b.lookupType(t)
+	ti := b.conf.Load().lookupType(t)
 	ti.count.Add(1)
 	return ti
 }
 
-func (b *botState) lookupType(t string) *typeInfo {
-	if ti := (*b.types.Load())[t]; ti != nil {
+func (c *botConf) lookupType(t string) *typeInfo {
+	if ti := (*c.types.Load())[t]; ti != nil {
 		return ti
 	}
 	if len(t) > maxEventTypeLen {
-		return b.decide(t)
+		return c.decide(t)
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	old := *b.types.Load()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := *c.types.Load()
 	if ti := old[t]; ti != nil {
 		return ti
 	}
-	ti := b.decide(t)
-	if b.others >= maxOtherEventTypes {
+	ti := c.decide(t)
+	if c.others >= maxOtherEventTypes {
 		return ti
 	}
-	b.others++
+	c.others++
 	ti.count = &ti.own
 	next := make(map[string]*typeInfo, len(old)+1)
 	for k, v := range old {
 		next[k] = v
 	}
 	next[ti.name] = ti
-	b.types.Store(&next)
+	c.types.Store(&next)
 	return ti
 }
 
 // decide computes the decision for event name t; its events count as
 // OtherEventType until the caller says otherwise.
-func (b *botState) decide(t string) *typeInfo {
-	ti := &typeInfo{name: strings.Clone(t)}
-	ti.count = &b.other
-	f := &b.cfg.Filters
+func (c *botConf) decide(t string) *typeInfo {
+	ti := &typeInfo{name: strings.Clone(t), conf: c}
+	ti.count = &c.b.other
+	f := &c.cfg.Filters
 	switch {
 	case matchAny(f.Ignore, t):
 		ti.action = actIgnore
 	case matchAny(f.CacheOnly, t):
 		ti.action = actCacheOnly
 	}
-	for i := range b.cfg.Routes {
-		if matchAny(b.cfg.Routes[i].Events, t) {
+	for i := range c.cfg.Routes {
+		if matchAny(c.cfg.Routes[i].Events, t) {
 			ti.stream = i + 1
 			break
 		}
@@ -181,7 +224,7 @@ func (b *botState) decide(t string) *typeInfo {
 // the names the table does not keep); names without events are left out.
 func (b *botState) eventTypes() map[string]uint64 {
 	out := map[string]uint64{}
-	for name, ti := range *b.types.Load() {
+	for name, ti := range *b.conf.Load().types.Load() {
 		if n := ti.count.Load(); n > 0 && ti.count == &ti.own {
 			out[name] = n
 		}
@@ -254,7 +297,7 @@ func (b *botState) all() []*shardQueue {
 // streams' start: Redis lost its data.
 func (b *botState) groupsLost() {
 	b.groupsFrom0.Store(true)
-	b.groupsDone.Store(false)
+	b.conf.Load().groupsDone.Store(false)
 }
 
 // ensureGroups creates the consumer groups of the bot's streams once (and
@@ -262,7 +305,14 @@ func (b *botState) groupsLost() {
 // after a loss at its start ("0": the streams hold only what was published
 // since).
 func (b *botState) ensureGroups(ctx context.Context) error {
-	if b.groupsDone.Load() {
+	return b.conf.Load().ensureGroups(ctx, b.p.c)
+}
+
+// ensureGroups creates the consumer groups of the configuration's streams
+// once (and again after groupsLost).
+func (bc *botConf) ensureGroups(ctx context.Context, c rueidis.Client) error {
+	b := bc.b
+	if bc.groupsDone.Load() {
 		return nil
 	}
 	from := "$"
@@ -270,10 +320,9 @@ func (b *botState) ensureGroups(ctx context.Context) error {
 	if lost {
 		from = "0"
 	}
-	c := b.p.c
 	var cmds []rueidisCompleted
 	var names []string
-	for _, s := range b.streams {
+	for _, s := range bc.streams {
 		for _, g := range s.Groups {
 			cmds = append(cmds, c.B().XgroupCreate().Key(s.key).Group(g).Id(from).Mkstream().Build())
 			names = append(names, "group "+g+" on "+s.key)
@@ -289,7 +338,7 @@ func (b *botState) ensureGroups(ctx context.Context) error {
 	if lost {
 		b.groupsFrom0.CompareAndSwap(true, false)
 	}
-	b.groupsDone.Store(true)
+	bc.groupsDone.Store(true)
 	return nil
 }
 

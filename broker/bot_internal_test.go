@@ -28,11 +28,11 @@ func TestBotState_EventTypesBounded(t *testing.T) {
 		t.Fatalf("long name: got %q stream %d", ti.name, ti.stream)
 	}
 	b.typeInfo("MESSAGE_CREATE")
-	table := len(*b.types.Load())
+	table := len(*b.conf.Load().types.Load())
 	if want := len(discordEventTypes) + maxOtherEventTypes; table != want {
 		t.Errorf("name table holds %d names, want %d (Discord's %d + %d others)", table, want, len(discordEventTypes), maxOtherEventTypes)
 	}
-	if _, ok := (*b.types.Load())[long]; ok {
+	if _, ok := (*b.conf.Load().types.Load())[long]; ok {
 		t.Errorf("a %d-byte name was kept", len(long))
 	}
 	counts := b.eventTypes()
@@ -60,13 +60,13 @@ func FuzzBotState_TypeInfo(f *testing.F) {
 	b := newTestBot(BotConfig{Name: "b",
 		Filters: FilterConfig{Ignore: []string{"TYPING_*"}, CacheOnly: []string{"*_UPDATE"}},
 		Routes:  []Route{{Events: []string{"MESSAGE_*", "X_?"}, StreamConfig: StreamConfig{Stream: "m"}}}})
-	ref := newTestBot(b.cfg)
+	ref := newTestBot(b.conf.Load().cfg)
 	f.Fuzz(func(t *testing.T, name string) {
-		got, want := b.typeInfo(name), ref.decide(name)
+		got, want := b.typeInfo(name), ref.conf.Load().decide(name)
 		if got.name != name || got.action != want.action || got.stream != want.stream || got.msg != want.msg || got.ready != want.ready {
 			t.Fatalf("%q: got %+v, want %+v", name, got, want)
 		}
-		if n := len(*b.types.Load()); n > len(discordEventTypes)+maxOtherEventTypes {
+		if n := len(*b.conf.Load().types.Load()); n > len(discordEventTypes)+maxOtherEventTypes {
 			t.Fatalf("table holds %d names", n)
 		}
 	})

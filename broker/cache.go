@@ -103,7 +103,7 @@ type CacheStats struct {
 type Cache struct {
 	client rueidis.Client
 	def    botCache
-	bots   map[string]*botCache
+	bots   atomic.Pointer[map[string]*botCache] // swapped whole by Reconfigure
 	log    *slog.Logger
 
 	loaded  atomic.Bool
@@ -132,24 +132,49 @@ func NewCache(client rueidis.Client, cfg CacheConfig) (*Cache, error) {
 	c := &Cache{
 		client: client,
 		def:    botCache{keys: NewCacheKeys(cfg.Namespace), ent: entAll},
-		bots:   make(map[string]*botCache, len(cfg.Bots)),
 		log:    cfg.Logger,
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
+	bots, err := c.botCaches(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("new cache: %w", err)
+	}
+	c.bots.Store(&bots)
+	return c, nil
+}
+
+// Reconfigure puts new per-bot settings (entities, namespace, on or off)
+// in force for the batches applied from now on. cfg.Namespace (the
+// default one) and Logger cannot change; an invalid cfg changes nothing.
+func (c *Cache) Reconfigure(cfg CacheConfig) error {
+	if cfg.Namespace != "" && NewCacheKeys(cfg.Namespace).Namespace() != c.def.keys.Namespace() {
+		return fmt.Errorf("reconfigure cache: namespace: cannot change from %q while running", c.def.keys.Namespace())
+	}
+	bots, err := c.botCaches(cfg)
+	if err != nil {
+		return fmt.Errorf("reconfigure cache: %w", err)
+	}
+	c.bots.Store(&bots)
+	return nil
+}
+
+// botCaches builds the per-bot settings of cfg.
+func (c *Cache) botCaches(cfg CacheConfig) (map[string]*botCache, error) {
+	bots := make(map[string]*botCache, len(cfg.Bots))
 	for name, bc := range cfg.Bots {
 		if err := bc.Validate(); err != nil {
-			return nil, fmt.Errorf("new cache: bot %q: %w", name, err)
+			return nil, fmt.Errorf("bot %q: %w", name, err)
 		}
 		ent, _ := parseCacheEntities(bc.Entities) // checked by Validate
 		ns := bc.Namespace
 		if ns == "" {
 			ns = c.def.keys.Namespace()
 		}
-		c.bots[name] = &botCache{keys: NewCacheKeys(ns), ent: ent, off: bc.Disabled}
+		bots[name] = &botCache{keys: NewCacheKeys(ns), ent: ent, off: bc.Disabled}
 	}
-	return c, nil
+	return bots, nil
 }
 
 // Validate checks a bot's cache setting; errors are FieldErrors in the
@@ -183,7 +208,7 @@ func (c *Cache) Stats() CacheStats {
 }
 
 func (c *Cache) bot(name string) *botCache {
-	if b, ok := c.bots[name]; ok {
+	if b, ok := (*c.bots.Load())[name]; ok {
 		return b
 	}
 	return &c.def

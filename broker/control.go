@@ -178,7 +178,7 @@ func (w *controlWriter) run(ctx context.Context) {
 func (w *controlWriter) write(ctx context.Context, evs []ControlEvent) error {
 	c := w.p.c
 	key := w.p.keys.Control()
-	maxLen := strconv.FormatInt(w.p.cfg.ControlMaxLen, 10)
+	maxLen := strconv.FormatInt(w.p.tuning().ControlMaxLen, 10)
 	cmds := make(rueidis.Commands, 0, len(evs))
 	for i := range evs {
 		ev := &evs[i]

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -105,7 +106,7 @@ type prefixCache struct {
 	c    rueidis.Client
 	keys Keys
 	csc  bool
-	ttl  time.Duration
+	ttl  atomic.Int64 // time.Duration
 
 	mu    sync.Mutex
 	local map[prefixKey]prefixEntry
@@ -126,8 +127,13 @@ type prefixEntry struct {
 const maxLocalPrefixes = 100000
 
 func newPrefixCache(c rueidis.Client, keys Keys, csc bool, ttl time.Duration) *prefixCache {
-	return &prefixCache{c: c, keys: keys, csc: csc, ttl: ttl, local: map[prefixKey]prefixEntry{}}
+	pc := &prefixCache{c: c, keys: keys, csc: csc, local: map[prefixKey]prefixEntry{}}
+	pc.setTTL(ttl)
+	return pc
 }
+
+// setTTL changes how long prefix sets are kept from the next lookup on.
+func (pc *prefixCache) setTTL(ttl time.Duration) { pc.ttl.Store(int64(ttl)) }
 
 // lookup returns the prefix set of each guild (same order as guilds).
 func (pc *prefixCache) lookup(ctx context.Context, bot string, guilds []uint64) ([][]string, error) {
@@ -135,7 +141,7 @@ func (pc *prefixCache) lookup(ctx context.Context, bot string, guilds []uint64) 
 	if pc.csc {
 		cmds := make([]rueidis.CacheableTTL, len(guilds))
 		for i, g := range guilds {
-			cmds[i] = rueidis.CT(pc.c.B().Smembers().Key(pc.keys.GuildPrefixes(g, bot)).Cache(), pc.ttl)
+			cmds[i] = rueidis.CT(pc.c.B().Smembers().Key(pc.keys.GuildPrefixes(g, bot)).Cache(), time.Duration(pc.ttl.Load()))
 		}
 		for i, r := range pc.c.DoMultiCache(ctx, cmds...) {
 			set, err := r.AsStrSlice()
@@ -165,7 +171,7 @@ func (pc *prefixCache) lookup(ctx context.Context, bot string, guilds []uint64) 
 		cmds[j] = pc.c.B().Smembers().Key(pc.keys.GuildPrefixes(guilds[i], bot)).Build()
 	}
 	res := pc.c.DoMulti(ctx, cmds...)
-	expires := time.Now().Add(pc.ttl)
+	expires := time.Now().Add(time.Duration(pc.ttl.Load()))
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	if len(pc.local) >= maxLocalPrefixes {

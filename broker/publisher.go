@@ -40,6 +40,9 @@ type Publisher struct {
 
 	prefixes *prefixCache
 	control  *controlWriter
+	// live holds the limits in force (Reconfigure swaps it); cfg keeps
+	// what cannot change (Prefix, Cache, Logger, ClientSideCaching).
+	live atomic.Pointer[PublisherConfig]
 
 	lostMu    sync.Mutex
 	lostAt    time.Time     // last "Redis lost its data" report
@@ -68,6 +71,8 @@ func NewPublisher(c rueidis.Client, cfg PublisherConfig) (*Publisher, error) {
 	cfg.setDefaults()
 	cfg.Bots = append([]BotConfig(nil), cfg.Bots...)
 	p := &Publisher{c: c, cfg: cfg, keys: NewKeys(cfg.Prefix), log: cfg.Logger}
+	live := cfg
+	p.live.Store(&live)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.prefixes = newPrefixCache(c, p.keys, cfg.ClientSideCaching, cfg.PrefixTTL)
 	bots := make(map[string]*botState, len(cfg.Bots))
@@ -82,6 +87,51 @@ func NewPublisher(c rueidis.Client, cfg PublisherConfig) (*Publisher, error) {
 		p.control.run(p.ctx)
 	}()
 	return p, nil
+}
+
+// tuning returns the limits in force (batching, queue bytes, retries,
+// control stream trim); callers read it once per batch.
+func (p *Publisher) tuning() *PublisherConfig { return p.live.Load() }
+
+// Reconfigure puts a new configuration in force without stopping anything:
+// each bot's routes, filters, trimming and consumer groups (a flusher takes
+// them from its next batch; groups of new streams are created before it),
+// new bots, and the limits MaxBatch, MaxBatchBytes, MaxDelay, QueueBytes,
+// PrefixTTL, ControlMaxLen, RetryMin and RetryMax. QueueSize applies to
+// shard queues created from now on. Prefix must not change, and the Cache
+// and Logger of the running Publisher stay. A bot missing from cfg keeps
+// the configuration it has (its shards are stopped by the caller; events
+// still queued are published as configured). An invalid cfg changes nothing.
+func (p *Publisher) Reconfigure(cfg PublisherConfig) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("publisher config: %w", err)
+	}
+	if cfg.Prefix != p.cfg.Prefix {
+		return fmt.Errorf("publisher config: prefix: cannot change from %q to %q while running", p.cfg.Prefix, cfg.Prefix)
+	}
+	cfg.ClientSideCaching, cfg.Cache, cfg.Logger = p.cfg.ClientSideCaching, p.cfg.Cache, p.cfg.Logger
+	cfg.setDefaults()
+	cfg.Bots = append([]BotConfig(nil), cfg.Bots...)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := *p.bots.Load()
+	next := make(map[string]*botState, len(old)+len(cfg.Bots))
+	for k, v := range old {
+		next[k] = v
+	}
+	for i := range cfg.Bots {
+		bc := cfg.Bots[i]
+		if b := next[bc.Name]; b != nil {
+			b.setConfig(bc)
+			continue
+		}
+		b := newBotState(p, bc)
+		next[b.name] = b
+	}
+	p.bots.Store(&next)
+	p.prefixes.setTTL(cfg.PrefixTTL)
+	p.live.Store(&cfg)
+	return nil
 }
 
 // Keys is the key layout the Publisher writes.

@@ -197,7 +197,7 @@ func (sq *shardQueue) buildRepair(run []*item, exp luascripts.Expectation, statu
 	sc.args = luascripts.PublishArgs{} // the refused call's args may still be referenced
 	sc.args.Build(&luascripts.PublishCall{
 		Checkpoint: sq.ckKey,
-		Streams:    []luascripts.PublishStream{{Key: sq.b.streams[0].key}},
+		Streams:    []luascripts.PublishStream{{Key: sq.b.conf.Load().streams[0].key}},
 		Session:    session,
 		Seq:        exp.Seq,
 		ResumeURL:  last.ResumeURL,

@@ -47,6 +47,7 @@ const (
 	decWebhook
 	decPrefix        // dropped by the prefix filter
 	decPrefixPending // needs the guild's prefixes
+	decSkip          // Event.Skip: checkpoint only
 )
 
 // filterNames are the filter counters' names, in counter order.
@@ -127,7 +128,7 @@ type checkpoint struct {
 }
 
 func newShardQueue(b *botState, shard int) *shardQueue {
-	return &shardQueue{b: b, shard: shard, ckKey: b.p.keys.Session(b.name, shard), q: make(chan *item, b.p.cfg.QueueSize)}
+	return &shardQueue{b: b, shard: shard, ckKey: b.p.keys.Session(b.name, shard), q: make(chan *item, b.p.tuning().QueueSize)}
 }
 
 // enqueue copies ev into a pooled item and queues it.
@@ -163,7 +164,7 @@ func (sq *shardQueue) enqueue(ctx context.Context, ev *Event) error {
 	it.ev = Event{
 		Bot: sq.b.name, Shard: sq.shard, ShardCount: ev.ShardCount, Intents: ev.Intents,
 		Session: sq.session, ResumeURL: sq.resumeURL, Seq: ev.Seq, Type: ti.name,
-		GuildID: ev.GuildID, Received: ev.Received,
+		GuildID: ev.GuildID, Received: ev.Received, Skip: ev.Skip,
 	}
 	sq.pubMu.Unlock()
 	if ti.action != actIgnore || ti.ready {
@@ -197,7 +198,7 @@ func (sq *shardQueue) enqueue(ctx context.Context, ev *Event) error {
 // larger than the bound is let through when nothing else is queued), then
 // counts them.
 func (sq *shardQueue) reserve(ctx context.Context, size int64) error {
-	limit := int64(sq.b.p.cfg.QueueBytes)
+	limit := int64(sq.b.p.tuning().QueueBytes)
 	for {
 		cur := sq.bytes.Load()
 		if cur == 0 || cur+size <= limit {
@@ -263,8 +264,8 @@ func (sq *shardQueue) advance(n int, size int64) {
 
 // run is the flusher: it takes micro-batches off the queue until ctx ends.
 func (sq *shardQueue) run(ctx context.Context) {
-	cfg := &sq.b.p.cfg
 	for {
+		cfg := sq.b.p.tuning()
 		var first *item
 		if sq.carry != nil {
 			first, sq.carry = sq.carry, nil
@@ -381,6 +382,7 @@ type scratch struct {
 	resolved bool
 	expect   luascripts.Expectation // of the last attempt
 	rtt      time.Duration          // the publish script's round trip (Observer)
+	conf     *botConf               // the bot's configuration for this run
 }
 
 // publishRun handles one run of items of one session, retrying until it
@@ -390,6 +392,7 @@ func (sq *shardQueue) publishRun(ctx context.Context, run []*item) bool {
 	sc := &sq.sc
 	began := time.Now()
 	sq.decide(run)
+	cfg := p.tuning()
 	allDup := true
 	for _, d := range sc.dec {
 		if d != decDuplicate {
@@ -400,7 +403,7 @@ func (sq *shardQueue) publishRun(ctx context.Context, run []*item) bool {
 	var res luascripts.PublishResult
 	tainted := false
 	if !allDup {
-		backoff := p.cfg.RetryMin
+		backoff := cfg.RetryMin
 		for {
 			var err error
 			res, err = sq.attempt(ctx, run)
@@ -437,7 +440,7 @@ func (sq *shardQueue) publishRun(ctx context.Context, run []*item) bool {
 				t.Stop()
 				return false
 			}
-			backoff = min(backoff*2, p.cfg.RetryMax)
+			backoff = min(backoff*2, cfg.RetryMax)
 		}
 		sq.recovered()
 	}
@@ -482,11 +485,15 @@ func (sq *shardQueue) publishRun(ctx context.Context, run []*item) bool {
 	return true
 }
 
-// decide classifies every item of run (filters and local duplicates).
+// decide classifies every item of run (filters and local duplicates) under
+// the bot's configuration in force, which it keeps in sc.conf for the rest
+// of the run.
 func (sq *shardQueue) decide(run []*item) {
 	sc := &sq.sc
 	b := sq.b
-	f := &b.cfg.Filters
+	conf := b.conf.Load()
+	sc.conf = conf
+	f := &conf.cfg.Filters
 	sc.dec = sc.dec[:0]
 	sc.content = sc.content[:0]
 	sc.resolved = false
@@ -496,15 +503,22 @@ func (sq *shardQueue) decide(run []*item) {
 	}
 	for _, it := range run {
 		ev := &it.ev
+		if it.info.conf != conf && (it.info.action != actIgnore || it.info.ready) {
+			// Queued under an earlier configuration (an event queued as
+			// ignored kept no payload: it stays ignored).
+			it.info = conf.lookupType(ev.Type)
+		}
 		d := decPublish
 		content := ""
 		dup := ev.Seq <= top
 		top = max(top, ev.Seq)
 		switch {
+		case ev.Skip:
+			d = decSkip
 		case dup:
 			d = decDuplicate
 		case it.info.ready:
-			if id := peekReadyUserID(ev.Data); id != "" && b.cfg.Filters.BotUserID == "" && id != b.userIDValue() {
+			if id := peekReadyUserID(ev.Data); id != "" && f.BotUserID == "" && id != b.userIDValue() {
 				b.userID.Store(&id)
 			}
 			d = actionDecision(it.info.action)
@@ -567,7 +581,7 @@ func (sq *shardQueue) attempt(ctx context.Context, run []*item) (luascripts.Publ
 	sc.cacheIdx = sc.cacheIdx[:0]
 	for i, it := range run {
 		switch sc.dec[i] {
-		case decDuplicate, decIgnore:
+		case decDuplicate, decIgnore, decSkip:
 			sc.cacheIdx = append(sc.cacheIdx, -1)
 		default:
 			sc.cacheIdx = append(sc.cacheIdx, len(sc.evs))
@@ -583,7 +597,7 @@ func (sq *shardQueue) attempt(ctx context.Context, run []*item) (luascripts.Publ
 			return luascripts.PublishResult{}, err
 		}
 	}
-	if err := sq.b.ensureGroups(ctx); err != nil {
+	if err := sc.conf.ensureGroups(ctx, p.c); err != nil {
 		return luascripts.PublishResult{}, err
 	}
 	sc.expect = sq.expectation(run)
@@ -615,8 +629,8 @@ func (sq *shardQueue) expectation(run []*item) luascripts.Expectation {
 func (sq *shardQueue) build(run []*item, now time.Time, expect luascripts.Expectation) {
 	sc := &sq.sc
 	sc.streams = sc.streams[:0]
-	for i := range sq.b.streams {
-		s := &sq.b.streams[i]
+	for i := range sc.conf.streams {
+		s := &sc.conf.streams[i]
 		ps := luascripts.PublishStream{Key: s.key}
 		switch {
 		case s.MaxLen > 0:

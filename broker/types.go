@@ -19,6 +19,8 @@ type Event struct {
 	GuildID    uint64
 	Data       []byte
 	Received   time.Time
+	// Skip: the event is only recorded for the checkpoint (gateway.Event).
+	Skip bool
 }
 
 // Session is a shard's resume checkpoint; the same fields as

@@ -30,4 +30,8 @@ type Event struct {
 	Data []byte
 	// Received is when the shard read the frame.
 	Received time.Time
+	// Skip asks the Sink to record the event for the session's checkpoint
+	// only: it is neither cached nor published. A re-shard's hand-over
+	// sets it on the dispatches another shard delivers (see Reshard).
+	Skip bool
 }
