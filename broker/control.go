@@ -34,11 +34,17 @@ const (
 	// ControlRedisLost: Redis lost its data (a checkpoint, Key, is gone):
 	// what the streams held is gone; consumer groups are created again.
 	ControlRedisLost ControlKind = "redis_lost"
+	// ControlShardingRequired: Discord closed a shard with 4011; it
+	// stopped and the bot re-shards (Err).
+	ControlShardingRequired ControlKind = "sharding_required"
+	// ControlReshard: a step of a bot's live re-shard (Detail; shard -1).
+	ControlReshard ControlKind = "reshard"
 )
 
 // ControlKinds lists every control event kind.
 func ControlKinds() []ControlKind {
-	return []ControlKind{ControlState, ControlIdentified, ControlResumed, ControlGap, ControlFatal, ControlCheckpoint, ControlRedisLost}
+	return []ControlKind{ControlState, ControlIdentified, ControlResumed, ControlGap, ControlFatal, ControlCheckpoint, ControlRedisLost,
+		ControlShardingRequired, ControlReshard}
 }
 
 // ControlEvent is one of feathery's own events. The control stream entry

@@ -10,9 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -87,12 +89,20 @@ type Manager struct {
 	maxPayload int
 	http       *http.Client
 
+	// opMu serializes the run-time changes (AddBot, RemoveBot,
+	// ReplaceBot, Reshard's start and cut-over); taken before mu.
+	opMu sync.Mutex
+
 	mu      sync.Mutex
-	bots    []*botRun
+	bots    []*botRun // replaced, never changed in place, while running
 	started bool
 	closed  bool
+	runCtx  context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+	// autoPending marks the bots an automatic re-shard is being started
+	// for.
+	autoPending map[string]bool
 }
 
 // botRun is a bot with what GET /gateway/bot said.
@@ -103,6 +113,22 @@ type botRun struct {
 	limits Limits
 	shards map[int]*shard
 	order  []*shard
+
+	// reshard is the re-shard in progress (m.mu); ho its hand-over, set on
+	// the old and the new set while they overlap.
+	reshard *reshardRun
+	ho      atomic.Pointer[handover]
+	// fresh: the set's shards identify instead of loading saved sessions
+	// (a re-shard's new set: the saved ones are the old set's).
+	fresh bool
+}
+
+// checkBot reports what is wrong with b (BotConfig.Validate), naming it.
+func checkBot(b *BotConfig) error {
+	if err := b.Validate(); err != nil {
+		return fmt.Errorf("bot %q: %w", b.Name, err)
+	}
+	return nil
 }
 
 // NewManager validates cfg and returns a Manager; Start connects.
@@ -166,51 +192,10 @@ func (m *Manager) Start(ctx context.Context) error {
 
 	var bots []*botRun
 	for _, b := range m.cfg.Bots {
-		info, err := m.gatewayBot(ctx, b)
+		br, err := m.newBotRun(ctx, b)
 		if err != nil {
 			return fmt.Errorf("start bot %q: %w", b.Name, err)
 		}
-		br := &botRun{cfg: b, url: info.URL, count: b.Shards, shards: map[int]*shard{}}
-		if br.count == 0 {
-			br.count = max(info.Shards, 1)
-		}
-		br.limits = Limits{
-			MaxConcurrency: max(info.Limit.MaxConcurrency, 1),
-			Window:         m.cfg.IdentifyWindow,
-			Total:          info.Limit.Total,
-			Remaining:      info.Limit.Remaining,
-			ResetAfter:     time.Duration(info.Limit.ResetAfter) * time.Millisecond,
-		}
-		ids := b.ShardIDs
-		if ids == nil {
-			ids = make([]int, br.count)
-			for i := range ids {
-				ids[i] = i
-			}
-		}
-		for _, id := range ids {
-			if id < 0 || id >= br.count {
-				return fmt.Errorf("start bot %q: shard id %d not in 0..%d", b.Name, id, br.count-1)
-			}
-			if br.shards[id] != nil {
-				return fmt.Errorf("start bot %q: shard id %d listed twice", b.Name, id)
-			}
-			s := newShard(m, br, id)
-			br.shards[id] = s
-			br.order = append(br.order, s)
-		}
-		identifies := 0
-		for _, s := range br.order {
-			if sess, err := m.sessions.Load(ctx, b.Name, s.id); err != nil || sess.ID == "" {
-				identifies++
-			}
-		}
-		if br.limits.Remaining < identifies {
-			m.log.Error("session start limit exhausted: shards without a saved session wait for the reset",
-				"bot", b.Name, "remaining", br.limits.Remaining, "needed", identifies, "reset_after", br.limits.ResetAfter)
-		}
-		m.log.Info("starting bot", "bot", b.Name, "shards", br.count, "running", len(br.order),
-			"max_concurrency", br.limits.MaxConcurrency, "session_starts_remaining", br.limits.Remaining)
 		bots = append(bots, br)
 	}
 
@@ -220,15 +205,90 @@ func (m *Manager) Start(ctx context.Context) error {
 		return errors.New("start manager: closed while starting")
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	m.cancel = cancel
+	m.runCtx, m.cancel = runCtx, cancel
 	m.bots = bots
 	for _, br := range bots {
 		for _, s := range br.order {
-			m.wg.Add(1)
-			go func() {
-				defer m.wg.Done()
-				s.run(runCtx)
-			}()
+			m.launchLocked(s)
+		}
+	}
+	return nil
+}
+
+// newBotRun asks Discord for b's gateway URL, shard count and identify
+// limits and makes its shards (not started).
+func (m *Manager) newBotRun(ctx context.Context, b BotConfig) (*botRun, error) {
+	info, err := m.gatewayBot(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	br := &botRun{cfg: b, url: info.URL, count: b.Shards, shards: map[int]*shard{}}
+	if br.count == 0 {
+		br.count = max(info.Shards, 1)
+	}
+	br.limits = m.limitsOf(info)
+	ids := b.ShardIDs
+	if ids == nil {
+		ids = make([]int, br.count)
+		for i := range ids {
+			ids[i] = i
+		}
+	}
+	for _, id := range ids {
+		if id < 0 || id >= br.count {
+			return nil, fmt.Errorf("shard id %d not in 0..%d", id, br.count-1)
+		}
+		if br.shards[id] != nil {
+			return nil, fmt.Errorf("shard id %d listed twice", id)
+		}
+		s := newShard(m, br, id)
+		br.shards[id] = s
+		br.order = append(br.order, s)
+	}
+	identifies := 0
+	for _, s := range br.order {
+		if sess, err := m.sessions.Load(ctx, b.Name, s.id); err != nil || sess.ID == "" {
+			identifies++
+		}
+	}
+	if br.limits.Remaining < identifies {
+		m.log.Error("session start limit exhausted: shards without a saved session wait for the reset",
+			"bot", b.Name, "remaining", br.limits.Remaining, "needed", identifies, "reset_after", br.limits.ResetAfter)
+	}
+	m.log.Info("starting bot", "bot", b.Name, "shards", br.count, "running", len(br.order),
+		"max_concurrency", br.limits.MaxConcurrency, "session_starts_remaining", br.limits.Remaining)
+	return br, nil
+}
+
+// limitsOf are the identify limits GET /gateway/bot reported.
+func (m *Manager) limitsOf(info gatewayBotInfo) Limits {
+	return Limits{
+		MaxConcurrency: max(info.Limit.MaxConcurrency, 1),
+		Window:         m.cfg.IdentifyWindow,
+		Total:          info.Limit.Total,
+		Remaining:      info.Limit.Remaining,
+		ResetAfter:     time.Duration(info.Limit.ResetAfter) * time.Millisecond,
+	}
+}
+
+// launchLocked runs s on its own context under the manager's. m.mu held.
+func (m *Manager) launchLocked(s *shard) {
+	ctx, cancel := context.WithCancel(m.runCtx)
+	s.cancel, s.done = cancel, make(chan struct{})
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer close(s.done)
+		defer cancel()
+		s.run(ctx)
+	}()
+}
+
+// botLocked returns the running bot named name. m.mu held.
+func (m *Manager) botLocked(name string) *botRun {
+	for _, br := range m.bots {
+		if br.cfg.Name == name {
+			return br
 		}
 	}
 	return nil
@@ -325,7 +385,11 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 	m.closed = true
 	for _, br := range m.bots {
-		for _, s := range br.order {
+		shards := br.order
+		if rs := br.reshard; rs != nil {
+			shards = append(slices.Clip(shards), rs.next.order...)
+		}
+		for _, s := range shards {
 			s.mu.Lock()
 			s.closeCtx = ctx
 			s.mu.Unlock()
@@ -349,15 +413,20 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 }
 
-// Status returns a snapshot of every shard, bot by bot in shard order.
+// Status returns a snapshot of every shard, bot by bot in shard order
+// (during a re-shard, the old set's shards then the new set's).
 func (m *Manager) Status() []ShardStatus {
 	m.mu.Lock()
-	bots := m.bots
-	m.mu.Unlock()
+	defer m.mu.Unlock()
 	var out []ShardStatus
-	for _, br := range bots {
+	for _, br := range m.bots {
 		for _, s := range br.order {
 			out = append(out, s.status())
+		}
+		if rs := br.reshard; rs != nil {
+			for _, s := range rs.next.order {
+				out = append(out, s.status())
+			}
 		}
 	}
 	return out

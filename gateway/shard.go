@@ -28,7 +28,12 @@ var (
 	errResumeExhausted = errors.New("resume failed repeatedly")
 	errBadPayload      = errors.New("bad gateway payload")
 	errSecondHello     = errors.New("second HELLO on one connection")
+	// errShardingRequired: close code 4011; the bot re-shards.
+	errShardingRequired = errors.New("sharding required")
 )
+
+// closeShardingRequired is the close code of "sharding required".
+const closeShardingRequired = 4011
 
 // invalidSessionError is INVALID_SESSION (op 9).
 type invalidSessionError struct{ resumable bool }
@@ -104,6 +109,11 @@ type shard struct {
 	members memberQueue
 	// reconnect asks the current connection to end and resume (Reconnect).
 	reconnect chan struct{}
+
+	// cancel stops the shard; done is closed once run returned (set by
+	// Manager.launchLocked).
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 func newShard(m *Manager, b *botRun, id int) *shard {
@@ -166,7 +176,9 @@ func (s *shard) setErr(err error) {
 // decide what to do next, repeat until ctx ends or a fatal error.
 func (s *shard) run(ctx context.Context) {
 	defer s.inf.close()
-	s.loadSession(ctx)
+	if !s.bot.fresh {
+		s.loadSession(ctx)
+	}
 	for {
 		if s.reload {
 			s.reloadSession(ctx)
@@ -181,6 +193,13 @@ func (s *shard) run(ctx context.Context) {
 			return
 		}
 		delay, fatal := s.decide(ctx, err)
+		if errors.Is(fatal, errShardingRequired) {
+			s.setErr(fatal)
+			s.log.Warn("shard stopped: Discord requires more shards; the bot re-shards", "err", fatal)
+			s.setState(StateFailed)
+			s.control(ControlEvent{Kind: ControlShardingRequired, Err: fatal.Error()})
+			return
+		}
 		if fatal != nil {
 			s.setErr(fatal)
 			s.log.Error("shard stopped", "err", fatal)
@@ -298,6 +317,11 @@ func (s *shard) decide(ctx context.Context, err error) (time.Duration, error) {
 	case errors.As(err, &ce):
 		switch ce.action() {
 		case actionFatal:
+			if ce.Code == closeShardingRequired && s.bot.cfg.ShardIDs == nil {
+				s.loseSession(ctx, err.Error())
+				s.m.shardingRequired(s)
+				return 0, fmt.Errorf("shard %d: %w: %w", s.id, errShardingRequired, ce)
+			}
 			return 0, fmt.Errorf("shard %d: %w: %w", s.id, ErrFatal, ce)
 		case actionNewSession:
 			s.log.Warn("session ended by gateway; identifying", "err", err)
@@ -830,7 +854,16 @@ func (s *shard) dispatch(c *conn, env *envelope) error {
 	ev.Data = env.D
 	ev.Received = time.Now()
 	start := c.busyStart()
-	err := s.m.cfg.Sink.Publish(s.connCtx, ev)
+	var err error
+	if ho := s.bot.ho.Load(); ho != nil {
+		if ho.newBot == s.bot {
+			err = ho.fromNew(s.connCtx, s, ev)
+		} else {
+			err = ho.fromOld(s.connCtx, s, ev)
+		}
+	} else {
+		err = s.m.cfg.Sink.Publish(s.connCtx, ev)
+	}
 	c.busyEnd(start)
 	ev.Data = nil
 	if err != nil {

@@ -148,11 +148,16 @@ const (
 	ControlGap ControlKind = "gap"
 	// ControlFatal: the shard stopped for good (Err).
 	ControlFatal ControlKind = "fatal"
+	// ControlShardingRequired: Discord closed the shard with 4011; it
+	// stopped and the bot re-shards (Err).
+	ControlShardingRequired ControlKind = "sharding_required"
+	// ControlReshard: a step of a bot's live re-shard (Detail; Shard -1).
+	ControlReshard ControlKind = "reshard"
 )
 
 // ControlKinds lists the kinds a Manager reports.
 func ControlKinds() []ControlKind {
-	return []ControlKind{ControlState, ControlIdentified, ControlResumed, ControlGap, ControlFatal}
+	return []ControlKind{ControlState, ControlIdentified, ControlResumed, ControlGap, ControlFatal, ControlShardingRequired, ControlReshard}
 }
 
 // BotFieldError is a problem with one field of a BotConfig; Field is the
@@ -202,5 +207,7 @@ type ControlEvent struct {
 	Session string
 	Seq     int64
 	Err     string
-	At      time.Time
+	// Detail describes a bot-wide event (Kind "reshard"; Shard is -1).
+	Detail string
+	At     time.Time
 }

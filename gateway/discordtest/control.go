@@ -30,6 +30,7 @@ func (s *Server) handleControl(w http.ResponseWriter, r *http.Request) {
 		}
 		withData := r.URL.Query().Get("data") == "true"
 		type entry struct {
+			Event  int64           `json:"event"`
 			Seq    int64           `json:"seq"`
 			T      string          `json:"t"`
 			Guild  string          `json:"guild,omitempty"`
@@ -47,7 +48,7 @@ func (s *Server) handleControl(w http.ResponseWriter, r *http.Request) {
 		for _, ls := range s.Ledger(shard) {
 			ss := sess{Session: ls.Session, Shard: ls.Shard, Shards: ls.Shards, Entries: make([]entry, 0, len(ls.Entries))}
 			for _, e := range ls.Entries {
-				en := entry{Seq: e.Seq, T: e.T, Guild: e.Guild, SentAt: e.SentAt}
+				en := entry{Event: e.Event, Seq: e.Seq, T: e.T, Guild: e.Guild, SentAt: e.SentAt}
 				if withData {
 					en.D, en.Before = e.D, e.Before
 				}
@@ -72,6 +73,25 @@ func (s *Server) handleControl(w http.ResponseWriter, r *http.Request) {
 		}
 		s.SetRate(rate)
 		writeJSON(w, http.StatusOK, map[string]any{"rate": rate})
+	case path == "/shards" || path == "/max_guilds_per_shard":
+		if !method(w, r, http.MethodPost) {
+			return
+		}
+		n, err := strconv.Atoi(r.URL.Query().Get("n"))
+		if err == nil {
+			if path == "/shards" {
+				err = s.SetShards(n)
+			} else {
+				err = s.SetMaxGuildsPerShard(n)
+			}
+		} else {
+			err = errors.New(strings.TrimPrefix(path, "/") + ": query parameter n must be a number")
+		}
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
 	case path == "/dispatch":
 		if !method(w, r, http.MethodPost) {
 			return

@@ -49,6 +49,12 @@ type Server struct {
 	restCount      int
 	guildsVer      int
 	sessionCounter uint64
+	// events counts the dispatches made (LedgerEntry.Event); bcast is the
+	// event being sent to several sessions, 0 when none.
+	events, bcast int64
+	// shards and maxGuildsPerShard start as the config's and change with
+	// SetShards and SetMaxGuildsPerShard.
+	shards, maxGuildsPerShard int
 
 	rateChanged chan struct{}
 	quit        chan struct{}
@@ -127,19 +133,21 @@ func Start(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
 	s := &Server{
-		cfg:           cfg,
-		log:           cfg.Logger,
-		addr:          ln.Addr().String(),
-		conns:         map[*gwConn]struct{}{},
-		sessions:      map[string]*session{},
-		shardSessions: map[int][]*session{},
-		world:         newWorld(cfg),
-		identifyLast:  map[int]time.Time{},
-		remaining:     cfg.SessionStartRemaining,
-		rate:          cfg.Rate,
-		mix:           mix,
-		rateChanged:   make(chan struct{}, 1),
-		quit:          make(chan struct{}),
+		cfg:               cfg,
+		log:               cfg.Logger,
+		addr:              ln.Addr().String(),
+		conns:             map[*gwConn]struct{}{},
+		sessions:          map[string]*session{},
+		shardSessions:     map[int][]*session{},
+		world:             newWorld(cfg),
+		identifyLast:      map[int]time.Time{},
+		remaining:         cfg.SessionStartRemaining,
+		rate:              cfg.Rate,
+		shards:            cfg.Shards,
+		maxGuildsPerShard: cfg.MaxGuildsPerShard,
+		mix:               mix,
+		rateChanged:       make(chan struct{}, 1),
+		quit:              make(chan struct{}),
 	}
 	s.stats.dispatches = map[int]int64{}
 	s.serve(ln)
@@ -313,6 +321,11 @@ type LedgerEntry struct {
 	// Before is the model's object before an UPDATE/DELETE/REMOVE, in the
 	// shape of the World snapshot; nil otherwise.
 	Before []byte `json:"-"`
+	// Event identifies the event: the entries of several sessions that
+	// carry the same Event are one event Discord sent to each (while shard
+	// counts overlap, during a re-shard). Events are numbered in the order
+	// they were made.
+	Event int64 `json:"event"`
 }
 
 // Ledger returns every session ever identified on shard, oldest first, with
@@ -461,11 +474,11 @@ func (s *Server) handleREST(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"url": s.GatewayURL()})
 	case "/gateway/bot":
 		s.mu.Lock()
-		rem := s.remaining
+		rem, shards := s.remaining, s.shards
 		s.mu.Unlock()
 		writeJSON(w, http.StatusOK, map[string]any{
 			"url":    s.GatewayURL(),
-			"shards": s.cfg.Shards,
+			"shards": shards,
 			"session_start_limit": map[string]int64{
 				"total": int64(s.cfg.SessionStartTotal), "remaining": int64(rem),
 				"reset_after": 14400000, "max_concurrency": int64(s.cfg.MaxConcurrency)},

@@ -259,8 +259,8 @@ func (c *gwConn) identify(d []byte, now time.Time) {
 			n++
 		}
 	}
-	if n > s.cfg.MaxGuildsPerShard {
-		s.violationLocked(shard[0], "sharding_required", fmt.Sprintf("shard [%d, %d] would hold %d guilds, at most %d", shard[0], shard[1], n, s.cfg.MaxGuildsPerShard))
+	if n > s.maxGuildsPerShard {
+		s.violationLocked(shard[0], "sharding_required", fmt.Sprintf("shard [%d, %d] would hold %d guilds, at most %d", shard[0], shard[1], n, s.maxGuildsPerShard))
 		c.closeWith(4011, closeReasons[4011])
 		return
 	}
@@ -350,6 +350,11 @@ func (s *Server) sendReadyLocked(ss *session, version int) {
 // its connection, if it has one.
 func (s *Server) sendLocked(ss *session, t string, d []byte, guild string, before []byte) {
 	ss.seq++
+	ev := s.bcast
+	if ev == 0 {
+		s.events++
+		ev = s.events
+	}
 	msg := make([]byte, 0, len(d)+len(t)+48)
 	msg = append(msg, `{"t":"`...)
 	msg = append(msg, t...)
@@ -360,7 +365,7 @@ func (s *Server) sendLocked(ss *session, t string, d []byte, guild string, befor
 	msg = append(msg, d...)
 	end := len(msg)
 	msg = append(msg, '}')
-	ss.ledger = append(ss.ledger, LedgerEntry{Seq: ss.seq, T: t, D: msg[off:end:end], Guild: guild, SentAt: time.Now(), Before: before})
+	ss.ledger = append(ss.ledger, LedgerEntry{Seq: ss.seq, T: t, D: msg[off:end:end], Guild: guild, SentAt: time.Now(), Before: before, Event: ev})
 	if lim := s.cfg.LedgerLimit; lim > 0 && len(ss.ledger) >= 2*lim {
 		n := copy(ss.ledger, ss.ledger[len(ss.ledger)-lim:])
 		clear(ss.ledger[n:])
@@ -618,8 +623,43 @@ func (s *Server) Dispatch(shard int, t string, d []byte) error {
 	if err != nil {
 		return fmt.Errorf("dispatch %s: %w", t, err)
 	}
-	for _, ss := range targets {
-		s.sendLocked(ss, t, d, guild, before)
+	s.broadcastLocked(func() {
+		for _, ss := range targets {
+			s.sendLocked(ss, t, d, guild, before)
+		}
+	})
+	return nil
+}
+
+// broadcastLocked runs send with every dispatch it sends counted as one
+// event (LedgerEntry.Event): the same event sent to several sessions.
+func (s *Server) broadcastLocked(send func()) {
+	s.events++
+	s.bcast = s.events
+	send()
+	s.bcast = 0
+}
+
+// SetShards changes the shard count /gateway/bot recommends.
+func (s *Server) SetShards(n int) error {
+	if n < 1 {
+		return fmt.Errorf("set shards: %d: want at least 1", n)
 	}
+	s.mu.Lock()
+	s.shards = n
+	s.mu.Unlock()
+	return nil
+}
+
+// SetMaxGuildsPerShard changes the most guilds one session may hold: from
+// now on an IDENTIFY whose shard would hold more closes with 4011 (live
+// sessions are not touched; close them with CloseShard(id, 4011)).
+func (s *Server) SetMaxGuildsPerShard(n int) error {
+	if n < 1 {
+		return fmt.Errorf("set max guilds per shard: %d: want at least 1", n)
+	}
+	s.mu.Lock()
+	s.maxGuildsPerShard = n
+	s.mu.Unlock()
 	return nil
 }

@@ -217,6 +217,9 @@ func (s *Server) generateOneLocked(now time.Time) bool {
 // deliverLocked sends ev to every live session that sees g and has the
 // event's intent (usually one; more while shard counts overlap).
 func (s *Server) deliverLocked(ev genEvent, g *guild, intent uint64, now time.Time) {
+	s.events++
+	s.bcast = s.events
+	defer func() { s.bcast = 0 }()
 	var noContent []byte
 	for _, n := range s.liveCounts {
 		for _, ss := range s.shardSessions[g.shardOf(n)] {

@@ -1,0 +1,352 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Re-shard timing.
+const (
+	reshardTick = 50 * time.Millisecond
+	// reshardHeldWait bounds the wait, at cut-over, for the old set to
+	// reach what the new set holds.
+	reshardHeldWait = 30 * time.Second
+	// reshardLateWait is how long after the cut-over the new set still
+	// skips events the old set published that it receives late.
+	reshardLateWait = 10 * time.Second
+)
+
+// reshardRun is one re-shard of a bot from its current set to next.
+type reshardRun struct {
+	m       *Manager
+	old     *botRun
+	next    *botRun
+	ho      *handover
+	cancel  context.CancelFunc
+	started time.Time
+
+	mu      sync.Mutex
+	aborted bool
+}
+
+// ReshardStatus describes a bot's re-shard in progress.
+type ReshardStatus struct {
+	Bot     string    `json:"bot"`
+	From    int       `json:"from"`
+	To      int       `json:"to"`
+	Started time.Time `json:"started"`
+}
+
+// Resharding lists the re-shards in progress.
+func (m *Manager) Resharding() []ReshardStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []ReshardStatus
+	for _, br := range m.bots {
+		if rs := br.reshard; rs != nil {
+			out = append(out, ReshardStatus{Bot: br.cfg.Name, From: br.count, To: rs.next.count, Started: rs.started})
+		}
+	}
+	return out
+}
+
+// Reshard moves a running bot to count shards without a gap: a new set of
+// count shards identifies in the background (in the identify buckets,
+// counting on session_start_limit.remaining, refused with an error
+// wrapping ErrStartLimitExhausted when fewer are left) while the old set
+// keeps publishing; once every new shard is READY and has its guilds, the
+// hand-over cuts over and the old set stops (see handover). cfg, when not
+// nil, is the configuration the new set runs with (a reload that changed
+// the shard count, and maybe the token or intents); nil keeps the bot's.
+// Reshard returns once the new set is starting; ctx bounds the REST call.
+// A bot running static ShardIDs cannot be re-sharded.
+func (m *Manager) Reshard(ctx context.Context, bot string, count int, cfg *BotConfig) error {
+	if count < 1 {
+		return fmt.Errorf("re-shard bot %q: shard count %d: want at least 1", bot, count)
+	}
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	if err := m.running(); err != nil {
+		return fmt.Errorf("re-shard bot %q: %w", bot, err)
+	}
+	m.mu.Lock()
+	br := m.botLocked(bot)
+	resharding := br != nil && br.reshard != nil
+	m.mu.Unlock()
+	switch {
+	case br == nil:
+		return fmt.Errorf("re-shard bot %q: %w", bot, ErrUnknownShard)
+	case resharding:
+		return fmt.Errorf("re-shard bot %q: %w (to %d shards)", bot, ErrResharding, br.reshard.next.count)
+	case br.cfg.ShardIDs != nil:
+		return fmt.Errorf("re-shard bot %q: it runs static shard_ids; give each process its new list and restart instead", bot)
+	}
+	b := br.cfg
+	if cfg != nil {
+		if err := checkBot(cfg); err != nil {
+			return fmt.Errorf("re-shard bot %q: %w", bot, err)
+		}
+		b = *cfg
+	}
+	if count == br.count && cfg == nil {
+		return nil
+	}
+	info, err := m.gatewayBot(ctx, b)
+	if err != nil {
+		return fmt.Errorf("re-shard bot %q: %w", bot, err)
+	}
+	lim := m.limitsOf(info)
+	if lim.Remaining < count {
+		return fmt.Errorf("re-shard bot %q to %d shards: %w: it needs %d session starts and Discord allows %d more (reset in %s)",
+			bot, count, ErrStartLimitExhausted, count, lim.Remaining, lim.ResetAfter)
+	}
+	next := &botRun{cfg: b, url: info.URL, count: count, limits: lim, shards: map[int]*shard{}, fresh: true}
+	for id := range count {
+		s := newShard(m, next, id)
+		next.shards[id] = s
+		next.order = append(next.order, s)
+	}
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return fmt.Errorf("re-shard bot %q: manager closed", bot)
+	}
+	rctx, cancel := context.WithCancel(m.runCtx)
+	rs := &reshardRun{m: m, old: br, next: next, cancel: cancel, started: time.Now()}
+	rs.ho = newHandover(rctx, m, br, next)
+	br.reshard = rs
+	br.ho.Store(rs.ho)
+	next.ho.Store(rs.ho)
+	for _, s := range next.order {
+		m.launchLocked(s)
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer cancel()
+		rs.run(rctx)
+	}()
+	m.log.Info("re-shard started: the new set identifies while the old one publishes", "bot", bot, "from", br.count, "to", count,
+		"session_starts_remaining", lim.Remaining, "max_concurrency", lim.MaxConcurrency)
+	rs.control("started", "")
+	return nil
+}
+
+// control reports a step of the re-shard (Kind "reshard", Detail).
+func (rs *reshardRun) control(step, detail string) {
+	if rs.m.cfg.OnControl == nil {
+		return
+	}
+	d := fmt.Sprintf("%s: %d -> %d shards", step, rs.old.count, rs.next.count)
+	if detail != "" {
+		d += ": " + detail
+	}
+	rs.m.cfg.OnControl(ControlEvent{Bot: rs.old.cfg.Name, Shard: -1, Kind: ControlReshard, Detail: d, At: time.Now()})
+}
+
+// abortLocked stops the supervisor; the caller stops the shards. m.mu
+// held.
+func (rs *reshardRun) abortLocked() {
+	rs.mu.Lock()
+	rs.aborted = true
+	rs.mu.Unlock()
+	rs.cancel()
+	rs.old.reshard = nil
+}
+
+func (rs *reshardRun) isAborted() bool {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.aborted
+}
+
+// run supervises the re-shard: it waits for the new set, cuts over and
+// stops the old set.
+func (rs *reshardRun) run(ctx context.Context) {
+	m := rs.m
+	log := m.log.With("bot", rs.old.cfg.Name, "from", rs.old.count, "to", rs.next.count)
+	t := time.NewTicker(reshardTick)
+	defer t.Stop()
+	wait := func() bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		}
+	}
+	for !rs.ho.loaded() {
+		if !wait() {
+			return
+		}
+		rs.ho.switchDead(false)
+		for _, s := range rs.next.order {
+			if st := s.status(); st.State == StateFailed {
+				rs.fail(ctx, fmt.Sprintf("new shard %d failed: %s", s.id, st.LastError))
+				return
+			}
+		}
+	}
+	loadedAt := time.Now()
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	if rs.isAborted() || ctx.Err() != nil {
+		return
+	}
+	log.Info("re-shard: every new shard is ready with its guilds; cutting over", "loading", loadedAt.Sub(rs.started).Round(time.Millisecond).String())
+	rs.ho.startCut()
+	for _, s := range rs.old.order {
+		rs.ho.flushOld(ctx, s.id)
+	}
+	rs.ho.finishCut()
+	deadline := time.Now().Add(reshardHeldWait)
+	for rs.ho.held() > 0 && time.Now().Before(deadline) {
+		if !wait() {
+			return
+		}
+		rs.ho.switchDead(false)
+	}
+	if n := rs.ho.held(); n > 0 {
+		log.Warn("re-shard: the old set did not reach what the new set holds; switching those guilds now (events may be doubled)", "guilds", n)
+		rs.ho.switchDead(true)
+	}
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	err := m.stopShards(sctx, rs.old.order)
+	cancel()
+	if err != nil {
+		log.Warn("re-shard: stop the old set", "err", err)
+	}
+	rs.ho.switchDead(true)
+	rs.ho.checkpoint()
+	for _, s := range rs.old.order {
+		if s.id >= rs.next.count && m.sessions != nil {
+			if err := m.sessions.Delete(ctx, rs.old.cfg.Name, s.id); err != nil {
+				log.Warn("re-shard: delete the checkpoint of a shard that no longer exists", "shard", s.id, "err", err)
+			}
+		}
+	}
+	m.mu.Lock()
+	if i := slices.Index(m.bots, rs.old); i >= 0 {
+		m.bots = slices.Clone(m.bots)
+		m.bots[i] = rs.next
+	}
+	rs.old.reshard = nil
+	rs.old.ho.Store(nil)
+	m.mu.Unlock()
+	overlap := time.Since(rs.started).Round(time.Millisecond)
+	log.Info("re-shard done", "overlap", overlap.String(), "handover", rs.ho.stats())
+	rs.control("done", fmt.Sprintf("overlap %s, %s", overlap, rs.ho.stats()))
+
+	// Late copies of what the old set published still reach the new set
+	// for a moment; then it publishes directly.
+	late := time.Now().Add(reshardLateWait)
+	for time.Now().Before(late) || !rs.ho.finish() {
+		if !wait() {
+			return
+		}
+	}
+	rs.next.ho.Store(nil)
+}
+
+// fail abandons the re-shard: the new set stops; the old set publishes
+// everything again.
+func (rs *reshardRun) fail(ctx context.Context, why string) {
+	m := rs.m
+	m.log.Error("re-shard failed; the old set keeps running", "bot", rs.old.cfg.Name, "from", rs.old.count, "to", rs.next.count, "why", why)
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	m.mu.Lock()
+	if rs.isAborted() {
+		m.mu.Unlock()
+		return
+	}
+	rs.aborted = true
+	rs.old.reshard = nil
+	m.mu.Unlock()
+	rs.ho.switchDead(true)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if err := m.stopShards(sctx, rs.next.order); err != nil {
+		m.log.Warn("re-shard: stop the new set", "err", err)
+	}
+	rs.old.ho.Store(nil)
+	if n := rs.ho.switches.Load(); n > 0 {
+		why += fmt.Sprintf("; %d guilds had switched to the new set: their events around the switch may be missing or doubled", n)
+	}
+	rs.control("failed", why)
+}
+
+// shardingRequired answers close code 4011 on s: the bot re-shards to the
+// count Discord recommends (twice s's count when that is not more) instead
+// of stopping.
+func (m *Manager) shardingRequired(s *shard) {
+	bot, count := s.bot.cfg.Name, s.bot.count
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed || m.runCtx == nil || m.autoPending[bot] {
+		return
+	}
+	if m.autoPending == nil {
+		m.autoPending = map[string]bool{}
+	}
+	m.autoPending[bot] = true
+	ctx := m.runCtx
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer func() {
+			m.mu.Lock()
+			delete(m.autoPending, bot)
+			m.mu.Unlock()
+		}()
+		m.autoReshard(ctx, bot, count, "close code 4011 (sharding required)")
+	}()
+}
+
+// autoReshard re-shards bot above count to Discord's recommendation,
+// retrying until it starts or ctx ends.
+func (m *Manager) autoReshard(ctx context.Context, bot string, count int, why string) {
+	for try := 1; ; try++ {
+		m.mu.Lock()
+		br := m.botLocked(bot)
+		var rs *reshardRun
+		if br != nil {
+			rs = br.reshard
+		}
+		m.mu.Unlock()
+		if br == nil {
+			return
+		}
+		if rs != nil && rs.next.count == count {
+			// The new set itself is too small: abandon it.
+			rs.fail(ctx, "its shards were refused with "+why)
+		} else if rs != nil || br.count > count {
+			return // another re-shard already goes beyond count
+		}
+		info, err := m.gatewayBot(ctx, br.cfg)
+		target := info.Shards
+		if err == nil {
+			if target <= count {
+				target = count * 2
+			}
+			m.log.Warn("re-sharding", "bot", bot, "why", why, "from", count, "to", target, "recommended", info.Shards)
+			err = m.Reshard(ctx, bot, target, nil)
+		}
+		if err == nil || errors.Is(err, ErrUnknownShard) {
+			return
+		}
+		delay := backoff(try + 3)
+		if errors.Is(err, ErrStartLimitExhausted) {
+			delay = max(m.limitsOf(info).ResetAfter, time.Minute)
+		}
+		m.log.Error("re-shard after "+why+" failed; retrying", "bot", bot, "err", err, "retry_in", delay)
+		if !sleepCtx(ctx, delay) {
+			return
+		}
+	}
+}

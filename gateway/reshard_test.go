@@ -1,0 +1,358 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/feathery/feathery/gateway"
+	"github.com/feathery/feathery/gateway/discordtest"
+	"github.com/feathery/feathery/gateway/testkit"
+)
+
+// pub is one event a streamSink published.
+type pub struct {
+	shard, count int
+	session      string
+	seq          int64
+	t            string
+	guild        uint64
+}
+
+// streamSink publishes synchronously in call order, like one stream, and
+// leaves out the events the hand-over marks Skip.
+type streamSink struct {
+	mu      sync.Mutex
+	out     []pub
+	skipped int
+}
+
+func (s *streamSink) Publish(_ context.Context, ev *gateway.Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ev.Skip {
+		s.skipped++
+		return nil
+	}
+	s.out = append(s.out, pub{ev.Shard, ev.ShardCount, ev.Session, ev.Seq, ev.Type, ev.GuildID})
+	return nil
+}
+
+func (s *streamSink) Flush(context.Context, string, int) error { return nil }
+
+func (s *streamSink) published() []pub {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]pub(nil), s.out...)
+}
+
+// uniqueMix is live traffic whose dispatches all differ byte for byte
+// (ids, names): the hand-over identifies events by their content.
+var uniqueMix = map[string]float64{
+	"MESSAGE_CREATE": 40, "INTERACTION_CREATE": 10, "GUILD_MEMBER_ADD": 4, "GUILD_MEMBER_REMOVE": 2,
+	"CHANNEL_CREATE": 2, "CHANNEL_UPDATE": 2, "GUILD_ROLE_CREATE": 2, "GUILD_ROLE_UPDATE": 2,
+	"GUILD_UPDATE": 1, "THREAD_CREATE": 1,
+}
+
+// TestManager_Reshard: a bot re-shards 2 → 3 → 2 with traffic flowing; the
+// events published equal the events the fake made, each once (judged by
+// the fake's event identity, which both sets' copies share), in per-guild
+// order; the new sets' READY and lazy GUILD_CREATEs are not published.
+func TestManager_Reshard(t *testing.T) {
+	fake := startFake(t, discordtest.Config{Shards: 2, MaxConcurrency: 2, Guilds: 24, MembersPerGuild: 6, Seed: 11, Rate: 300, Mix: uniqueMix})
+	sink := &streamSink{}
+	h := &harness{fake: fake, ctl: &controls{}}
+	m, err := gateway.NewManager(gateway.ManagerConfig{
+		Bots: []gateway.BotConfig{{Name: "main", Token: testToken, Intents: 1 | 2 | 512 | 32768 | 128 | 256, Shards: 2}},
+		Sink: sink, RESTURL: fake.URL() + "/api/v10", IdentifyWindow: 200 * time.Millisecond,
+		Logger: testLogger().With("test", t.Name()), OnControl: h.ctl.add,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := m.Close(ctx); err != nil {
+			t.Errorf("close manager: %v", err)
+		}
+	})
+	h.m = m
+	allReady := func(count int) func() bool {
+		return func() bool {
+			st := m.Status()
+			if len(st) != count || len(m.Resharding()) > 0 {
+				return false
+			}
+			for _, s := range st {
+				if s.State != gateway.StateReady || s.ShardCount != count {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	testkit.Eventually(t, 30*time.Second, "2 shards ready", allReady(2))
+	progress := func(what string) {
+		n := len(sink.published())
+		testkit.Eventually(t, 30*time.Second, what, func() bool { return len(sink.published()) >= n+200 })
+	}
+	progress("traffic")
+	for _, to := range []int{3, 2} {
+		if err := m.Reshard(t.Context(), "main", to, nil); err != nil {
+			t.Fatalf("re-shard to %d: %v", to, err)
+		}
+		if err := m.Reshard(t.Context(), "main", to+1, nil); err == nil {
+			t.Errorf("a second re-shard was accepted while one runs")
+		}
+		testkit.Eventually(t, 60*time.Second, fmt.Sprintf("re-shard to %d done", to), allReady(to))
+		progress(fmt.Sprintf("traffic after the re-shard to %d", to))
+	}
+	fake.SetRate(0)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := fake.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkResharded(t, fake, 2, nil, sink)
+	if n := h.ctl.count(-1, gateway.ControlReshard); n != 4 {
+		t.Errorf("%d reshard control events, want 4 (started and done, twice)", n)
+	}
+}
+
+// checkResharded judges what sink published against the fake's ledgers:
+// every event once, per-guild order kept, the hand-over's READY and lazy
+// GUILD_CREATEs of sessions after the first set left out — but for the
+// shards of the first set in deadOld, which no longer ran when the next
+// set came.
+func checkResharded(t *testing.T, fake *discordtest.Server, firstCount int, deadOld map[int]bool, sink *streamSink) {
+	t.Helper()
+	type key struct {
+		session string
+		seq     int64
+	}
+	type info struct {
+		event int64
+		t     string
+		guild string
+	}
+	byRef := map[key]info{}
+	want := map[int64]bool{}
+	suppressed := map[int64]bool{}
+	var sessions []discordtest.LedgerSession
+	for shard := range 8 {
+		sessions = append(sessions, fake.Ledger(shard)...)
+	}
+	// The first set's sessions are the first identified.
+	sort.Slice(sessions, func(i, j int) bool { return sessions[i].Entries[0].Event < sessions[j].Entries[0].Event })
+	// Sets follow each other: the shard count changes between them. A new
+	// set's READY is left out when the set before ran a shard of its id.
+	prevCount, curCount, sets := 0, firstCount, 1
+	for n, ls := range sessions {
+		if n >= firstCount && ls.Shards != curCount {
+			prevCount, curCount = curCount, ls.Shards
+			sets++
+		}
+		oldAlive := func(id int) bool { return id < prevCount && (sets > 2 || !deadOld[id]) }
+		{
+			lazy := n >= firstCount
+			for i, e := range ls.Entries {
+				byRef[key{ls.Session, e.Seq}] = info{e.Event, e.T, e.Guild}
+				if lazy && (i == 0 && e.T == "READY" && !oldAlive(ls.Shard) ||
+					e.T == "GUILD_CREATE" && !oldAlive(guildShard(e.Guild, prevCount))) {
+					want[e.Event] = true
+					continue
+				}
+				if lazy && (i == 0 && e.T == "READY" || e.T == "GUILD_CREATE") {
+					suppressed[e.Event] = true
+					continue
+				}
+				lazy = false
+				want[e.Event] = true
+			}
+		}
+	}
+	var got []pub
+	last, lastChange := -1, time.Now()
+	testkit.Eventually(t, 30*time.Second, "every event published (or no change for 3s)", func() bool {
+		got = sink.published()
+		if len(got) != last {
+			last, lastChange = len(got), time.Now()
+		}
+		seen := map[int64]bool{}
+		for _, p := range got {
+			seen[byRef[key{p.session, p.seq}].event] = true
+		}
+		for ev := range want {
+			if !seen[ev] {
+				return time.Since(lastChange) > 3*time.Second
+			}
+		}
+		return true
+	})
+	count := map[int64]int{}
+	lastOfGuild := map[string]int64{}
+	problems := 0
+	report := func(format string, args ...any) {
+		problems++
+		if problems <= 15 {
+			t.Errorf(format, args...)
+		}
+	}
+	for _, p := range got {
+		in, ok := byRef[key{p.session, p.seq}]
+		if !ok {
+			report("published %s seq %d (%s) is in no ledger", p.session, p.seq, p.t)
+			continue
+		}
+		count[in.event]++
+		if suppressed[in.event] {
+			report("the hand-over's %s (session %s seq %d) was published", in.t, p.session, p.seq)
+		}
+		if in.guild != "" {
+			if last := lastOfGuild[in.guild]; in.event < last {
+				report("guild %s: event %d (%s) published after event %d", in.guild, in.event, in.t, last)
+			}
+			lastOfGuild[in.guild] = max(lastOfGuild[in.guild], in.event)
+		}
+	}
+	var missing, doubled []int64
+	for ev := range want {
+		switch c := count[ev]; {
+		case c == 0:
+			missing = append(missing, ev)
+		case c > 1:
+			doubled = append(doubled, ev)
+		}
+	}
+	sort.Slice(missing, func(i, j int) bool { return missing[i] < missing[j] })
+	sort.Slice(doubled, func(i, j int) bool { return doubled[i] < doubled[j] })
+	if len(missing) > 0 || len(doubled) > 0 {
+		report("%d events missing %v, %d doubled %v", len(missing), head(missing), len(doubled), head(doubled))
+		where := map[int64][]string{}
+		for k, in := range byRef {
+			where[in.event] = append(where[in.event], fmt.Sprintf("%s/%d %s guild %s", k.session[len(k.session)-2:], k.seq, in.t, in.guild))
+		}
+		for i, ev := range append(missing, doubled...) {
+			if i == 10 {
+				break
+			}
+			t.Logf("event %d: %v", ev, where[ev])
+		}
+	}
+	t.Logf("%d events made, %d published, %d hand-over entries left out, %d skipped by the Sink", len(want), len(got), len(suppressed), sink.skipped)
+}
+
+func head(s []int64) string {
+	if len(s) > 10 {
+		return fmt.Sprint(s[:10]) + "..." + strconv.Itoa(len(s)-10) + " more"
+	}
+	return fmt.Sprint(s)
+}
+
+// guildShard is the shard of guild id among count shards.
+func guildShard(id string, count int) int {
+	g, _ := strconv.ParseUint(id, 10, 64)
+	return int((g >> 22) % uint64(count))
+}
+
+// TestManager_ShardingRequired: Discord closes a shard with 4011 once the
+// bot has outgrown its shard count: the bot re-shards to the count
+// /gateway/bot now recommends instead of stopping, the other old shard
+// publishing meanwhile; afterwards every event the fake made (but for the
+// closed session's lost tail, reported as a gap) was published once, in
+// per-guild order.
+func TestManager_ShardingRequired(t *testing.T) {
+	fake := startFake(t, discordtest.Config{Shards: 2, MaxConcurrency: 4, Guilds: 24, MembersPerGuild: 6, Seed: 13, Rate: 200, Mix: uniqueMix})
+	// The largest shard at 4 shards fits; every shard at 2 does not.
+	max4, min2 := 0, 1<<30
+	per := map[[2]int]int{}
+	for id := range fake.Snapshot().Guilds {
+		per[[2]int{2, guildShard(id, 2)}]++
+		per[[2]int{4, guildShard(id, 4)}]++
+	}
+	for k, n := range per {
+		if k[0] == 4 {
+			max4 = max(max4, n)
+		} else {
+			min2 = min(min2, n)
+		}
+	}
+	if max4 >= min2 {
+		t.Fatalf("seed gives %d guilds on the largest of 4 shards, %d on the smallest of 2: pick another", max4, min2)
+	}
+	sink := &streamSink{}
+	h := &harness{fake: fake, ctl: &controls{}}
+	m, err := gateway.NewManager(gateway.ManagerConfig{
+		Bots: []gateway.BotConfig{{Name: "main", Token: testToken, Intents: 1 | 2 | 512 | 32768 | 128 | 256, Shards: 2}},
+		Sink: sink, RESTURL: fake.URL() + "/api/v10", IdentifyWindow: 200 * time.Millisecond,
+		Logger: testLogger().With("test", t.Name()), OnControl: h.ctl.add,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := m.Close(ctx); err != nil {
+			t.Errorf("close manager: %v", err)
+		}
+	})
+	h.m = m
+	testkit.Eventually(t, 30*time.Second, "2 shards ready", func() bool {
+		st := m.Status()
+		return len(st) == 2 && st[0].State == gateway.StateReady && st[1].State == gateway.StateReady
+	})
+	n := len(sink.published())
+	testkit.Eventually(t, 30*time.Second, "traffic", func() bool { return len(sink.published()) >= n+200 })
+
+	if err := fake.SetShards(4); err != nil {
+		t.Fatal(err)
+	}
+	if err := fake.SetMaxGuildsPerShard(max4); err != nil {
+		t.Fatal(err)
+	}
+	if err := fake.CloseShard(1, 4011); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 60*time.Second, "re-sharded to the 4 shards Discord recommends", func() bool {
+		st := m.Status()
+		if len(st) != 4 || len(m.Resharding()) > 0 {
+			return false
+		}
+		for _, s := range st {
+			if s.State != gateway.StateReady || s.ShardCount != 4 {
+				return false
+			}
+		}
+		return true
+	})
+	n = len(sink.published())
+	testkit.Eventually(t, 30*time.Second, "traffic after the re-shard", func() bool { return len(sink.published()) >= n+200 })
+	fake.SetRate(0)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := fake.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c := h.ctl.count(1, "fatal"); c != 0 {
+		t.Errorf("%d fatal control events for shard 1, want none", c)
+	}
+	if c := h.ctl.count(1, gateway.ControlShardingRequired); c != 1 {
+		t.Errorf("%d sharding_required control events for shard 1, want 1", c)
+	}
+	if ev, ok := h.ctl.find(1, gateway.ControlGap); !ok || ev.Session == "" {
+		t.Errorf("no gap (session_lost) event names the session 4011 ended: %+v", ev)
+	}
+	checkResharded(t, fake, 2, map[int]bool{1: true}, sink)
+}
