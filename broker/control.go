@@ -67,7 +67,10 @@ type ControlEvent struct {
 	Status        string
 	StoredSession string
 	StoredSeq     string
-	At            time.Time
+	// Detail describes a bot-wide event (kind "reshard"), written as
+	// "detail" when set.
+	Detail string
+	At     time.Time
 }
 
 // controlWriter appends control events to the control stream from its own
@@ -209,6 +212,9 @@ func (w *controlWriter) write(ctx context.Context, evs []ControlEvent) error {
 			if f[1] != "" {
 				fv = fv.FieldValue(f[0], f[1])
 			}
+		}
+		if ev.Detail != "" {
+			fv = fv.FieldValue("detail", ev.Detail)
 		}
 		cmds = append(cmds, fv.FieldValue("at", strconv.FormatInt(ev.At.UnixMilli(), 10)).Build())
 	}

@@ -212,6 +212,11 @@ func (m *Manager) Start(ctx context.Context) error {
 			m.launchLocked(s)
 		}
 	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.autoscale(runCtx)
+	}()
 	return nil
 }
 

@@ -350,3 +350,60 @@ func (m *Manager) autoReshard(ctx context.Context, bot string, count int, why st
 		}
 	}
 }
+
+// autoscale asks Discord, for each bot with Shards 0 (auto) and an
+// AutoscaleEvery, for its recommended shard count every AutoscaleEvery,
+// and re-shards a bot that runs fewer shards.
+func (m *Manager) autoscale(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	next := map[string]time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			m.mu.Lock()
+			var due []*botRun
+			for _, br := range m.bots {
+				every := br.cfg.AutoscaleEvery
+				if br.cfg.Shards != 0 || every <= 0 || br.reshard != nil {
+					continue
+				}
+				at, ok := next[br.cfg.Name]
+				if !ok {
+					next[br.cfg.Name] = now.Add(every)
+					continue
+				}
+				if now.Before(at) {
+					continue
+				}
+				next[br.cfg.Name] = now.Add(every)
+				due = append(due, br)
+			}
+			m.mu.Unlock()
+			for _, br := range due {
+				m.autoscaleBot(ctx, br)
+			}
+		}
+	}
+}
+
+// autoscaleBot re-shards br when Discord recommends more shards.
+func (m *Manager) autoscaleBot(ctx context.Context, br *botRun) {
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	info, err := m.gatewayBot(rctx, br.cfg)
+	if err != nil {
+		m.log.Warn("autoscale: GET /gateway/bot failed; checking again later", "bot", br.cfg.Name, "err", err)
+		return
+	}
+	if info.Shards <= br.count {
+		m.log.Debug("autoscale: shard count is what Discord recommends", "bot", br.cfg.Name, "shards", br.count, "recommended", info.Shards)
+		return
+	}
+	m.log.Info("autoscale: Discord recommends more shards; re-sharding", "bot", br.cfg.Name, "from", br.count, "to", info.Shards)
+	if err := m.Reshard(rctx, br.cfg.Name, info.Shards, nil); err != nil {
+		m.log.Error("autoscale: re-shard failed; checking again later", "bot", br.cfg.Name, "err", err)
+	}
+}

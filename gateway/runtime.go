@@ -12,6 +12,17 @@ import (
 // being re-sharded.
 var ErrResharding = errors.New("bot is being re-sharded")
 
+// ShardCount is the shard count in force of bot (known once Start
+// returned), 0 for an unknown bot.
+func (m *Manager) ShardCount(bot string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if br := m.botLocked(bot); br != nil {
+		return br.count
+	}
+	return 0
+}
+
 // Bots returns the configuration of every running bot (ShardIDs and
 // Shards as configured; ShardCount in Status has the count in force).
 func (m *Manager) Bots() []BotConfig {
@@ -114,7 +125,7 @@ func (m *Manager) ReplaceBot(ctx context.Context, b BotConfig) error {
 		return fmt.Errorf("replace bot %q: %w", b.Name, ErrUnknownShard)
 	case resharding:
 		return fmt.Errorf("replace bot %q: %w; try again once it is done", b.Name, ErrResharding)
-	case b.Shards != old.cfg.Shards && (b.Shards != 0 || old.cfg.Shards != old.count):
+	case b.Shards != 0 && b.Shards != old.count:
 		return fmt.Errorf("replace bot %q: shard count changes from %d to %d: re-shard instead", b.Name, old.count, b.Shards)
 	}
 	newSession := b.Token != old.cfg.Token || b.Intents != old.cfg.Intents
@@ -185,7 +196,7 @@ func SameGateway(a, b BotConfig) bool {
 	return a.Name == b.Name && a.Token == b.Token && a.Intents == b.Intents && a.Shards == b.Shards &&
 		slices.Equal(a.ShardIDs, b.ShardIDs) && a.Compression == b.Compression &&
 		a.LargeThreshold == b.LargeThreshold && bytes.Equal(a.Presence, b.Presence) &&
-		a.RequestMembers == b.RequestMembers
+		a.RequestMembers == b.RequestMembers && a.AutoscaleEvery == b.AutoscaleEvery
 }
 
 // running reports an error unless the manager runs.

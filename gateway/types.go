@@ -128,6 +128,10 @@ type BotConfig struct {
 	// RequestMembers sends Request Guild Members (op 8) for every guild
 	// that arrives in GUILD_CREATE.
 	RequestMembers bool
+	// AutoscaleEvery, with Shards 0 (auto), is how often GET /gateway/bot
+	// is asked again; the bot re-shards when Discord recommends more
+	// shards than it runs. 0 = never.
+	AutoscaleEvery time.Duration
 }
 
 // ControlKind is the kind of a ControlEvent.

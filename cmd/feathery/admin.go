@@ -34,6 +34,10 @@ type adminBackend interface {
 	Gatherer() prometheus.Gatherer
 	// Reconnect makes one shard reconnect (and resume).
 	Reconnect(ctx context.Context, bot string, shard int) error
+	// Reload re-reads the config file and puts it in force.
+	Reload(ctx context.Context) error
+	// Reshard re-shards a bot live to shards.
+	Reshard(ctx context.Context, bot string, shards int) error
 }
 
 // errNotFound is returned by adminBackend.Reconnect for an unknown shard.
@@ -158,6 +162,8 @@ func (a *adminServer) handler() http.Handler {
 	mux.HandleFunc("GET /metrics", a.handleMetrics)
 	mux.HandleFunc("POST /api/bots/{bot}/shards/{id}/reconnect", a.requireToken(a.handleReconnect))
 	a.consoleRoutes(mux) // console.go, cacheapi.go
+	mux.HandleFunc("POST /api/reload", a.requireToken(a.handleReload))
+	mux.HandleFunc("POST /api/bots/{bot}/reshard", a.requireToken(a.handleReshard))
 	// Go's profiler, registered on this mux (the package's init also fills
 	// http.DefaultServeMux, which feathery never serves); see pprofAccess.
 	mux.HandleFunc("GET /debug/pprof/", a.guardPprof(pprof.Index))
@@ -265,4 +271,43 @@ func (a *adminServer) handleReconnect(w http.ResponseWriter, r *http.Request) {
 	}
 	a.log.Info("shard reconnect requested", "bot", bot, "shard", id, "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusAccepted, map[string]any{"bot": bot, "shard": id, "reconnecting": true})
+}
+
+func (a *adminServer) handleReload(w http.ResponseWriter, r *http.Request) {
+	a.log.Info("config reload requested", "remote", r.RemoteAddr)
+	if err := a.backend.Reload(r.Context()); err != nil {
+		msg := oneLine(err.Error())
+		a.log.Error("config reload refused; the running config stays", "err", msg)
+		writeJSON(w, http.StatusBadRequest, apiError{msg})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+}
+
+func (a *adminServer) handleReshard(w http.ResponseWriter, r *http.Request) {
+	bot := r.PathValue("bot")
+	var req struct {
+		Shards *int `json:"shards"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || req.Shards == nil || *req.Shards < 1 || *req.Shards > 1<<20 {
+		writeJSON(w, http.StatusBadRequest, apiError{`want a body {"shards": M} with M a positive shard count`})
+		return
+	}
+	err := a.backend.Reshard(r.Context(), bot, *req.Shards)
+	switch {
+	case errors.Is(err, errNotFound):
+		writeJSON(w, http.StatusNotFound, apiError{fmt.Sprintf("no bot %q runs here", bot)})
+		return
+	case errors.Is(err, errReshardRefused):
+		writeJSON(w, http.StatusConflict, apiError{oneLine(err.Error())})
+		return
+	case err != nil:
+		a.log.Warn("re-shard from admin API", "bot", bot, "err", err)
+		writeJSON(w, http.StatusInternalServerError, apiError{"re-shard failed: " + oneLine(err.Error())})
+		return
+	}
+	a.log.Info("re-shard requested", "bot", bot, "shards", *req.Shards, "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusAccepted, map[string]any{"ok": true})
 }

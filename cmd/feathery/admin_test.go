@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -47,6 +49,20 @@ func (f *fakeBackend) Reconnect(_ context.Context, bot string, shard int) error 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reconnects = append(f.reconnects, bot)
+	return nil
+}
+
+func (f *fakeBackend) Reload(context.Context) error {
+	return errors.New("config f.yaml:3: bots[0].name: missing")
+}
+
+func (f *fakeBackend) Reshard(_ context.Context, bot string, shards int) error {
+	if bot != "main" {
+		return errNotFound
+	}
+	if shards == 7 {
+		return fmt.Errorf("%w: busy", errReshardRefused)
+	}
 	return nil
 }
 
@@ -175,5 +191,48 @@ func TestAdmin_StatusMetricsDashboard(t *testing.T) {
 	}
 	if code, _, _ := httpDo(t, "GET", "http://"+a.Addr()+"/nope", ""); code != 404 {
 		t.Errorf("unknown path: %d, want 404", code)
+	}
+}
+
+// TestAdmin_ReloadReshard: POST /api/reload and POST
+// /api/bots/{bot}/reshard need the token and answer {"ok":true} or
+// {"error":"..."} with a status that says why.
+func TestAdmin_ReloadReshard(t *testing.T) {
+	a, _ := startTestAdmin(t, adminToken)
+	base := "http://" + a.Addr()
+	post := func(path, bearer, body string) (int, string) {
+		req, err := http.NewRequest("POST", base+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, c := range []struct {
+		path, bearer, body string
+		code               int
+		want               string
+	}{
+		{"/api/reload", "", "", http.StatusUnauthorized, `"error"`},
+		{"/api/reload", adminToken, "", http.StatusBadRequest, `"error": "config f.yaml:3: bots[0].name: missing"`},
+		{"/api/bots/main/reshard", "", `{"shards":5}`, http.StatusUnauthorized, `"error"`},
+		{"/api/bots/main/reshard", adminToken, `{"shards":5}`, http.StatusAccepted, `"ok": true`},
+		{"/api/bots/main/reshard", adminToken, `{"shards":7}`, http.StatusConflict, `busy`},
+		{"/api/bots/other/reshard", adminToken, `{"shards":5}`, http.StatusNotFound, `"error"`},
+		{"/api/bots/main/reshard", adminToken, `{"shards":0}`, http.StatusBadRequest, `"error"`},
+		{"/api/bots/main/reshard", adminToken, `{"count":5}`, http.StatusBadRequest, `"error"`},
+	} {
+		code, body := post(c.path, c.bearer, c.body)
+		if code != c.code || !strings.Contains(body, c.want) {
+			t.Errorf("POST %s %s: got %d %s, want %d with %s", c.path, c.body, code, body, c.code, c.want)
+		}
 	}
 }

@@ -122,7 +122,20 @@ type BotConfig struct {
 	Routes         []RouteConfig `yaml:"routes"`
 	DefaultStream  StreamConfig  `yaml:"default_stream"`
 	Cache          *CacheConfig  `yaml:"cache"`
+	// Autoscale re-shards a bot with shards: auto when Discord recommends
+	// more shards.
+	Autoscale AutoscaleConfig `yaml:"autoscale"`
 }
+
+// AutoscaleConfig is how often a bot with shards: auto asks Discord for
+// its recommended shard count.
+type AutoscaleConfig struct {
+	// CheckEvery; default 8h with shards: auto.
+	CheckEvery Duration `yaml:"check_every"`
+}
+
+// defaultAutoscaleEvery is autoscale.check_every's default.
+const defaultAutoscaleEvery = 8 * time.Hour
 
 // FiltersConfig are the filters applied before anything is published.
 type FiltersConfig struct {
@@ -692,6 +705,16 @@ func (b *BotConfig) validate(p string) error {
 				return problem(p+".shard_ids", "shard %d is not below shards (%d)", id, b.Shards)
 			}
 		}
+	}
+	if b.Autoscale.CheckEvery != 0 {
+		if b.Shards != 0 {
+			return problem(p+".autoscale.check_every", "only applies to shards: auto")
+		}
+		if b.Autoscale.CheckEvery.D() < time.Second {
+			return problem(p+".autoscale.check_every", "at least 1s")
+		}
+	} else if b.Shards == 0 {
+		b.Autoscale.CheckEvery = Duration(defaultAutoscaleEvery)
 	}
 	if b.Compression == "" {
 		b.Compression = defaultCompression

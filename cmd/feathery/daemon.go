@@ -79,14 +79,27 @@ type daemonDeps struct {
 	Logger *slog.Logger
 	// HTTPClient for Discord's REST API; nil = the gateway's default.
 	HTTPClient *http.Client
+	// ConfigPath is the file cfg was read from, read again by Reload
+	// (with LookupEnv for ${VAR}); "" = no reload.
+	ConfigPath string
+	LookupEnv  func(string) (string, bool)
+	// LevelVar is the logger's level, which Reload sets; nil = none.
+	LevelVar *slog.LevelVar
 }
 
 // daemon is one running feathery: Redis client, publisher, gateway
 // manager and admin API. runDaemon starts it; Close stops it.
 type daemon struct {
+	cfgMu   sync.Mutex // guards cfg, replaced by Reload
 	cfg     *Config
 	log     *slog.Logger
 	started time.Time
+
+	// Reload's inputs; reloadMu serializes reloads.
+	cfgPath   string
+	lookupEnv func(string) (string, bool)
+	level     *slog.LevelVar
+	reloadMu  sync.Mutex
 
 	redis *broker.Client
 	pub   *broker.Publisher
@@ -116,7 +129,7 @@ func runDaemon(ctx context.Context, cfg *Config, deps daemonDeps) (_ *daemon, er
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &daemon{cfg: cfg, log: log, started: time.Now()}
+	d := &daemon{cfg: cfg, log: log, started: time.Now(), cfgPath: deps.ConfigPath, lookupEnv: deps.LookupEnv, level: deps.LevelVar}
 	defer func() {
 		if err != nil {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -214,15 +227,21 @@ func runDaemon(ctx context.Context, cfg *Config, deps daemonDeps) (_ *daemon, er
 // block: the publisher queues them (dropping the oldest when full).
 func (d *daemon) onControl(ev gateway.ControlEvent) {
 	d.consoleControl(ev)
+	state := ev.State.String()
+	if ev.Kind == gateway.ControlReshard {
+		state = ""
+	}
 	d.pub.Control(broker.ControlEvent{
-		Bot: ev.Bot, Shard: ev.Shard, Kind: broker.ControlKind(ev.Kind), State: ev.State.String(),
-		Session: ev.Session, Seq: ev.Seq, Err: ev.Err, At: ev.At,
+		Bot: ev.Bot, Shard: ev.Shard, Kind: broker.ControlKind(ev.Kind), State: state,
+		Session: ev.Session, Seq: ev.Seq, Err: ev.Err, Detail: ev.Detail, At: ev.At,
 	})
 	switch ev.Kind {
 	case gateway.ControlFatal:
 		d.log.Error("shard stopped for good", "bot", ev.Bot, "shard", ev.Shard, "err", ev.Err)
 	case gateway.ControlGap:
 		d.log.Warn("session lost: events after the last published seq were not replayed", "bot", ev.Bot, "shard", ev.Shard, "session", ev.Session, "seq", ev.Seq, "why", ev.Err)
+	case gateway.ControlReshard:
+		d.log.Info("re-shard", "bot", ev.Bot, "detail", ev.Detail)
 	}
 }
 
@@ -325,10 +344,10 @@ func (d *daemon) Status(ctx context.Context) statusReport {
 func (d *daemon) redisStatus(ctx context.Context) redisStatus {
 	rs := redisStatus{Mode: "url", Addr: d.redis.String()}
 	switch {
-	case d.cfg.Redis.embedded():
+	case d.config().Redis.embedded():
 		rs.Mode = "embedded"
 		rs.Addr = d.redis.Addr()
-	case len(d.cfg.Redis.Cluster) > 0:
+	case len(d.config().Redis.Cluster) > 0:
 		rs.Mode = "cluster"
 	}
 	pctx, cancel := context.WithTimeout(ctx, time.Second)

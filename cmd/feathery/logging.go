@@ -19,6 +19,9 @@ type logOptions struct {
 	// Secrets are strings that must never reach the output (tokens,
 	// passwords); any occurrence is replaced by "[REDACTED]".
 	Secrets []string
+	// LevelVar, when set, is set to Level and becomes the handler's level,
+	// so that it can change while running (a config reload).
+	LevelVar *slog.LevelVar
 }
 
 func parseLogLevel(s string) (slog.Level, error) {
@@ -54,15 +57,20 @@ func (m *Main) newLogger(w io.Writer, o logOptions) (*slog.Logger, error) {
 		return nil, err
 	}
 	text := o.Format == "text" || ((o.Format == "" || o.Format == "auto") && m.IsTerminal(w))
+	var leveler slog.Leveler = level
+	if o.LevelVar != nil {
+		o.LevelVar.Set(level)
+		leveler = o.LevelVar
+	}
 	var h slog.Handler
 	if text {
 		h = tint.NewTextHandler(w, &tint.Options{
-			Level:      level,
+			Level:      leveler,
 			TimeFormat: time.TimeOnly + ".000",
 			NoColor:    !m.IsTerminal(w),
 		})
 	} else {
-		h = slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
+		h = slog.NewJSONHandler(w, &slog.HandlerOptions{Level: leveler})
 	}
 	return slog.New(newRedactHandler(h, o.Secrets)), nil
 }

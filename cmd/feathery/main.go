@@ -25,7 +25,13 @@ func main() {
 		os.Exit(130)
 	}()
 
-	err := NewMain().Run(ctx, os.Args[1:])
+	// SIGHUP (a closed terminal, systemd's reload) never kills feathery:
+	// "run" reloads its config, the other commands ignore it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	m := NewMain()
+	m.Hangup = hup
+	err := m.Run(ctx, os.Args[1:])
 	cancel()
 	switch {
 	case err == nil:

@@ -25,6 +25,8 @@ type Main struct {
 	LookupEnv func(string) (string, bool)
 	// IsTerminal reports whether w is a terminal (for --log-format auto).
 	IsTerminal func(w any) bool
+	// Hangup delivers SIGHUP: "run" reloads its config; nil = never.
+	Hangup <-chan os.Signal
 }
 
 // NewMain returns a Main bound to the process's standard streams and

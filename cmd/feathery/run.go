@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -23,16 +24,22 @@ func (m *Main) runRun(ctx context.Context, g globalFlags, args []string) error {
 		fmt.Fprintf(m.Stdout, "%s: ok (%d bot(s))\n", *path, len(cfg.Bots))
 		return nil
 	}
+	level := new(slog.LevelVar)
 	log, err := m.newLogger(m.Stderr, logOptions{
-		Level:   firstNonEmpty(g.logLevel, cfg.Log.Level),
-		Format:  firstNonEmpty(g.logFormat, cfg.Log.Format),
-		Secrets: cfg.secrets(),
+		Level:    firstNonEmpty(g.logLevel, cfg.Log.Level),
+		Format:   firstNonEmpty(g.logFormat, cfg.Log.Format),
+		Secrets:  cfg.secrets(),
+		LevelVar: level,
 	})
 	if err != nil {
 		return err
 	}
 	log.Info("starting feathery", "version", version(), "config", *path, "bots", len(cfg.Bots))
-	d, err := runDaemon(ctx, cfg, daemonDeps{Logger: log})
+	deps := daemonDeps{Logger: log, ConfigPath: *path, LookupEnv: m.LookupEnv}
+	if g.logLevel == "" {
+		deps.LevelVar = level // --log-level on the command line wins over reloads
+	}
+	d, err := runDaemon(ctx, cfg, deps)
 	if err != nil {
 		return err
 	}
@@ -44,7 +51,21 @@ func (m *Main) runRun(ctx context.Context, g globalFlags, args []string) error {
 		log.Info("admin API listening", "url", d.admin.URL())
 		fmt.Fprintf(m.Stdout, "dashboard: %s\n", d.admin.URL())
 	}
-	<-ctx.Done()
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-m.Hangup:
+			// SIGHUP (systemd's reload) re-reads the config; it never stops
+			// the daemon.
+			log.Info("SIGHUP received: reloading the config", "config", *path)
+			rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			if err := d.Reload(rctx); err != nil {
+				log.Error("config reload refused; the running config stays", "err", oneLine(err.Error()))
+			}
+			cancel()
+		}
+	}
+	cfg = d.config()
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.D().String())
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout.D())
 	defer cancel()

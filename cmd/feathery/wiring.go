@@ -93,6 +93,7 @@ func gatewayBots(cfg *Config) []gateway.BotConfig {
 			LargeThreshold: b.LargeThreshold,
 			RequestMembers: b.RequestMembers,
 			Presence:       b.Presence.JSON,
+			AutoscaleEvery: b.Autoscale.CheckEvery.D(),
 		})
 	}
 	return out
