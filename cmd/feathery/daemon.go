@@ -338,6 +338,7 @@ func (d *daemon) Status(ctx context.Context) statusReport {
 		r.Cache = &cs
 	}
 	r.Published, r.Filtered, r.Filters = publisherTotals(ps)
+	r.Resharding = d.mgr.Resharding()
 	return r
 }
 

@@ -26,6 +26,9 @@ type statusReport struct {
 	Publisher any `json:"publisher"`
 	// Cache counts what the cache writer did; absent when the cache is off.
 	Cache *broker.CacheStats `json:"cache,omitempty"`
+	// Resharding lists the live re-shards in progress (their new sets'
+	// shards are among Shards, with the new shard_count).
+	Resharding []gateway.ReshardStatus `json:"resharding,omitempty"`
 }
 
 type redisStatus struct {
@@ -39,6 +42,7 @@ type redisStatus struct {
 type shardRow struct {
 	Bot        string  `json:"bot"`
 	Shard      int     `json:"shard"`
+	ShardCount int     `json:"shard_count"`
 	State      string  `json:"state"`
 	Session    string  `json:"session,omitempty"`
 	Seq        int64   `json:"seq"`
@@ -55,6 +59,7 @@ func shardRowOf(s gateway.ShardStatus) shardRow {
 	return shardRow{
 		Bot:        s.Bot,
 		Shard:      s.Shard,
+		ShardCount: s.ShardCount,
 		State:      s.State.String(),
 		Session:    s.Session,
 		Seq:        s.Seq,

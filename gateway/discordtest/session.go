@@ -253,6 +253,10 @@ func (c *gwConn) identify(d []byte, now time.Time) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// The rate check counts from when the fake takes the IDENTIFY in,
+	// in the order it does: a read that waited for the lock behind a
+	// later one must not count as early.
+	now = time.Now()
 	n := 0
 	for i := 0; i < s.world.guilds.len(); i++ {
 		if s.world.guilds.at(i).shardOf(shard[1]) == shard[0] {
