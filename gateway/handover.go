@@ -199,8 +199,11 @@ func (h *handover) fromOld(ctx context.Context, s *shard, ev *Event) error {
 		// The new set holds this very event first: it takes the guild.
 		gs.switching, startSwitch = true, true
 		ev.Skip = true
-	case h.phase >= phaseCutting && len(gs.pend) == 0:
-		gs.switching = true
+	case h.phase == phaseCutting && len(gs.pend) == 0:
+		gs.switching = true // switched once the old queues are flushed
+		ev.Skip = true
+	case h.phase >= phaseCut && len(gs.pend) == 0:
+		h.switchLocked(gs, true) // the old queues were flushed at the cut
 		ev.Skip = true
 	default:
 		if len(gs.recent) == maxRecent {
@@ -304,6 +307,10 @@ func (h *handover) fromNew(ctx context.Context, s *shard, ev *Event) error {
 	default:
 		gs = h.guildLocked(g)
 		hash = h.hash(ev)
+		if h.phase >= phaseCut && !gs.switched && !gs.switching && len(gs.pend) == 0 {
+			// A guild the old set sent nothing of since the cut.
+			h.switchLocked(gs, true)
+		}
 		switch {
 		case gs.switched:
 			if i := slices.Index(gs.recent, hash); i >= 0 {

@@ -56,6 +56,11 @@ func newConfigRig(t *testing.T, bin string, fc discordtest.Config, mod func(*ben
 		fc.MaxConcurrency = fc.Shards
 	}
 	fc.IdentifyWindow = 150 * time.Millisecond
+	if mod != nil && fc.IdentifyTolerance == 0 {
+		// Several bots: the fake has one token, so their shards share its
+		// identify buckets, which Discord keeps per bot.
+		fc.IdentifyTolerance = fc.IdentifyWindow
+	}
 	fake, err := discordtest.Start(fc)
 	if err != nil {
 		t.Fatal(err)

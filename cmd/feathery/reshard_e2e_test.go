@@ -34,6 +34,8 @@ var reshardMix = map[string]float64{
 // 4 + 6 + 3 identifies in all.
 func testReshard(t *testing.T, bin string) {
 	r := newConfigRig(t, bin, discordtest.Config{
+		// Two identify buckets: each set identifies in ceil(count/2)
+		// windows, the old set's shards sharing the buckets.
 		Shards: 4, MaxConcurrency: 2, HeartbeatInterval: time.Second, Guilds: 32, MembersPerGuild: 8,
 		Seed: 47, Rate: 300, Mix: reshardMix,
 	}, nil)

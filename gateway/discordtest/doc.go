@@ -6,7 +6,9 @@
 //	GET  /api/v10/gateway
 //	ws://host:port/?v=10&encoding=json[&compress=zlib-stream|zstd-stream]   (any path)
 //	GET  /_fake/stats                      Stats as JSON
-//	GET  /_fake/ledger?shard=N[&data=true] sessions of shard N with seq, t, guild (and d, before)
+//	GET  /_fake/ledger?shard=N[&data=true] sessions of shard N with event, seq, t, guild (and d, before);
+//	                                       entries of several sessions with one event number are
+//	                                       one event sent to each (shard counts overlapping)
 //	GET  /_fake/world                      the World snapshot
 //	POST /_fake/shards/{id}/reconnect      op 7, then close 4000 after Config.ReconnectDelay
 //	POST /_fake/shards/{id}/invalidate?resumable=true|false
@@ -16,6 +18,8 @@
 //	POST /_fake/dispatch                   {"shard":N,"t":"EVENT","d":{...}}
 //	POST /_fake/rate?rate=R                live events per second
 //	POST /_fake/restart                    Restart
+//	POST /_fake/shards?n=N                 SetShards: the count /gateway/bot recommends
+//	POST /_fake/max_guilds_per_shard?n=N   SetMaxGuildsPerShard: more guilds on an IDENTIFY's shard close it with 4011
 //
 // Bad input to the control API gets a 4xx JSON reply {"message": ...} that
 // names the problem; a hook on a shard without a connection gets 409.

@@ -253,10 +253,6 @@ func (c *gwConn) identify(d []byte, now time.Time) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// The rate check counts from when the fake takes the IDENTIFY in,
-	// in the order it does: a read that waited for the lock behind a
-	// later one must not count as early.
-	now = time.Now()
 	n := 0
 	for i := 0; i < s.world.guilds.len(); i++ {
 		if s.world.guilds.at(i).shardOf(shard[1]) == shard[0] {
@@ -275,14 +271,23 @@ func (c *gwConn) identify(d []byte, now time.Time) {
 		return
 	}
 	bucket := shard[0] % s.cfg.MaxConcurrency
-	if last, ok := s.identifyLast[bucket]; ok && now.Sub(last) < s.cfg.IdentifyWindow-s.cfg.IdentifyTolerance {
+	// now is when the IDENTIFY was read; one read earlier may take the
+	// lock after a later one: the gap between the two reads counts.
+	last, ok := s.identifyLast[bucket]
+	gap := now.Sub(last)
+	if gap < 0 {
+		gap = -gap
+	}
+	if ok && gap < s.cfg.IdentifyWindow-s.cfg.IdentifyTolerance {
 		s.violationLocked(shard[0], "identify_rate", fmt.Sprintf("bucket %d identified %v after the previous IDENTIFY (window %v)",
-			bucket, now.Sub(last).Round(time.Millisecond), s.cfg.IdentifyWindow))
+			bucket, gap.Round(time.Millisecond), s.cfg.IdentifyWindow))
 		s.stats.invalidSessions++
 		c.enqueue(invalidSessionMsg(false))
 		return
 	}
-	s.identifyLast[bucket] = now
+	if now.After(last) {
+		s.identifyLast[bucket] = now
+	}
 	s.remaining--
 	s.stats.identifies++
 	ss := &session{id: s.newSessionID(), shard: shard[0], shards: shard[1], intents: intents, conn: c}
