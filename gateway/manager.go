@@ -121,6 +121,9 @@ type botRun struct {
 	// fresh: the set's shards identify instead of loading saved sessions
 	// (a re-shard's new set: the saved ones are the old set's).
 	fresh bool
+	// reshardTo is the count to re-shard to once started (the saved
+	// sessions were made with count), 0 = none.
+	reshardTo int
 }
 
 // checkBot reports what is wrong with b (BotConfig.Validate), naming it.
@@ -211,6 +214,7 @@ func (m *Manager) Start(ctx context.Context) error {
 		for _, s := range br.order {
 			m.launchLocked(s)
 		}
+		m.reshardAfterStartLocked(br)
 	}
 	m.wg.Add(1)
 	go func() {
@@ -218,6 +222,50 @@ func (m *Manager) Start(ctx context.Context) error {
 		m.autoscale(runCtx)
 	}()
 	return nil
+}
+
+// savedCount is the shard count every saved session of b was made with,
+// when they all agree and differ from nothing else (intents); 0 otherwise.
+// Only bots that run every shard (no ShardIDs) qualify.
+func (m *Manager) savedCount(ctx context.Context, b BotConfig) int {
+	if b.ShardIDs != nil {
+		return 0
+	}
+	first, err := m.sessions.Load(ctx, b.Name, 0)
+	if err != nil || first.ID == "" || first.ShardCount < 1 || first.Intents != b.Intents {
+		return 0
+	}
+	for id := 1; id < first.ShardCount; id++ {
+		s, err := m.sessions.Load(ctx, b.Name, id)
+		if err != nil || s.ID == "" || s.ShardCount != first.ShardCount || s.Intents != b.Intents {
+			return 0
+		}
+	}
+	return first.ShardCount
+}
+
+// reshardAfterStartLocked starts, in the background, the re-shard br asks
+// for once its shards resumed. m.mu held.
+func (m *Manager) reshardAfterStartLocked(br *botRun) {
+	to := br.reshardTo
+	if to == 0 {
+		return
+	}
+	ctx := m.runCtx
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		for try := 1; ; try++ {
+			err := m.Reshard(ctx, br.cfg.Name, to, nil)
+			if err == nil || errors.Is(err, ErrUnknownShard) || errors.Is(err, ErrResharding) {
+				return
+			}
+			m.log.Error("re-shard to the configured count failed; retrying", "bot", br.cfg.Name, "to", to, "err", err)
+			if !sleepCtx(ctx, backoff(try+3)) {
+				return
+			}
+		}
+	}()
 }
 
 // newBotRun asks Discord for b's gateway URL, shard count and identify
@@ -232,6 +280,14 @@ func (m *Manager) newBotRun(ctx context.Context, b BotConfig) (*botRun, error) {
 		br.count = max(info.Shards, 1)
 	}
 	br.limits = m.limitsOf(info)
+	if saved := m.savedCount(ctx, b); saved > 0 && saved != br.count {
+		// The saved sessions were made with another count: resume them
+		// and re-shard live, rather than drop them and lose what Discord
+		// would replay.
+		m.log.Warn("saved sessions were made with another shard count: resuming them, then re-sharding live",
+			"bot", b.Name, "saved_shards", saved, "shards", br.count)
+		br.reshardTo, br.count = br.count, saved
+	}
 	ids := b.ShardIDs
 	if ids == nil {
 		ids = make([]int, br.count)

@@ -69,6 +69,7 @@ func (m *Manager) AddBot(ctx context.Context, b BotConfig) error {
 	for _, s := range br.order {
 		m.launchLocked(s)
 	}
+	m.reshardAfterStartLocked(br)
 	return nil
 }
 

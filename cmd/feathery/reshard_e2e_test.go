@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -31,7 +32,8 @@ var reshardMix = map[string]float64{
 // ledger's event identity, shared by the copies Discord sends both sets
 // during the overlap); a guild's events stay in order; the new sets' READY
 // and lazy GUILD_CREATEs are left out; the cache equals the fake's model;
-// 4 + 6 + 3 identifies in all.
+// 4 + 6 + 3 identifies in all. Then feathery restarts with shards: 5: it
+// resumes the 3 saved sessions and re-shards live to 5.
 func testReshard(t *testing.T, bin string) {
 	r := newConfigRig(t, bin, discordtest.Config{
 		// Two identify buckets: each set identifies in ceil(count/2)
@@ -75,12 +77,37 @@ func testReshard(t *testing.T, bin string) {
 	sets = append(sets, 3)
 	r.progress("traffic after the re-shard to 3", 300)
 
+	// A restart with another count resumes the saved sessions, then
+	// re-shards live: nothing Discord would replay is dropped.
+	r.phase("restart with shards: 5")
+	r.rewrite(func(c *bench.Config) { c.Bots[0].Shards = 5 })
+	resumes := r.fake.Stats().Resumes
+	stopCtx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
+	if err := r.f.Stop(stopCtx); err != nil {
+		t.Fatalf("graceful stop: %v", err)
+	}
+	cancel()
+	r.start()
+	testkit.Eventually(t, 90*time.Second, "restarted and re-sharded to 5", settled(5))
+	sets = append(sets, 5)
+	if st := r.fake.Stats(); st.Resumes < resumes+3 {
+		t.Errorf("%d resumes after the restart, want at least %d: the saved sessions of 3 shards must resume", st.Resumes-resumes, 3)
+	}
+	r.progress("traffic after the restart", 300)
+
 	r.phase("stop traffic")
 	r.fake.SetRate(0)
 	if err := r.fake.WaitIdle(r.ctx); err != nil {
 		t.Fatal(err)
 	}
 	judgeReshard(t, r, sets)
+	if t.Failed() {
+		for _, l := range strings.Split(r.f.StderrTail(64<<20), "\n") {
+			if strings.Contains(l, "re-shard") || strings.Contains(l, `"WARN"`) || strings.Contains(l, `"ERROR"`) || strings.Contains(l, "starting") {
+				t.Log(l)
+			}
+		}
+	}
 
 	// The re-shard's own account, from the control stream.
 	re := regexp.MustCompile(`overlap ([0-9.a-zµ]+), guilds switched (\d+), old-set events skipped (\d+), new-set events skipped (\d+)`)
@@ -95,13 +122,16 @@ func testReshard(t *testing.T, bin string) {
 				strings.Fields(e.FieldValues["detail"])[1]+" "+strings.Fields(e.FieldValues["detail"])[2]+" "+strings.Fields(e.FieldValues["detail"])[3], m[1], m[2], m[3], m[4])
 		}
 	}
-	if done != 2 {
-		t.Errorf("%d re-shard done control events, want 2", done)
+	if done != 3 {
+		t.Errorf("%d re-shard done control events, want 3", done)
 	}
-	if st := r.fake.Stats(); st.Identifies != 4+6+3 {
-		t.Errorf("%d identifies, want %d (each set once)", st.Identifies, 4+6+3)
+	if st := r.fake.Stats(); st.Identifies != 4+6+3+5 {
+		t.Errorf("%d identifies, want %d (each set once)", st.Identifies, 4+6+3+5)
 	} else {
-		t.Logf("identifies spent: %d (4 + 6 + 3); session starts left %d", st.Identifies, st.SessionStartRemaining)
+		t.Logf("identifies spent: %d (4 + 6 + 3 + 5); session starts left %d", st.Identifies, st.SessionStartRemaining)
+	}
+	if gaps := gapEvents(t, r.rc, r.keys.Control(), deliveryBot); len(gaps) != 0 {
+		t.Errorf("gap control events %v: no session may be lost", gaps)
 	}
 	for i, v := range r.fake.Stats().Violations {
 		if i == 10 {
