@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // The hand-over of a live re-shard.
@@ -125,13 +126,18 @@ type handover struct {
 	phase  hoPhase
 	guilds map[uint64]*hoGuild
 	shards map[int]*hoShard
+	// loadedAt is when every new shard had its guilds; caught are the old
+	// shards seen delivering an event the new set received after it (they
+	// have caught up with the new set: no backlog from before its markers).
+	loadedAt time.Time
+	caught   map[int]bool
 
 	skippedOld, skippedNew, switches atomic.Uint64
 }
 
 func newHandover(ctx context.Context, m *Manager, oldBot, newBot *botRun) *handover {
 	h := &handover{m: m, oldBot: oldBot, newBot: newBot, seed: maphash.MakeSeed(), ctx: ctx,
-		guilds: map[uint64]*hoGuild{}, shards: map[int]*hoShard{}}
+		guilds: map[uint64]*hoGuild{}, shards: map[int]*hoShard{}, caught: map[int]bool{}}
 	for id, s := range newBot.shards {
 		h.shards[id] = &hoShard{s: s, lazy: map[uint64]bool{}}
 	}
@@ -176,6 +182,34 @@ func (h *handover) shardAlive(s *shard) bool {
 	return st != StateFailed && st != StateStopped
 }
 
+// oldShardOf is the old set's shard of guild g.
+func (h *handover) oldShardOf(g uint64) int {
+	if g == 0 {
+		return 0
+	}
+	return int((g >> 22) % uint64(h.oldBot.count))
+}
+
+// markLoaded notes that every new shard has its guilds.
+func (h *handover) markLoaded() {
+	h.mu.Lock()
+	h.loadedAt = time.Now()
+	h.mu.Unlock()
+}
+
+// caughtUp reports whether every running old shard was seen delivering an
+// event the new set received after markLoaded.
+func (h *handover) caughtUp() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, s := range h.oldBot.order {
+		if !h.caught[s.id] && h.shardAlive(s) {
+			return false
+		}
+	}
+	return true
+}
+
 // sessionEvent reports events about the session, not a guild.
 func sessionEvent(t string) bool { return t == "READY" || t == "RESUMED" }
 
@@ -197,6 +231,9 @@ func (h *handover) fromOld(ctx context.Context, s *shard, ev *Event) error {
 		ev.Skip = true
 	case len(gs.pend) > 0 && gs.pend[0].hash == hash:
 		// The new set holds this very event first: it takes the guild.
+		if !h.loadedAt.IsZero() && gs.pend[0].ev.Received.After(h.loadedAt) {
+			h.caught[s.id] = true
+		}
 		gs.switching, startSwitch = true, true
 		ev.Skip = true
 	case h.phase == phaseCutting && len(gs.pend) == 0:
@@ -323,6 +360,9 @@ func (h *handover) fromNew(ctx context.Context, s *shard, ev *Event) error {
 			i := slices.Index(gs.recent, hash)
 			gs.recent = gs.recent[i+1:]
 			state = heldSkip
+			if !h.loadedAt.IsZero() {
+				h.caught[h.oldShardOf(g)] = true
+			}
 		default:
 			state = heldUndecided
 			if h.phase >= phaseCutting {
@@ -396,10 +436,20 @@ func (h *handover) drain(hs *hoShard) {
 		if n == 0 {
 			return
 		}
-		for _, he := range out {
+		for i, he := range out {
 			he.ev.Skip = he.state == heldSkip
 			if err := h.m.cfg.Sink.Publish(h.ctx, &he.ev); err != nil {
-				h.m.log.Warn("re-shard: publish a held event", "bot", he.ev.Bot, "shard", he.ev.Shard, "seq", he.ev.Seq, "type", he.ev.Type, "err", err)
+				// Keep it and what follows, in order: nothing after it may
+				// move the checkpoint past it (after a restart Discord
+				// replays them).
+				h.mu.Lock()
+				hs.buf = append(slices.Clone(out[i:]), hs.buf...)
+				for _, x := range out[i:] {
+					hs.heldBytes += len(x.ev.Data)
+				}
+				h.mu.Unlock()
+				h.m.log.Warn("re-shard: the Sink refused a held event; holding it and those after it", "bot", he.ev.Bot, "shard", he.ev.Shard, "seq", he.ev.Seq, "type", he.ev.Type, "err", err)
+				return
 			}
 		}
 	}

@@ -193,6 +193,21 @@ func (rs *reshardRun) run(ctx context.Context) {
 		}
 	}
 	loadedAt := time.Now()
+	// The old set may lag (a replay after a restart, a backpressured
+	// reader): skipping its guilds before it reached the new set's markers
+	// would lose its backlog. Wait until each old shard has delivered an
+	// event the new set received after now.
+	rs.ho.markLoaded()
+	caughtBy := time.Now().Add(reshardHeldWait)
+	for !rs.ho.caughtUp() && time.Now().Before(caughtBy) {
+		if !wait() {
+			return
+		}
+		rs.ho.switchDead(false)
+	}
+	if !rs.ho.caughtUp() {
+		log.Warn("re-shard: an old shard delivered nothing the new set also received (a quiet shard?); cutting over anyway")
+	}
 	m.opMu.Lock()
 	defer m.opMu.Unlock()
 	if rs.isAborted() || ctx.Err() != nil {
