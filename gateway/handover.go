@@ -77,7 +77,14 @@ type hoGuild struct {
 	recent []uint64
 	// pend are the new set's events of the guild not yet decided, in order.
 	pend []*heldEvent
+	// late are the hashes of the switched guild's events the new set
+	// received after markLoaded (at most maxLate): the old set delivering
+	// one shows it caught up.
+	late []uint64
 }
+
+// maxLate bounds hoGuild.late.
+const maxLate = 256
 
 // hoShard is the hand-over state of one new-set shard.
 type hoShard struct {
@@ -228,6 +235,9 @@ func (h *handover) fromOld(ctx context.Context, s *shard, ev *Event) error {
 	startSwitch := false
 	switch {
 	case h.phase == phaseDone || gs.switched || gs.switching:
+		if !h.caught[s.id] && slices.Contains(gs.late, hash) {
+			h.caught[s.id] = true
+		}
 		ev.Skip = true
 	case len(gs.pend) > 0 && gs.pend[0].hash == hash:
 		// The new set holds this very event first: it takes the guild.
@@ -355,6 +365,9 @@ func (h *handover) fromNew(ctx context.Context, s *shard, ev *Event) error {
 				state = heldSkip
 			} else if len(gs.recent) > 0 {
 				gs.recent = nil
+			}
+			if state == heldPublish && !h.loadedAt.IsZero() && h.phase < phaseCut && len(gs.late) < maxLate {
+				gs.late = append(gs.late, hash)
 			}
 		case len(gs.pend) == 0 && slices.Contains(gs.recent, hash):
 			i := slices.Index(gs.recent, hash)
