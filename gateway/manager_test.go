@@ -392,7 +392,8 @@ func TestManager_Recovery(t *testing.T) {
 			// heartbeat later than 1.5 intervals).
 			// The identify window is wider than in the bucket test for the same
 			// reason: sixty shards at once on two cores delay single sends.
-			fake := startFake(t, discordtest.Config{Shards: n, MaxConcurrency: 8, Guilds: 3 * n, Rate: float64(15 * n), Seed: 7,
+			// Four guilds a shard on average leaves none without a guild.
+			fake := startFake(t, discordtest.Config{Shards: n, MaxConcurrency: 8, Guilds: 4 * n, Rate: float64(15 * n), Seed: 7,
 				HeartbeatInterval: 2 * time.Second, IdentifyWindow: 500 * time.Millisecond})
 			h := startManager(t, fake, gateway.BotConfig{Compression: comp}, newRecordingSink(), func(c *gateway.ManagerConfig) {
 				c.IdentifyWindow = 500 * time.Millisecond
