@@ -356,3 +356,55 @@ func TestManager_ShardingRequired(t *testing.T) {
 	}
 	checkResharded(t, fake, 2, map[int]bool{1: true}, sink)
 }
+
+// TestManager_Autoscale: a bot with shards auto and AutoscaleEvery asks
+// /gateway/bot again and re-shards live when Discord recommends more.
+func TestManager_Autoscale(t *testing.T) {
+	fake := startFake(t, discordtest.Config{Shards: 2, MaxConcurrency: 4, Guilds: 12, MembersPerGuild: 4, Seed: 17, Rate: 100, Mix: uniqueMix})
+	sink := &streamSink{}
+	h := &harness{fake: fake, ctl: &controls{}}
+	m, err := gateway.NewManager(gateway.ManagerConfig{
+		Bots:    []gateway.BotConfig{{Name: "main", Token: testToken, Intents: 1 | 2 | 512 | 32768 | 128 | 256, AutoscaleEvery: 2 * time.Second}},
+		Sink:    sink, RESTURL: fake.URL() + "/api/v10", IdentifyWindow: 200 * time.Millisecond,
+		Logger: testLogger().With("test", t.Name()), OnControl: h.ctl.add,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := m.Close(ctx); err != nil {
+			t.Errorf("close manager: %v", err)
+		}
+	})
+	settled := func(count int) func() bool {
+		return func() bool {
+			st := m.Status()
+			if len(st) != count || len(m.Resharding()) > 0 {
+				return false
+			}
+			for _, s := range st {
+				if s.State != gateway.StateReady || s.ShardCount != count {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	testkit.Eventually(t, 30*time.Second, "the 2 recommended shards ready", settled(2))
+	if err := fake.SetShards(3); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 60*time.Second, "re-sharded to the 3 now recommended", settled(3))
+	fake.SetRate(0)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := fake.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkResharded(t, fake, 2, nil, sink)
+}
