@@ -364,8 +364,8 @@ func TestManager_Autoscale(t *testing.T) {
 	sink := &streamSink{}
 	h := &harness{fake: fake, ctl: &controls{}}
 	m, err := gateway.NewManager(gateway.ManagerConfig{
-		Bots:    []gateway.BotConfig{{Name: "main", Token: testToken, Intents: 1 | 2 | 512 | 32768 | 128 | 256, AutoscaleEvery: 2 * time.Second}},
-		Sink:    sink, RESTURL: fake.URL() + "/api/v10", IdentifyWindow: 200 * time.Millisecond,
+		Bots: []gateway.BotConfig{{Name: "main", Token: testToken, Intents: 1 | 2 | 512 | 32768 | 128 | 256, AutoscaleEvery: 2 * time.Second}},
+		Sink: sink, RESTURL: fake.URL() + "/api/v10", IdentifyWindow: 200 * time.Millisecond,
 		Logger: testLogger().With("test", t.Name()), OnControl: h.ctl.add,
 	})
 	if err != nil {
