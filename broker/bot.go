@@ -64,6 +64,11 @@ type botState struct {
 	other  atomic.Uint64                 // events of names the tables do not keep
 	shards atomic.Pointer[[]*shardQueue] // indexed by shard id
 
+	// staging is the shard count whose events go to staged queues (a
+	// re-shard's new set), 0 = none; staged holds them by shard id.
+	staging atomic.Int64
+	staged  atomic.Pointer[map[int]*shardQueue]
+
 	userID atomic.Pointer[string] // bot user id for mentions
 	// groupsFrom0: Redis lost its data, so the groups are created from the
 	// streams' start (what other shards published since is not missed).
@@ -89,6 +94,8 @@ func newBotState(p *Publisher, cfg BotConfig) *botState {
 	b.setConfig(cfg)
 	shards := []*shardQueue{}
 	b.shards.Store(&shards)
+	staged := map[int]*shardQueue{}
+	b.staged.Store(&staged)
 	return b
 }
 
@@ -290,7 +297,7 @@ func (b *botState) all() []*shardQueue {
 			out = append(out, sq)
 		}
 	}
-	return out
+	return append(out, b.stagedAll()...)
 }
 
 // groupsLost makes the next ensureGroups create the groups again, from the

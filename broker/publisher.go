@@ -148,7 +148,12 @@ func (p *Publisher) Publish(ctx context.Context, ev *Event) error {
 	if err != nil {
 		return err
 	}
-	sq, err := b.shard(ev.Shard)
+	var sq *shardQueue
+	if c := b.staging.Load(); c != 0 && int64(ev.ShardCount) == c {
+		sq, err = b.stagedShard(ev.Shard, ev.ShardCount)
+	} else {
+		sq, err = b.shard(ev.Shard)
+	}
 	if err != nil {
 		return err
 	}
@@ -162,12 +167,13 @@ func (p *Publisher) Flush(ctx context.Context, bot string, shard int) error {
 	if b == nil {
 		return nil
 	}
-	sq := b.lookup(shard)
-	if sq == nil {
-		return nil
-	}
-	if err := sq.flush(ctx); err != nil {
-		return fmt.Errorf("flush %s shard %d: %w", bot, shard, err)
+	for _, sq := range []*shardQueue{b.lookup(shard), (*b.staged.Load())[shard]} {
+		if sq == nil {
+			continue
+		}
+		if err := sq.flush(ctx); err != nil {
+			return fmt.Errorf("flush %s shard %d: %w", bot, shard, err)
+		}
 	}
 	return nil
 }

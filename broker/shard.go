@@ -91,6 +91,9 @@ type shardQueue struct {
 	// session whose checkpoint was deleted on purpose (DeleteSession):
 	// published without an expectation.
 	forgetBefore atomic.Uint64
+	// promoteTo, when set, is the checkpoint the (staged) queue writes from
+	// its next batch on (Promote).
+	promoteTo atomic.Pointer[string]
 
 	enq    atomic.Uint64 // events accepted by Publish
 	done   atomic.Uint64 // events handled (durable, filtered or duplicate)
@@ -112,6 +115,7 @@ type shardQueue struct {
 	// Owned by the flusher goroutine.
 	ck        checkpoint // what this process believes is stored
 	ckWritten bool       // ck was written by this process (not a resume point)
+	unchecked bool       // promoted: the next checkpoint written expects nothing
 	curGen    uint64     // gen of the last refusal
 	batch     []*item
 	carry     *item
@@ -326,6 +330,10 @@ func (sq *shardQueue) run(ctx context.Context) {
 		}
 		sq.lastBatch = len(batch)
 		sq.batch = batch
+		if k := sq.promoteTo.Swap(nil); k != nil {
+			sq.ckKey = *k
+			sq.ck, sq.ckWritten, sq.unchecked = checkpoint{}, false, true
+		}
 		ok := sq.process(ctx, batch)
 		clear(batch)
 		if !ok {
@@ -465,7 +473,7 @@ func (sq *shardQueue) publishRun(ctx context.Context, run []*item) bool {
 			ck := sq.ck
 			sq.ckStat.Store(&ck)
 		}
-		sq.ckWritten = true
+		sq.ckWritten, sq.unchecked = true, false
 		if inc := sq.incident.Load(); inc != nil && (sq.ck.session != inc.Session || sq.ck.seq >= inc.Published) {
 			sq.repaired(inc)
 		}
@@ -613,6 +621,10 @@ func (sq *shardQueue) attempt(ctx context.Context, run []*item) (luascripts.Publ
 // shard resumed from (the seq before the run's first).
 func (sq *shardQueue) expectation(run []*item) luascripts.Expectation {
 	first := &run[0].ev
+	if sq.unchecked {
+		// Promoted: the shard's checkpoint holds the old set's session.
+		return luascripts.Expectation{}
+	}
 	if sq.done.Load() < sq.forgetBefore.Load() {
 		// The checkpoint of this session was deleted on purpose.
 		sq.ck, sq.ckWritten = checkpoint{}, false

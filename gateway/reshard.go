@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -111,6 +112,11 @@ func (m *Manager) Reshard(ctx context.Context, bot string, count int, cfg *BotCo
 		next.order = append(next.order, s)
 	}
 
+	if st, ok := m.cfg.Sink.(Stager); ok {
+		if err := st.Stage(bot, count); err != nil {
+			return fmt.Errorf("re-shard bot %q: %w", bot, err)
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -209,9 +215,30 @@ func (rs *reshardRun) run(ctx context.Context) {
 		log.Warn("re-shard: an old shard delivered nothing the new set also received (a quiet shard?); cutting over anyway")
 	}
 	m.opMu.Lock()
-	defer m.opMu.Unlock()
-	if rs.isAborted() || ctx.Err() != nil {
+	if !rs.cutOver(ctx, log, loadedAt, wait) {
+		m.opMu.Unlock()
 		return
+	}
+	m.opMu.Unlock()
+
+	// Late copies of what the old set published still reach the new set
+	// for a moment; then it publishes directly.
+	late := time.Now().Add(reshardLateWait)
+	for time.Now().Before(late) || !rs.ho.finish() {
+		if !wait() {
+			return
+		}
+	}
+	rs.next.ho.Store(nil)
+}
+
+// cutOver switches every guild to the new set, stops the old set and puts
+// the new one in its place; false when the re-shard was abandoned or the
+// manager stops. m.opMu held.
+func (rs *reshardRun) cutOver(ctx context.Context, log *slog.Logger, loadedAt time.Time, wait func() bool) bool {
+	m := rs.m
+	if rs.isAborted() || ctx.Err() != nil {
+		return false
 	}
 	log.Info("re-shard: every new shard is ready with its guilds; cutting over", "loading", loadedAt.Sub(rs.started).Round(time.Millisecond).String())
 	rs.ho.startCut()
@@ -222,7 +249,7 @@ func (rs *reshardRun) run(ctx context.Context) {
 	deadline := time.Now().Add(reshardHeldWait)
 	for rs.ho.held() > 0 && time.Now().Before(deadline) {
 		if !wait() {
-			return
+			return false
 		}
 		rs.ho.switchDead(false)
 	}
@@ -237,6 +264,13 @@ func (rs *reshardRun) run(ctx context.Context) {
 		log.Warn("re-shard: stop the old set", "err", err)
 	}
 	rs.ho.switchDead(true)
+	if st, ok := m.cfg.Sink.(Stager); ok {
+		pctx, cancel := context.WithTimeout(ctx, time.Minute)
+		if err := st.Promote(pctx, rs.old.cfg.Name, rs.next.count); err != nil {
+			log.Warn("re-shard: promote the new set's checkpoints", "err", err)
+		}
+		cancel()
+	}
 	rs.ho.checkpoint()
 	for _, s := range rs.old.order {
 		if s.id >= rs.next.count && m.sessions != nil {
@@ -256,16 +290,7 @@ func (rs *reshardRun) run(ctx context.Context) {
 	overlap := time.Since(rs.started).Round(time.Millisecond)
 	log.Info("re-shard done", "overlap", overlap.String(), "handover", rs.ho.stats())
 	rs.control("done", fmt.Sprintf("overlap %s, %s", overlap, rs.ho.stats()))
-
-	// Late copies of what the old set published still reach the new set
-	// for a moment; then it publishes directly.
-	late := time.Now().Add(reshardLateWait)
-	for time.Now().Before(late) || !rs.ho.finish() {
-		if !wait() {
-			return
-		}
-	}
-	rs.next.ho.Store(nil)
+	return true
 }
 
 // fail abandons the re-shard: the new set stops; the old set publishes
@@ -290,6 +315,9 @@ func (rs *reshardRun) fail(ctx context.Context, why string) {
 		m.log.Warn("re-shard: stop the new set", "err", err)
 	}
 	rs.old.ho.Store(nil)
+	if st, ok := m.cfg.Sink.(Stager); ok {
+		st.Unstage(rs.old.cfg.Name, rs.next.count)
+	}
 	if n := rs.ho.switches.Load(); n > 0 {
 		why += fmt.Sprintf("; %d guilds had switched to the new set: their events around the switch may be missing or doubled", n)
 	}

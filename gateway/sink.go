@@ -43,3 +43,14 @@ type SinkFunc func(ctx context.Context, ev *Event) error
 
 // Publish calls f(ctx, ev).
 func (f SinkFunc) Publish(ctx context.Context, ev *Event) error { return f(ctx, ev) }
+
+// Stager is implemented by Sinks that keep one checkpoint per shard id. A
+// re-shard's new set has the ids of the old one: from Stage until Promote
+// (or Unstage) the Sink keeps the checkpoints of the events of count
+// shards apart from the old set's; Promote, called once the old set has
+// stopped and been flushed, makes them the shards' checkpoints.
+type Stager interface {
+	Stage(bot string, count int) error
+	Promote(ctx context.Context, bot string, count int) error
+	Unstage(bot string, count int)
+}

@@ -25,6 +25,7 @@ var (
 
 	_ gateway.Sink            = publisherSink{}
 	_ gateway.Flusher         = publisherSink{}
+	_ gateway.Stager          = publisherSink{}
 	_ gateway.SessionStore    = sessionStoreAdapter{}
 	_ gateway.IdentifyLimiter = limiterAdapter{}
 	_ gateway.RewoundError    = (*broker.CheckpointError)(nil)
@@ -41,6 +42,14 @@ func (s publisherSink) Publish(ctx context.Context, ev *gateway.Event) error {
 func (s publisherSink) Flush(ctx context.Context, bot string, shard int) error {
 	return s.pub.Flush(ctx, bot, shard)
 }
+
+func (s publisherSink) Stage(bot string, count int) error { return s.pub.Stage(bot, count) }
+
+func (s publisherSink) Promote(ctx context.Context, bot string, count int) error {
+	return s.pub.Promote(ctx, bot, count)
+}
+
+func (s publisherSink) Unstage(bot string, count int) { s.pub.Unstage(bot, count) }
 
 // sessionStoreAdapter is the gateway's SessionStore over the broker's; a
 // session given up is deleted through the Publisher, which then stops
