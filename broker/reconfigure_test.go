@@ -74,3 +74,55 @@ func TestPublisher_Reconfigure(t *testing.T) {
 		t.Error("a changed prefix was accepted")
 	}
 }
+
+// TestPublisher_StagePromote: while a new shard set is staged, its events
+// keep their checkpoints apart from the old set's of the same shard id
+// (both publish without a refusal); Promote makes the new set's session
+// the shard's checkpoint.
+func TestPublisher_StagePromote(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	c := srv.Client(t)
+	keys := broker.NewKeys("")
+	p := newPublisher(t, c, broker.PublisherConfig{})
+	old := func(seq int64) *broker.Event {
+		e := ev(seq, "MESSAGE_CREATE", `{}`)
+		e.Session, e.ShardCount = "old", 2
+		return e
+	}
+	staged := func(seq int64) *broker.Event {
+		e := ev(seq, "MESSAGE_CREATE", `{}`)
+		e.Session, e.ShardCount = "new", 3
+		return e
+	}
+	mustPublish(t, p, old(1))
+	if err := p.Stage("b", 3); err != nil {
+		t.Fatal(err)
+	}
+	for i := int64(2); i <= 5; i++ {
+		mustPublish(t, p, old(i))
+		mustPublish(t, p, staged(i+10))
+	}
+	flush(t, p, "b", 0)
+	if ck := hgetall(t, c, keys.Session("b", 0)); ck["session"] != "old" || ck["seq"] != "5" {
+		t.Errorf("shard checkpoint while staged: %v, want the old set's at 5", ck)
+	}
+	if ck := hgetall(t, c, keys.Session("b", 0)+"/3"); ck["session"] != "new" || ck["seq"] != "15" {
+		t.Errorf("staged checkpoint: %v, want the new set's at 15", ck)
+	}
+	if err := p.Promote(t.Context(), "b", 3); err != nil {
+		t.Fatal(err)
+	}
+	mustPublish(t, p, staged(16))
+	flush(t, p, "b", 0)
+	if ck := hgetall(t, c, keys.Session("b", 0)); ck["session"] != "new" || ck["seq"] != "16" || ck["shards"] != "3" {
+		t.Errorf("shard checkpoint after Promote: %v, want the new set's at 16", ck)
+	}
+	if got := seqs(t, readStream(t, c, keys.Events("b"))); len(got) != 10 {
+		t.Errorf("stream holds seqs %v, want the 5 old and 5 new events", got)
+	}
+	for _, s := range p.Stats().Shards {
+		if s.Errors != 0 || s.LastError != "" {
+			t.Errorf("shard %d: %d errors (%s): a set refused the other's checkpoint", s.Shard, s.Errors, s.LastError)
+		}
+	}
+}
