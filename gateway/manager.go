@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,6 +57,14 @@ type ManagerConfig struct {
 	// connection ends, with its close code or INVALID_SESSION (metrics).
 	// It must not block.
 	OnConnectionEnd func(ConnectionEnd)
+	// OnDemand starts no shard in Start: StartShard and StopShard run them
+	// one by one (a fleet decides which this process owns). ShardIDs are
+	// then ignored.
+	OnDemand bool
+	// Admit, when set, is asked before each connection of a shard; an
+	// error wrapping ErrShardRevoked stops the shard instead (another
+	// process owns it). Other errors are logged and the shard connects.
+	Admit func(ctx context.Context, bot string, shard int) error
 	// Dial opens a gateway websocket (tests); nil = gobwas/ws with a 15 s
 	// timeout. The returned reader, if not nil, holds bytes that arrived with
 	// the handshake and reads on from the connection.
@@ -91,6 +101,7 @@ type Manager struct {
 	bots    []*botRun
 	started bool
 	closed  bool
+	runCtx  context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 }
@@ -182,7 +193,9 @@ func (m *Manager) Start(ctx context.Context) error {
 			ResetAfter:     time.Duration(info.Limit.ResetAfter) * time.Millisecond,
 		}
 		ids := b.ShardIDs
-		if ids == nil {
+		if m.cfg.OnDemand {
+			ids = []int{}
+		} else if ids == nil {
 			ids = make([]int, br.count)
 			for i := range ids {
 				ids[i] = i
@@ -220,18 +233,118 @@ func (m *Manager) Start(ctx context.Context) error {
 		return errors.New("start manager: closed while starting")
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	m.cancel = cancel
+	m.runCtx, m.cancel = runCtx, cancel
 	m.bots = bots
 	for _, br := range bots {
 		for _, s := range br.order {
-			m.wg.Add(1)
-			go func() {
-				defer m.wg.Done()
-				s.run(runCtx)
-			}()
+			m.launchLocked(s)
 		}
 	}
 	return nil
+}
+
+// launchLocked runs s on its own context under the manager's. m.mu held.
+func (m *Manager) launchLocked(s *shard) {
+	ctx, cancel := context.WithCancel(m.runCtx)
+	s.cancel, s.done = cancel, make(chan struct{})
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer close(s.done)
+		defer cancel()
+		s.run(ctx)
+	}()
+}
+
+// botLocked returns the running bot named name. m.mu held.
+func (m *Manager) botLocked(name string) *botRun {
+	for _, br := range m.bots {
+		if br.cfg.Name == name {
+			return br
+		}
+	}
+	return nil
+}
+
+// ShardCount is the shard count of bot (known once Start returned), 0 for
+// an unknown bot.
+func (m *Manager) ShardCount(bot string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if br := m.botLocked(bot); br != nil {
+		return br.count
+	}
+	return 0
+}
+
+// StartShard starts one shard of bot at run time (see OnDemand): it loads
+// the saved session and RESUMEs it, or IDENTIFYs. A shard that stopped by
+// itself (revoked, failed) is replaced.
+func (m *Manager) StartShard(bot string, id int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.started || m.closed || m.runCtx == nil {
+		return fmt.Errorf("start shard %d of bot %q: manager not running", id, bot)
+	}
+	br := m.botLocked(bot)
+	if br == nil {
+		return fmt.Errorf("start shard %d: unknown bot %q: %w", id, bot, ErrUnknownShard)
+	}
+	if id < 0 || id >= br.count {
+		return fmt.Errorf("start shard %d of bot %q: not in 0..%d: %w", id, bot, br.count-1, ErrUnknownShard)
+	}
+	if old := br.shards[id]; old != nil {
+		select {
+		case <-old.done:
+			br.removeLocked(old)
+		default:
+			return fmt.Errorf("start shard %d of bot %q: already running", id, bot)
+		}
+	}
+	s := newShard(m, br, id)
+	br.shards[id] = s
+	i := sort.Search(len(br.order), func(i int) bool { return br.order[i].id > id })
+	br.order = slices.Insert(br.order, i, s)
+	m.launchLocked(s)
+	return nil
+}
+
+// StopShard stops one shard gracefully, as Close does for all: it stops
+// reading, flushes the Sink (if it is a Flusher) and closes its connection
+// with code 4000, so the session stays resumable for the process that
+// takes the shard next. It returns once the shard stopped; ctx bounds the
+// flush and the wait.
+func (m *Manager) StopShard(ctx context.Context, bot string, id int) error {
+	m.mu.Lock()
+	br := m.botLocked(bot)
+	var s *shard
+	if br != nil {
+		s = br.shards[id]
+	}
+	if s == nil {
+		m.mu.Unlock()
+		return fmt.Errorf("stop shard %d of bot %q: %w", id, bot, ErrUnknownShard)
+	}
+	br.removeLocked(s)
+	s.mu.Lock()
+	s.closeCtx = ctx
+	s.mu.Unlock()
+	m.mu.Unlock()
+	s.cancel()
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop shard %d of bot %q: %w", id, bot, ctx.Err())
+	}
+}
+
+// removeLocked forgets s. m.mu held.
+func (br *botRun) removeLocked(s *shard) {
+	if br.shards[s.id] == s {
+		delete(br.shards, s.id)
+	}
+	br.order = slices.DeleteFunc(br.order, func(x *shard) bool { return x == s })
 }
 
 type gatewayBotInfo struct {

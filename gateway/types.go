@@ -148,11 +148,14 @@ const (
 	ControlGap ControlKind = "gap"
 	// ControlFatal: the shard stopped for good (Err).
 	ControlFatal ControlKind = "fatal"
+	// ControlRevoked: the shard stopped because another process owns it
+	// now (ErrShardRevoked).
+	ControlRevoked ControlKind = "revoked"
 )
 
 // ControlKinds lists the kinds a Manager reports.
 func ControlKinds() []ControlKind {
-	return []ControlKind{ControlState, ControlIdentified, ControlResumed, ControlGap, ControlFatal}
+	return []ControlKind{ControlState, ControlIdentified, ControlResumed, ControlGap, ControlFatal, ControlRevoked}
 }
 
 // BotFieldError is a problem with one field of a BotConfig; Field is the
