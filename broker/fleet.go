@@ -86,6 +86,7 @@ type Fleet struct {
 	mu        sync.Mutex
 	draining  bool
 	drained   bool
+	drainDone chan struct{} // closed when Drain finished
 	fenced    []fencedShard
 	lastError string
 	lastTick  time.Time
@@ -388,6 +389,10 @@ func (f *Fleet) opTimeout() time.Duration { return max(f.cfg.TTL/3, time.Second)
 func (f *Fleet) tick(ctx context.Context) {
 	f.opMu.Lock()
 	defer f.opMu.Unlock()
+	if _, drained := f.Draining(); drained {
+		// Left the fleet: no heartbeat would bring it back.
+		return
+	}
 	f.stopFenced(ctx)
 	var errs []error
 	for _, b := range f.bots {
@@ -876,12 +881,22 @@ func (f *Fleet) publishView(b *fleetBot, now int64, members []member, leases []l
 // membership. The loop keeps renewing the leases not yet handed over.
 func (f *Fleet) Drain(ctx context.Context) error {
 	f.mu.Lock()
-	already := f.draining
-	f.draining = true
-	f.mu.Unlock()
-	if already {
-		return nil
+	done := f.drainDone
+	if done == nil {
+		f.draining = true
+		f.drainDone = make(chan struct{})
 	}
+	f.mu.Unlock()
+	if done != nil {
+		// Another Drain runs: wait for it.
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("drain: %w", ctx.Err())
+		}
+	}
+	defer close(f.drainDone)
 	f.log.Info("draining: handing every shard over")
 	for _, b := range f.bots {
 		for {

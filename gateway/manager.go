@@ -277,6 +277,24 @@ func (m *Manager) ShardCount(bot string) int {
 	return 0
 }
 
+// ShardState is the state of a running shard of bot; false when it does
+// not run here.
+func (m *Manager) ShardState(bot string, id int) (State, bool) {
+	m.mu.Lock()
+	br := m.botLocked(bot)
+	var s *shard
+	if br != nil {
+		s = br.shards[id]
+	}
+	m.mu.Unlock()
+	if s == nil {
+		return StateIdle, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state, true
+}
+
 // StartShard starts one shard of bot at run time (see OnDemand): it loads
 // the saved session and RESUMEs it, or IDENTIFYs. A shard that stopped by
 // itself (revoked, failed) is replaced.
