@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -226,7 +228,7 @@ func (r *leaseRig) stop(n *fleetNode) {
 // finish stops the traffic, waits until the fleet published it, stops the
 // nodes and checks the stream against the ledger: nothing lost, nothing
 // doubled, nothing out of order, no session lost.
-func (r *leaseRig) finish(allowViolation func(discordtest.Violation) bool) {
+func (r *leaseRig) finish(identifies int64, allowViolation func(discordtest.Violation) bool) {
 	t := r.t
 	t.Helper()
 	r.phase("stop traffic")
@@ -250,8 +252,8 @@ func (r *leaseRig) finish(allowViolation func(discordtest.Violation) bool) {
 			t.Errorf("the fake saw a protocol violation: %+v", v)
 		}
 	}
-	if st.Identifies != int64(r.shards) {
-		t.Errorf("%d identifies, want %d: every move must RESUME", st.Identifies, r.shards)
+	if st.Identifies != identifies {
+		t.Errorf("%d identifies, want %d: every move must RESUME", st.Identifies, identifies)
 	}
 	gaps := gapEvents(t, r.rc, r.keys.Control(), fleetBot)
 	if len(gaps) != 0 {
@@ -443,8 +445,35 @@ func TestFleet_EndToEnd(t *testing.T) {
 	}
 	r.progress("traffic after the deploy", 200)
 
-	// Scale 3 -> 1.
+	// GET /api/fleet on any node shows every node and every owner.
+	var view broker.FleetView
+	getJSON(t, r.ctx, n6, "/api/fleet", &view)
+	owners := r.owners()
+	if len(view.Bots) != 1 || len(view.Bots[0].Nodes) != 3 || len(view.Bots[0].Shards) != shards {
+		t.Fatalf("GET /api/fleet: %+v, want 3 nodes and %d shards", view, shards)
+	}
+	for _, o := range view.Bots[0].Shards {
+		if o.Owner != owners[o.Shard] {
+			t.Errorf("GET /api/fleet: shard %d owner %q, the lease says %q", o.Shard, o.Owner, owners[o.Shard])
+		}
+	}
+
+	// Scale 3 -> 1: n6 drained through the API (it keeps running, with no
+	// shard, healthy), n7 stopped with SIGTERM.
 	r.phase("scale in")
+	if code := postAdmin(t, r.ctx, n6, "/api/node/drain", ""); code != 401 {
+		t.Errorf("POST /api/node/drain without the token: %d, want 401", code)
+	}
+	if code := postAdmin(t, r.ctx, n6, "/api/node/drain", fleetAdminToken); code != 202 {
+		t.Fatalf("POST /api/node/drain: %d, want 202", code)
+	}
+	r.settled("n6 drained", n5, n7)
+	if got := r.readyShards(n6); len(got) != 0 {
+		t.Errorf("drained n6 runs %v", got)
+	}
+	if h, err := n6.f.Health(r.ctx); err != nil || !h.OK {
+		t.Errorf("drained n6's health: %+v %v, want ok", h, err)
+	}
 	r.stop(n6)
 	r.stop(n7)
 	r.settled("one node left", n5)
@@ -452,10 +481,43 @@ func TestFleet_EndToEnd(t *testing.T) {
 	all := r.downTimes(joined)
 	t.Logf("figure: all %d moves: down time p50 %s p99 %s", len(all), percentile(all, .5), percentile(all, .99))
 
-	r.finish(func(v discordtest.Violation) bool {
+	r.finish(shards, func(v discordtest.Violation) bool {
 		// The paused node's connections miss heartbeats while stopped.
 		return v.Kind == "late_heartbeat" && slices.Contains(n1Shards, v.Shard)
 	})
+}
+
+// getJSON GETs path from node's admin API into v.
+func getJSON(t *testing.T, ctx context.Context, n *fleetNode, path string, v any) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.admin+path, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", path, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: decode: %v", path, err)
+	}
+}
+
+// postAdmin POSTs to node's admin API with the bearer token ("" = none)
+// and returns the status code.
+func postAdmin(t *testing.T, ctx context.Context, n *fleetNode, path, token string) int {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+n.admin+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // idTime is the time part of a stream entry id.
@@ -474,7 +536,7 @@ func TestFleet_StaticStandby(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	r := newLeaseRig(t, bin, discordtest.Config{
-		Shards: 2, HeartbeatInterval: time.Second, Guilds: 12, MembersPerGuild: 6, Seed: 67, Rate: 80,
+		Shards: 3, HeartbeatInterval: time.Second, Guilds: 12, MembersPerGuild: 6, Seed: 67, Rate: 80,
 	})
 	a := r.start("a", []int{0, 1})
 	waitFor(t, 60*time.Second, "a runs both shards", func() bool { return len(r.readyShards(a)) == 2 })
@@ -499,9 +561,16 @@ func TestFleet_StaticStandby(t *testing.T) {
 	if st := r.fake.Stats(); st.Resumes != before.Resumes || st.TotalConnections != before.TotalConnections {
 		t.Errorf("with a standby: %d resumes and %d connections, want none (no fight)", st.Resumes-before.Resumes, st.TotalConnections-before.TotalConnections)
 	}
-	h, err := b.f.Health(r.ctx)
-	if err != nil || !h.OK {
-		t.Errorf("standby health: %+v %v, want ok", h, err)
+	// Shard 2 is in no node's shard_ids: after a TTL without an owner
+	// every node answers 503 and says so, and a control event names it.
+	for _, n := range []*fleetNode{a, b} {
+		waitFor(t, 30*time.Second, n.id+" reports shard 2 unowned", func() bool {
+			h, err := n.f.Health(r.ctx)
+			return err == nil && !h.OK && strings.Contains(h.Detail, "without an owner")
+		})
+	}
+	if evs := r.controlEvents(broker.ControlUnowned); len(evs) == 0 || evs[0]["shard"] != "2" {
+		t.Errorf("unowned control events %v, want one for shard 2", evs)
 	}
 	r.phase("SIGKILL a")
 	if err := a.f.Kill(); err != nil {
@@ -513,5 +582,5 @@ func TestFleet_StaticStandby(t *testing.T) {
 		t.Errorf("%d resumes after the owner died, want 2", st.Resumes-before.Resumes)
 	}
 	r.progress("traffic on b", 100)
-	r.finish(nil)
+	r.finish(2, nil)
 }
