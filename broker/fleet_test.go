@@ -455,3 +455,61 @@ func TestPublisher_Fenced(t *testing.T) {
 	flush(t, p, "b", 0)
 	wantSeqs(t, "stream with the new fence", seqs(t, readStream(t, c, keys.Events("b"))), 1, 6)
 }
+
+// TestFleet_Cluster: on a Redis Cluster of three masters, a bot's lease,
+// membership and checkpoint keys and streams share one slot (the bot's
+// hash tag), so two nodes balance, and a publish fenced by the lease runs
+// (one atomic script) and refuses a fence that is not the lease's.
+func TestFleet_Cluster(t *testing.T) {
+	t.Parallel()
+	cl := redistest.StartCluster(t, 3)
+	c := cl.Client(t)
+	keys := broker.NewKeys("t")
+	ctx := context.Background()
+	slotOf := func(k string) int64 {
+		n, err := c.Do(ctx, c.B().ClusterKeyslot().Key(k).Build()).AsInt64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, bot := range []string{"b", "other"} {
+		want := slotOf(keys.Session(bot, 0))
+		for _, k := range []string{keys.Lease(bot, 0), keys.Lease(bot, 7), keys.FleetMembers(bot), keys.FleetMemberDetails(bot), keys.Events(bot), keys.Session(bot, 7)} {
+			if s := slotOf(k); s != want {
+				t.Errorf("%s in slot %d, the bot's checkpoints in %d", k, s, want)
+			}
+		}
+	}
+	w := newShardWorld()
+	bot := broker.FleetBot{Name: "b", Shards: 4}
+	a := startFleetNode(t, c, w, "a", bot, nil)
+	startFleetNode(t, c, w, "b", bot, nil)
+	eventually(t, 30*time.Second, func() string { return balanced(w.counts(), []string{"a", "b"}, 4) })
+	w.check(t)
+
+	var id int
+	for id = range 4 {
+		if a.Owns("b", id) != 0 {
+			break
+		}
+	}
+	p := newPublisher(t, c, broker.PublisherConfig{Prefix: "t"})
+	if err := p.SetFence("b", id, a.Owns("b", id)); err != nil {
+		t.Fatal(err)
+	}
+	e := ev(1, "A", `{}`)
+	e.Shard = id
+	mustPublish(t, p, e)
+	flush(t, p, "b", id)
+	if err := p.SetFence("b", id, a.Owns("b", id)+100); err != nil {
+		t.Fatal(err)
+	}
+	e = ev(2, "A", `{}`)
+	e.Shard = id
+	mustPublish(t, p, e)
+	if err := p.Flush(ctx, "b", id); !errors.Is(err, broker.ErrFenced) {
+		t.Fatalf("flush with an old fence on the cluster: %v, want ErrFenced", err)
+	}
+	wantSeqs(t, "stream on the cluster", seqs(t, readStream(t, c, keys.Events("b"))), 1, 1)
+}
