@@ -482,14 +482,16 @@ func (m *Manager) Close(ctx context.Context) error {
 
 // Status returns a snapshot of every shard, bot by bot in shard order.
 func (m *Manager) Status() []ShardStatus {
+	// StartShard and StopShard change the shard lists: copy them.
 	m.mu.Lock()
-	bots := m.bots
+	var shards []*shard
+	for _, br := range m.bots {
+		shards = append(shards, br.order...)
+	}
 	m.mu.Unlock()
-	var out []ShardStatus
-	for _, br := range bots {
-		for _, s := range br.order {
-			out = append(out, s.status())
-		}
+	out := make([]ShardStatus, 0, len(shards))
+	for _, s := range shards {
+		out = append(out, s.status())
 	}
 	return out
 }
@@ -499,9 +501,8 @@ func (m *Manager) Status() []ShardStatus {
 // that is between connections takes the request on its next one.
 func (m *Manager) Reconnect(bot string, shard int) error {
 	m.mu.Lock()
-	bots := m.bots
-	m.mu.Unlock()
-	for _, br := range bots {
+	defer m.mu.Unlock()
+	for _, br := range m.bots {
 		if br.cfg.Name != bot {
 			continue
 		}
@@ -523,9 +524,8 @@ func (m *Manager) Reconnect(bot string, shard int) error {
 // limit once that shard is ready, and again after RATE_LIMITED.
 func (m *Manager) RequestGuildMembers(bot string, guildID uint64) error {
 	m.mu.Lock()
-	bots := m.bots
-	m.mu.Unlock()
-	for _, br := range bots {
+	defer m.mu.Unlock()
+	for _, br := range m.bots {
 		if br.cfg.Name != bot {
 			continue
 		}

@@ -83,6 +83,7 @@ func newLeaseRig(t *testing.T, bin string, fc discordtest.Config) *leaseRig {
 			for id, n := range r.nodes {
 				t.Logf("node %s's log ends with:\n%s", id, n.f.StderrTail(2500))
 			}
+			logRaces(t, r.dir)
 		}
 	})
 	return r
@@ -245,6 +246,12 @@ func (r *leaseRig) finish(identifies int64, allowViolation func(discordtest.Viol
 	waitFor(t, 60*time.Second, "every dispatch published", func() bool { return r.published() >= sent })
 	for _, n := range r.nodes {
 		r.stop(n)
+	}
+	logs, _ := filepath.Glob(filepath.Join(r.dir, "*", "stderr.log"))
+	for _, name := range logs {
+		if b, _ := os.ReadFile(name); strings.Contains(string(b), "WARNING: DATA RACE") {
+			t.Errorf("%s has a data race report", name)
+		}
 	}
 	st := r.fake.Stats()
 	for _, v := range st.Violations {
@@ -518,6 +525,17 @@ func postAdmin(t *testing.T, ctx context.Context, n *fleetNode, path, token stri
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// logRaces logs the race detector's reports found in the nodes' logs.
+func logRaces(t *testing.T, dir string) {
+	logs, _ := filepath.Glob(filepath.Join(dir, "*", "stderr.log"))
+	for _, name := range logs {
+		b, _ := os.ReadFile(name)
+		if i := strings.Index(string(b), "WARNING: DATA RACE"); i >= 0 {
+			t.Logf("%s:\n%s", name, b[i:min(len(b), i+6000)])
+		}
+	}
 }
 
 // idTime is the time part of a stream entry id.
