@@ -12,6 +12,7 @@ import (
 
 	"github.com/feathery/feathery/broker"
 	"github.com/feathery/feathery/broker/redistest"
+	"github.com/feathery/feathery/gateway/testkit"
 	"github.com/redis/rueidis"
 )
 
@@ -161,11 +162,11 @@ func TestFleet_BalanceFailoverDrain(t *testing.T) {
 	for _, n := range []string{"a", "b", "c"} {
 		nodes[n] = startFleetNode(t, c, w, n, bot, ev)
 	}
-	eventually(t, 30*time.Second, func() string { return balanced(w.counts(), []string{"a", "b", "c"}, 12) })
+	testkit.EventuallyWhy(t, 30*time.Second, func() string { return balanced(w.counts(), []string{"a", "b", "c"}, 12) })
 	checkLeases(t, c, w, 12)
 
 	nodes["d"] = startFleetNode(t, c, w, "d", bot, ev)
-	eventually(t, 30*time.Second, func() string { return balanced(w.counts(), []string{"a", "b", "c", "d"}, 12) })
+	testkit.EventuallyWhy(t, 30*time.Second, func() string { return balanced(w.counts(), []string{"a", "b", "c", "d"}, 12) })
 	checkLeases(t, c, w, 12)
 	v := nodes["d"].View()
 	if len(v.Bots) != 1 || len(v.Bots[0].Nodes) != 4 || len(v.Bots[0].Shards) != 12 {
@@ -180,7 +181,7 @@ func TestFleet_BalanceFailoverDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.kill("c")
-	eventually(t, 30*time.Second, func() string { return balanced(w.counts(), []string{"a", "b", "d"}, 12) })
+	testkit.EventuallyWhy(t, 30*time.Second, func() string { return balanced(w.counts(), []string{"a", "b", "d"}, 12) })
 	if took := time.Since(killedAt); took < fleetTTL/2 {
 		t.Errorf("c's shards were taken %s after it died, before its leases could expire (TTL %s)", took, fleetTTL)
 	}
@@ -193,7 +194,7 @@ func TestFleet_BalanceFailoverDrain(t *testing.T) {
 	if n := w.counts()["d"]; n != 0 {
 		t.Fatalf("d runs %d shards after Drain", n)
 	}
-	eventually(t, 30*time.Second, func() string { return balanced(w.counts(), []string{"a", "b"}, 12) })
+	testkit.EventuallyWhy(t, 30*time.Second, func() string { return balanced(w.counts(), []string{"a", "b"}, 12) })
 	checkLeases(t, c, w, 12)
 	if d, done := nodes["d"].Draining(); !d || !done {
 		t.Errorf("d: draining %v, drained %v", d, done)
@@ -232,7 +233,7 @@ func TestFleet_Static(t *testing.T) {
 	w := newShardWorld()
 	bot := broker.FleetBot{Name: "b", Shards: 4, Static: []int{1, 2}}
 	a := startFleetNode(t, c, w, "a", bot, nil)
-	eventually(t, 30*time.Second, func() string {
+	testkit.EventuallyWhy(t, 30*time.Second, func() string {
 		if n := w.counts()["a"]; n != 2 {
 			return fmt.Sprintf("a runs %d shards, want 2", n)
 		}
@@ -240,7 +241,7 @@ func TestFleet_Static(t *testing.T) {
 	})
 	b := startFleetNode(t, c, w, "b", bot, nil)
 	// b stands by: a full TTL later it still runs nothing.
-	eventually(t, 30*time.Second, func() string {
+	testkit.EventuallyWhy(t, 30*time.Second, func() string {
 		v := b.View()
 		if len(v.Bots) == 0 || len(v.Bots[0].Nodes) != 2 {
 			return "b does not see a yet"
@@ -248,7 +249,7 @@ func TestFleet_Static(t *testing.T) {
 		return ""
 	})
 	seen := time.Now()
-	eventually(t, 30*time.Second, func() string {
+	testkit.EventuallyWhy(t, 30*time.Second, func() string {
 		if n := w.counts()["b"]; n != 0 {
 			t.Fatalf("standby b runs %d shards", n)
 		}
@@ -262,7 +263,7 @@ func TestFleet_Static(t *testing.T) {
 	if err := a.Drain(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, func() string {
+	testkit.EventuallyWhy(t, 30*time.Second, func() string {
 		if n := w.counts()["b"]; n != 2 {
 			return fmt.Sprintf("b runs %d shards after a drained, want 2", n)
 		}
@@ -274,7 +275,7 @@ func TestFleet_Static(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.kill("b")
-	eventually(t, 30*time.Second, func() string {
+	testkit.EventuallyWhy(t, 30*time.Second, func() string {
 		if n := w.counts()["c"]; n != 2 {
 			return fmt.Sprintf("c runs %d shards after b died, want 2", n)
 		}
@@ -282,7 +283,7 @@ func TestFleet_Static(t *testing.T) {
 	})
 	_ = c3
 	// Shards 0 and 3 are nobody's: every node reports them unowned.
-	eventually(t, 30*time.Second, func() string {
+	testkit.EventuallyWhy(t, 30*time.Second, func() string {
 		if v := c3.View(); v.Unowned != 2 {
 			return fmt.Sprintf("c reports %d unowned shards, want 2", v.Unowned)
 		}
@@ -301,7 +302,7 @@ func TestFleet_Fenced(t *testing.T) {
 	bot := broker.FleetBot{Name: "b", Shards: 2}
 	ev := &fleetEvents{}
 	a := startFleetNode(t, c, w, "a", bot, ev)
-	eventually(t, 30*time.Second, func() string {
+	testkit.EventuallyWhy(t, 30*time.Second, func() string {
 		if a.Owns("b", 0) == 0 || a.Owns("b", 1) == 0 {
 			return "a does not own both shards"
 		}
@@ -321,7 +322,7 @@ func TestFleet_Fenced(t *testing.T) {
 		t.Fatalf("CheckLease of a held lease: %v", err)
 	}
 	a.Fenced("b", 1, old)
-	eventually(t, 30*time.Second, func() string {
+	testkit.EventuallyWhy(t, 30*time.Second, func() string {
 		if a.Owns("b", 1) != 0 {
 			return "a still owns shard 1"
 		}
@@ -355,7 +356,7 @@ func TestFleet_Capacity(t *testing.T) {
 		f.Start()
 		t.Cleanup(func() { _ = f.Close(context.Background()) })
 	}
-	eventually(t, 30*time.Second, func() string {
+	testkit.EventuallyWhy(t, 30*time.Second, func() string {
 		got := w.counts()
 		want := map[string]int{"a": 2, "b": 6, "c": 2}
 		var ks []string
@@ -424,7 +425,7 @@ func TestPublisher_Fenced(t *testing.T) {
 	flush(t, p, "b", 0)
 	take("other", 6)
 	mustPublish(t, p, ev(4, "A", `{}`))
-	eventually(t, 30*time.Second, func() string {
+	testkit.EventuallyWhy(t, 30*time.Second, func() string {
 		if err := p.Publish(ctx, ev(5, "A", `{}`)); err == nil {
 			return "Publish still accepts"
 		} else if !errors.Is(err, broker.ErrFenced) {
@@ -485,7 +486,7 @@ func TestFleet_Cluster(t *testing.T) {
 	bot := broker.FleetBot{Name: "b", Shards: 4}
 	a := startFleetNode(t, c, w, "a", bot, nil)
 	startFleetNode(t, c, w, "b", bot, nil)
-	eventually(t, 30*time.Second, func() string { return balanced(w.counts(), []string{"a", "b"}, 4) })
+	testkit.EventuallyWhy(t, 30*time.Second, func() string { return balanced(w.counts(), []string{"a", "b"}, 4) })
 	w.check(t)
 
 	var id int

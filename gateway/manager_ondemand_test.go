@@ -10,6 +10,7 @@ import (
 
 	"github.com/feathery/feathery/gateway"
 	"github.com/feathery/feathery/gateway/discordtest"
+	"github.com/feathery/feathery/gateway/testkit"
 )
 
 // TestManager_OnDemand: with OnDemand, Start runs no shard; StartShard and
@@ -48,7 +49,7 @@ func TestManager_OnDemand(t *testing.T) {
 	}
 	for round := range 3 {
 		before := h.status(2).Events
-		waitFor(t, 15*time.Second, "traffic on shard 2", func() bool { return h.status(2).Events > before+5 })
+		testkit.Eventually(t, 15*time.Second, "traffic on shard 2", func() bool { return h.status(2).Events > before+5 })
 		flushes := sink.flushes()
 		if err := h.m.StopShard(t.Context(), "main", 2); err != nil {
 			t.Fatal(err)
@@ -66,7 +67,7 @@ func TestManager_OnDemand(t *testing.T) {
 		if err := h.m.StartShard("main", 2); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 15*time.Second, fmt.Sprintf("round %d: shard 2 resumed", round), func() bool {
+		testkit.Eventually(t, 15*time.Second, fmt.Sprintf("round %d: shard 2 resumed", round), func() bool {
 			return fake.Stats().Resumes > resumes && h.status(2).State == gateway.StateReady
 		})
 	}
@@ -75,7 +76,7 @@ func TestManager_OnDemand(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []int{0, 2} {
-		waitFor(t, 15*time.Second, "the sink has the ledger", func() bool { return len(sink.get(id)) >= len(h.ledgerRecs(id)) })
+		testkit.Eventually(t, 15*time.Second, "the sink has the ledger", func() bool { return len(sink.get(id)) >= len(h.ledgerRecs(id)) })
 		h.checkLedger(t, id)
 	}
 	if st := fake.Stats(); st.Identifies != 2 {
@@ -120,16 +121,16 @@ func TestManager_Revoked(t *testing.T) {
 		}
 	}
 	h.waitReady(t, 0, 1)
-	waitFor(t, 15*time.Second, "traffic on shard 1", func() bool { return h.status(1).Events > 3 })
+	testkit.Eventually(t, 15*time.Second, "traffic on shard 1", func() bool { return h.status(1).Events > 3 })
 	mu.Lock()
 	revoked[1] = true
 	mu.Unlock()
-	waitFor(t, 15*time.Second, "shard 1 stopped", func() bool { return h.status(1).State == gateway.StateStopped })
+	testkit.Eventually(t, 15*time.Second, "shard 1 stopped", func() bool { return h.status(1).State == gateway.StateStopped })
 	if n := h.ctl.count(1, "revoked"); n != 1 {
 		t.Errorf("%d revoked control events for shard 1, want 1", n)
 	}
 	before := h.status(0).Events
-	waitFor(t, 15*time.Second, "shard 0 carries on", func() bool { return h.status(0).Events > before+10 })
+	testkit.Eventually(t, 15*time.Second, "shard 0 carries on", func() bool { return h.status(0).Events > before+10 })
 	if st := h.status(1); st.Reconnects != 0 {
 		t.Errorf("revoked shard reconnected %d times, want 0", st.Reconnects)
 	}
@@ -138,7 +139,7 @@ func TestManager_Revoked(t *testing.T) {
 	if err := h.m.StartShard("main", 1); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "shard 1 refused by Admit", func() bool { return h.ctl.count(1, "revoked") == 2 })
+	testkit.Eventually(t, 15*time.Second, "shard 1 refused by Admit", func() bool { return h.ctl.count(1, "revoked") == 2 })
 	if got := fake.Stats().TotalConnections; got != conns {
 		t.Errorf("a shard Admit refused opened %d connections", got-conns)
 	}

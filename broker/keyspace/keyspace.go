@@ -49,9 +49,9 @@ const DefaultStream = "events"
 //	                                     (a SET any client may SADD/SREM)
 //
 // A bot's streams, checkpoints, identify, lease and membership keys share
-// the hash tag
-// {bot:<bot>}, so one publish script touches one Cluster slot. Per-guild
-// keys carry the {<guild_id>} tag, the one the cache keys use.
+// the hash tag {bot:<bot>}, so one publish script touches one Cluster slot
+// (and checks the lease's fencing number atomically). Per-guild keys
+// carry the {<guild_id>} tag, the one the cache keys use.
 type Keys struct {
 	prefix string
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/feathery/feathery/bench"
 	"github.com/feathery/feathery/broker"
 	"github.com/feathery/feathery/gateway/discordtest"
+	"github.com/feathery/feathery/gateway/testkit"
 	"github.com/feathery/feathery/luascripts"
 )
 
@@ -212,7 +213,7 @@ func (r *leaseRig) published() int64 { return xlen(r.t, r.rc, r.keys.Events(flee
 func (r *leaseRig) progress(what string, more int64) {
 	r.t.Helper()
 	base := r.published()
-	waitFor(r.t, 60*time.Second, what, func() bool { return r.published() >= base+more })
+	testkit.Eventually(r.t, 60*time.Second, what, func() bool { return r.published() >= base+more })
 }
 
 // stop sends SIGTERM to node and waits for a clean exit.
@@ -243,7 +244,7 @@ func (r *leaseRig) finish(identifies int64, allowViolation func(discordtest.Viol
 			sent += int64(len(ls.Entries))
 		}
 	}
-	waitFor(t, 60*time.Second, "every dispatch published", func() bool { return r.published() >= sent })
+	testkit.Eventually(t, 60*time.Second, "every dispatch published", func() bool { return r.published() >= sent })
 	for _, n := range r.nodes {
 		r.stop(n)
 	}
@@ -396,7 +397,7 @@ func TestFleet_EndToEnd(t *testing.T) {
 	if err := n1.f.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 60*time.Second, "n1's shards taken by n2 and n4", func() bool {
+	testkit.Eventually(t, 60*time.Second, "n1's shards taken by n2 and n4", func() bool {
 		for _, id := range n1Shards {
 			if o := r.owners()[id]; o == "" || o == "n1" {
 				return false
@@ -557,11 +558,11 @@ func TestFleet_StaticStandby(t *testing.T) {
 		Shards: 3, HeartbeatInterval: time.Second, Guilds: 12, MembersPerGuild: 6, Seed: 67, Rate: 80,
 	})
 	a := r.start("a", []int{0, 1})
-	waitFor(t, 60*time.Second, "a runs both shards", func() bool { return len(r.readyShards(a)) == 2 })
+	testkit.Eventually(t, 60*time.Second, "a runs both shards", func() bool { return len(r.readyShards(a)) == 2 })
 	r.progress("traffic", 100)
 	before := r.fake.Stats()
 	b := r.start("b", []int{0, 1})
-	waitFor(t, 60*time.Second, "b logs that it stands by", func() bool {
+	testkit.Eventually(t, 60*time.Second, "b logs that it stands by", func() bool {
 		return strings.Contains(b.f.StderrTail(1<<20), "standing by")
 	})
 	if !strings.Contains(b.f.StderrTail(1<<20), `"owner":"a"`) {
@@ -569,7 +570,7 @@ func TestFleet_StaticStandby(t *testing.T) {
 	}
 	// Three TTLs with both running: no fight.
 	calm := time.Now()
-	waitFor(t, 60*time.Second, "three TTLs with a and b running", func() bool {
+	testkit.Eventually(t, 60*time.Second, "three TTLs with a and b running", func() bool {
 		if n := len(r.readyShards(b)); n != 0 {
 			t.Fatalf("standby b runs %d shards", n)
 		}
@@ -582,7 +583,7 @@ func TestFleet_StaticStandby(t *testing.T) {
 	// Shard 2 is in no node's shard_ids: after a TTL without an owner
 	// every node answers 503 and says so, and a control event names it.
 	for _, n := range []*fleetNode{a, b} {
-		waitFor(t, 30*time.Second, n.id+" reports shard 2 unowned", func() bool {
+		testkit.Eventually(t, 30*time.Second, n.id+" reports shard 2 unowned", func() bool {
 			h, err := n.f.Health(r.ctx)
 			return err == nil && !h.OK && strings.Contains(h.Detail, "without an owner")
 		})
@@ -595,7 +596,7 @@ func TestFleet_StaticStandby(t *testing.T) {
 		t.Fatal(err)
 	}
 	delete(r.nodes, "a")
-	waitFor(t, 60*time.Second, "b took the shards", func() bool { return len(r.readyShards(b)) == 2 })
+	testkit.Eventually(t, 60*time.Second, "b took the shards", func() bool { return len(r.readyShards(b)) == 2 })
 	if st := r.fake.Stats(); st.Resumes != before.Resumes+2 {
 		t.Errorf("%d resumes after the owner died, want 2", st.Resumes-before.Resumes)
 	}
