@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -336,7 +337,7 @@ func TestFleet_EndToEnd(t *testing.T) {
 	bin := buildBinary(t)
 	const shards = 12
 	r := newLeaseRig(t, bin, discordtest.Config{
-		Shards: shards, HeartbeatInterval: time.Second, Guilds: 48, MembersPerGuild: 6, Seed: 61, Rate: 240,
+		Shards: shards, HeartbeatInterval: 2 * time.Second, Guilds: 48, MembersPerGuild: 6, Seed: 61, Rate: 240,
 	})
 	fake := r.fake
 
@@ -512,6 +513,22 @@ func getJSON(t *testing.T, ctx context.Context, n *fleetNode, path string, v any
 	}
 }
 
+// getText GETs path from node's admin API as text.
+func getText(t *testing.T, ctx context.Context, n *fleetNode, path string) string {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.admin+path, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	return string(b)
+}
+
 // postAdmin POSTs to node's admin API with the bearer token ("" = none)
 // and returns the status code.
 func postAdmin(t *testing.T, ctx context.Context, n *fleetNode, path, token string) int {
@@ -555,7 +572,7 @@ func TestFleet_StaticStandby(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	r := newLeaseRig(t, bin, discordtest.Config{
-		Shards: 3, HeartbeatInterval: time.Second, Guilds: 12, MembersPerGuild: 6, Seed: 67, Rate: 80,
+		Shards: 3, HeartbeatInterval: 2 * time.Second, Guilds: 12, MembersPerGuild: 6, Seed: 67, Rate: 80,
 	})
 	a := r.start("a", []int{0, 1})
 	testkit.Eventually(t, 60*time.Second, "a runs both shards", func() bool { return len(r.readyShards(a)) == 2 })
@@ -587,6 +604,9 @@ func TestFleet_StaticStandby(t *testing.T) {
 			h, err := n.f.Health(r.ctx)
 			return err == nil && !h.OK && strings.Contains(h.Detail, "without an owner")
 		})
+	}
+	if m := getText(t, r.ctx, b, "/metrics"); !strings.Contains(m, `feathery_fleet_unowned_shards{bot="fl"} 1`) {
+		t.Errorf("metrics do not count the unowned shard:\n%s", m)
 	}
 	if evs := r.controlEvents(broker.ControlUnowned); len(evs) == 0 || evs[0]["shard"] != "2" {
 		t.Errorf("unowned control events %v, want one for shard 2", evs)
