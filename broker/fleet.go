@@ -173,13 +173,15 @@ type FleetShardOwner struct {
 
 // nodeDetails is what a node stores with its heartbeat.
 type nodeDetails struct {
-	ID       string    `json:"id"`
-	Addr     string    `json:"addr,omitempty"`
-	Version  string    `json:"version,omitempty"`
-	Capacity int       `json:"capacity"`
-	Draining bool      `json:"draining"`
-	Static   bool      `json:"static"`
-	Started  time.Time `json:"started"`
+	ID       string `json:"id"`
+	Addr     string `json:"addr,omitempty"`
+	Version  string `json:"version,omitempty"`
+	Capacity int    `json:"capacity"`
+	Draining bool   `json:"draining"`
+	Static   bool   `json:"static"`
+	// StaticShards are the shards a static node may run.
+	StaticShards []int     `json:"static_shards,omitempty"`
+	Started      time.Time `json:"started"`
 }
 
 // NewFleet validates cfg and returns a Fleet using c; Start runs it.
@@ -496,7 +498,8 @@ func (f *Fleet) isDraining() bool {
 // time and the live members.
 func (f *Fleet) heartbeat(ctx context.Context, b *fleetBot) (int64, []member, error) {
 	d, _ := json.Marshal(nodeDetails{ID: f.cfg.Node, Addr: f.cfg.Addr, Version: f.cfg.Version,
-		Capacity: f.cfg.Capacity, Draining: f.isDraining(), Static: b.static != nil, Started: f.started})
+		Capacity: f.cfg.Capacity, Draining: f.isDraining(), Static: b.static != nil, StaticShards: b.Static,
+		Started: f.started})
 	k := f.cfg.Keys
 	now, ms, err := luascripts.FleetHeartbeat(ctx, f.c, k.FleetMembers(b.Name), k.FleetMemberDetails(b.Name), f.cfg.Node, f.cfg.TTL, string(d))
 	if err != nil {
@@ -937,7 +940,8 @@ func (f *Fleet) Drain(ctx context.Context) error {
 }
 
 // drainNext picks the next shard to hand over (ready ones first) and says
-// whether another live, non-draining node of the bot exists.
+// whether another live, non-draining node of the bot may take it (a
+// balanced node, or a static one listing the shard).
 func (f *Fleet) drainNext(ctx context.Context, b *fleetBot) (shard int, fence int64, others bool, err error) {
 	owned := f.ownedSnapshot(b)
 	if len(owned) == 0 {
@@ -957,7 +961,7 @@ func (f *Fleet) drainNext(ctx context.Context, b *fleetBot) (shard int, fence in
 		return shard, owned[shard], false, err
 	}
 	for _, m := range members {
-		if m.ID != f.cfg.Node && !m.Draining {
+		if m.ID != f.cfg.Node && !m.Draining && (!m.Static || slices.Contains(m.StaticShards, shard)) {
 			others = true
 		}
 	}
