@@ -154,7 +154,7 @@ func (d *daemon) fleetHealth(h *healthReport) {
 	v := f.View()
 	h.Unowned = v.Unowned
 	h.Node = v.Node
-	if h.ShardsTotal == 0 && h.Redis == "ok" {
+	if h.ShardsTotal == 0 && h.Redis == "ok" && len(h.Checkpoints) == 0 {
 		h.OK = true
 		h.Detail = "no shards assigned to this node"
 		if v.Draining {

@@ -264,6 +264,9 @@ func (r *leaseRig) finish(identifies int64, allowViolation func(discordtest.Viol
 	if st.Identifies != identifies {
 		t.Errorf("%d identifies, want %d: every move must RESUME", st.Identifies, identifies)
 	}
+	if evs := r.controlEvents(broker.ControlCheckpoint); len(evs) > 0 {
+		t.Errorf("checkpoint incidents %v: moves must find the checkpoint where the last owner left it", evs)
+	}
 	gaps := gapEvents(t, r.rc, r.keys.Control(), fleetBot)
 	if len(gaps) != 0 {
 		t.Errorf("gap control events %v: no session may be lost", gaps)
@@ -273,10 +276,10 @@ func (r *leaseRig) finish(identifies int64, allowViolation func(discordtest.Viol
 }
 
 // controlEvents reads the control stream's events of kind.
-func (r *leaseRig) controlEvents(kind string) []map[string]string {
+func (r *leaseRig) controlEvents(kind broker.ControlKind) []map[string]string {
 	var out []map[string]string
 	for _, e := range xrangeAll(r.t, r.rc, r.keys.Control()) {
-		if e.FieldValues["kind"] == kind {
+		if e.FieldValues["kind"] == string(kind) {
 			out = append(out, e.FieldValues)
 		}
 	}
