@@ -35,6 +35,9 @@ const (
 	// what the streams held is gone; consumer groups are created again.
 	ControlRedisLost ControlKind = "redis_lost"
 
+	// ControlRevoked: a shard stopped because another node owns it now.
+	ControlRevoked ControlKind = "revoked"
+
 	// Fleet events: Node is the node the event is about, Seq the lease's
 	// fencing number (field fence).
 	ControlLeaseAcquired ControlKind = "lease_acquired" // Node took the shard's lease
@@ -47,7 +50,7 @@ const (
 // ControlKinds lists every control event kind.
 func ControlKinds() []ControlKind {
 	return []ControlKind{ControlState, ControlIdentified, ControlResumed, ControlGap, ControlFatal, ControlCheckpoint, ControlRedisLost,
-		ControlLeaseAcquired, ControlLeaseReleased, ControlLeaseLost, ControlUnowned, ControlOwnedAgain}
+		ControlRevoked, ControlLeaseAcquired, ControlLeaseReleased, ControlLeaseLost, ControlUnowned, ControlOwnedAgain}
 }
 
 // ControlEvent is one of feathery's own events. The control stream entry

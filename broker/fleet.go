@@ -547,10 +547,8 @@ func (f *Fleet) tickBot(ctx context.Context, b *fleetBot) error {
 	if b.static != nil {
 		return f.tickStatic(ctx, b, now, leases)
 	}
-	for _, id := range plan.acquire {
-		if err := f.acquire(ctx, b, id); err != nil {
-			return err
-		}
+	if err := f.acquire(ctx, b, plan.acquire...); err != nil {
+		return err
 	}
 	if plan.handOver {
 		// The highest ready shard: never one still identifying.
@@ -609,28 +607,37 @@ func (f *Fleet) leases(ctx context.Context, b *fleetBot) (int64, []luascripts.Le
 	return now, ls, nil
 }
 
-// acquire tries to take shard's lease and start it; false (no error) when
-// another node was faster.
-func (f *Fleet) acquire(ctx context.Context, b *fleetBot, shard int) error {
+// acquire tries to take the shards' leases (in one call) and starts the
+// shards taken; another node may have been faster for some.
+func (f *Fleet) acquire(ctx context.Context, b *fleetBot, shards ...int) error {
+	if len(shards) == 0 {
+		return nil
+	}
 	rctx, cancel := context.WithTimeout(ctx, f.opTimeout())
 	defer cancel()
-	key := f.cfg.Keys.Lease(b.Name, shard)
-	r, err := luascripts.LeaseAcquire(rctx, f.c, key, f.cfg.Node, f.cfg.TTL)
+	keys := make([]string, len(shards))
+	for i, id := range shards {
+		keys[i] = f.cfg.Keys.Lease(b.Name, id)
+	}
+	rs, err := luascripts.LeaseAcquireMany(rctx, f.c, keys, f.cfg.Node, f.cfg.TTL)
 	if err != nil {
-		return fmt.Errorf("acquire lease of bot %s shard %d: %w", b.Name, shard, err)
+		return fmt.Errorf("acquire leases of bot %s: %w", b.Name, err)
 	}
-	if !r.Taken {
-		return nil
+	for i, r := range rs {
+		if !r.Taken {
+			continue
+		}
+		shard := shards[i]
+		f.setOwned(b, shard, r.Fence)
+		if err := f.cfg.Runner.StartShard(b.Name, shard, r.Fence); err != nil {
+			f.log.Error("start shard after taking its lease; releasing it", "bot", b.Name, "shard", shard, "err", err)
+			f.setOwned(b, shard, 0)
+			f.release(ctx, b, shard, r.Fence)
+			continue
+		}
+		f.log.Info("took shard", "bot", b.Name, "shard", shard, "fence", r.Fence)
+		f.event(ControlEvent{Kind: ControlLeaseAcquired, Bot: b.Name, Shard: shard, Node: f.cfg.Node, Seq: r.Fence})
 	}
-	f.setOwned(b, shard, r.Fence)
-	if err := f.cfg.Runner.StartShard(b.Name, shard, r.Fence); err != nil {
-		f.log.Error("start shard after taking its lease; releasing it", "bot", b.Name, "shard", shard, "err", err)
-		f.setOwned(b, shard, 0)
-		f.release(ctx, b, shard, r.Fence)
-		return nil
-	}
-	f.log.Info("took shard", "bot", b.Name, "shard", shard, "fence", r.Fence)
-	f.event(ControlEvent{Kind: ControlLeaseAcquired, Bot: b.Name, Shard: shard, Node: f.cfg.Node, Seq: r.Fence})
 	return nil
 }
 
@@ -676,15 +683,14 @@ func (f *Fleet) handOver(ctx context.Context, b *fleetBot, shard int) {
 // tickStatic takes the free static shards and stands by for the others.
 func (f *Fleet) tickStatic(ctx context.Context, b *fleetBot, now int64, leases []luascripts.LeaseInfo) error {
 	owned := f.ownedSnapshot(b)
+	var free []int
 	for _, id := range b.Static {
 		if owned[id] != 0 {
 			continue
 		}
 		l := leases[id]
 		if leaseFree(l, now) {
-			if err := f.acquire(ctx, b, id); err != nil {
-				return err
-			}
+			free = append(free, id)
 			continue
 		}
 		if b.standby[id] != l.Node {
@@ -693,7 +699,7 @@ func (f *Fleet) tickStatic(ctx context.Context, b *fleetBot, now int64, leases [
 				"bot", b.Name, "shard", id, "owner", l.Node, "fence", l.Fence, "lease_left", time.Duration(l.Expires-now)*time.Millisecond)
 		}
 	}
-	return nil
+	return f.acquire(ctx, b, free...)
 }
 
 func leaseFree(l luascripts.LeaseInfo, now int64) bool { return l.Node == "" || l.Expires <= now }

@@ -41,21 +41,39 @@ type LeaseAcquireResult struct {
 // LeaseAcquire takes the lease in key for node for ttl when it is free
 // (released or expired), incrementing its fencing number.
 func LeaseAcquire(ctx context.Context, c rueidis.Client, key, node string, ttl time.Duration) (LeaseAcquireResult, error) {
-	vals, err := leaseAcquireScript.Exec(ctx, c, []string{key}, []string{node, msArg(ttl)}).ToArray()
+	rs, err := LeaseAcquireMany(ctx, c, []string{key}, node, ttl)
 	if err != nil {
-		return LeaseAcquireResult{}, fmt.Errorf("run lease_acquire script: %w", err)
+		return LeaseAcquireResult{}, err
 	}
-	if len(vals) != 4 {
-		return LeaseAcquireResult{}, fmt.Errorf("run lease_acquire script: reply has %d values, want 4", len(vals))
+	return rs[0], nil
+}
+
+// LeaseAcquireMany takes, in one call, each lease in keys (one hash slot)
+// that is free, for node for ttl.
+func LeaseAcquireMany(ctx context.Context, c rueidis.Client, keys []string, node string, ttl time.Duration) ([]LeaseAcquireResult, error) {
+	if len(keys) == 0 {
+		return nil, nil
 	}
-	taken, err1 := vals[0].AsInt64()
-	fence, err2 := vals[1].AsInt64()
-	owner, err3 := vals[2].ToString()
-	left, err4 := vals[3].AsInt64()
-	if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
-		return LeaseAcquireResult{}, fmt.Errorf("run lease_acquire script: malformed reply %v", vals)
+	vals, err := leaseAcquireScript.Exec(ctx, c, keys, []string{node, msArg(ttl)}).ToArray()
+	if err != nil {
+		return nil, fmt.Errorf("run lease_acquire script: %w", err)
 	}
-	return LeaseAcquireResult{Taken: taken == 1, Fence: fence, Node: owner, Left: time.Duration(left) * time.Millisecond}, nil
+	if len(vals) != 4*len(keys) {
+		return nil, fmt.Errorf("run lease_acquire script: reply has %d values, want %d", len(vals), 4*len(keys))
+	}
+	out := make([]LeaseAcquireResult, len(keys))
+	for i := range out {
+		v := vals[4*i:]
+		taken, err1 := v[0].AsInt64()
+		fence, err2 := v[1].AsInt64()
+		owner, err3 := v[2].ToString()
+		left, err4 := v[3].AsInt64()
+		if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
+			return nil, fmt.Errorf("run lease_acquire script: malformed reply for %s", keys[i])
+		}
+		out[i] = LeaseAcquireResult{Taken: taken == 1, Fence: fence, Node: owner, Left: time.Duration(left) * time.Millisecond}
+	}
+	return out, nil
 }
 
 // LeaseRenew extends, for node, each lease keys[i] whose fencing number is

@@ -148,16 +148,11 @@ func TestPublishFenced(t *testing.T) {
 	}
 	var a luascripts.PublishArgs
 	a.Build(&call)
-	// No lease at all: refused.
-	_, err := luascripts.Publish(ctx, c, &a)
-	var fe *luascripts.FencedError
-	if !errors.As(err, &fe) || !errors.Is(err, luascripts.ErrFenced) || fe.Fence != "" {
-		t.Fatalf("publish without a lease: %v, want a FencedError with no fence", err)
-	}
 	r, _ := luascripts.LeaseAcquire(ctx, c, lease, "a", time.Minute)
 	if res, err := luascripts.Publish(ctx, c, &a); err != nil || res.Added != 1 {
 		t.Fatalf("publish with the lease's fence: %+v %v", res, err)
 	}
+	var fe *luascripts.FencedError
 	// b takes the shard: a's next batch is refused, b's goes.
 	if ok, _ := luascripts.LeaseRelease(ctx, c, lease, r.Fence); !ok {
 		t.Fatal("release")
@@ -167,13 +162,14 @@ func TestPublishFenced(t *testing.T) {
 	}
 	call.Seq, call.Entries = 2, []luascripts.PublishEntry{{Seq: 2, Type: "B", Data: []byte(`2`), At: 11}}
 	a.Build(&call)
-	_, err = luascripts.Publish(ctx, c, &a)
-	if !errors.As(err, &fe) || fe.Fence != "2" || fe.Node != "b" {
+	_, err := luascripts.Publish(ctx, c, &a)
+	if !errors.As(err, &fe) || !errors.Is(err, luascripts.ErrFenced) || fe.Fence != "2" || fe.Node != "b" {
 		t.Fatalf("publish with the old fence: %v, want refused naming fence 2 of b", err)
 	}
 	if n, _ := c.Do(ctx, c.B().Xlen().Key(stream).Build()).AsInt64(); n != 1 {
 		t.Fatalf("%d entries after a refused batch, want 1", n)
 	}
+	_ = r
 	if s, _ := c.Do(ctx, c.B().Hget().Key(ck).Field("seq").Build()).ToString(); s != "1" {
 		t.Fatalf("checkpoint seq %s after a refused batch, want 1", s)
 	}
@@ -182,9 +178,31 @@ func TestPublishFenced(t *testing.T) {
 	if res, err := luascripts.Publish(ctx, c, &a); err != nil || res.Added != 1 {
 		t.Fatalf("publish with the new fence: %+v %v", res, err)
 	}
+	// Redis lost its data (the lease hash is gone): nobody else holds the
+	// shard, the owner's batch goes and its renewal writes the lease again
+	// with its fence, which a stale fence cannot pass.
+	c.Do(ctx, c.B().Del().Key(lease).Build())
+	call.Seq, call.Entries = 3, []luascripts.PublishEntry{{Seq: 3, Type: "C", Data: []byte(`3`), At: 12}}
+	a.Build(&call)
+	if res, err := luascripts.Publish(ctx, c, &a); err != nil || res.Added != 1 {
+		t.Fatalf("publish after the lease was wiped: %+v %v", res, err)
+	}
+	if ok, err := luascripts.LeaseRenew(ctx, c, []string{lease}, []int64{2}, "b", time.Minute); err != nil || !ok[0] {
+		t.Fatalf("renew of a wiped lease: %v %v", ok, err)
+	}
+	if r, _ := luascripts.LeaseAcquire(ctx, c, lease, "c", time.Minute); r.Taken || r.Fence != 2 || r.Node != "b" {
+		t.Fatalf("acquire after the renewal rewrote the wiped lease: %+v, want held by b with fence 2", r)
+	}
+	call.Fence, call.Seq = 1, 4
+	call.Entries = []luascripts.PublishEntry{{Seq: 4, Type: "D", Data: []byte(`4`), At: 13}}
+	a.Build(&call)
+	if _, err := luascripts.Publish(ctx, c, &a); !errors.Is(err, luascripts.ErrFenced) {
+		t.Fatalf("stale fence after the lease was rewritten: %v, want fenced", err)
+	}
+	call.Fence = 2
 	// Fence 0: no fleet, no check (and no lease key sent).
-	call.Fence, call.Seq = 0, 3
-	call.Entries = []luascripts.PublishEntry{{Seq: 3, Type: "C", Data: []byte(`3`), At: 12}}
+	call.Fence, call.Seq = 0, 5
+	call.Entries = []luascripts.PublishEntry{{Seq: 5, Type: "E", Data: []byte(`5`), At: 14}}
 	a.Build(&call)
 	if len(a.Keys) != 2 {
 		t.Fatalf("unfenced call sends %d keys, want 2 (checkpoint, stream)", len(a.Keys))

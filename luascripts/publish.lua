@@ -58,9 +58,10 @@
 -- the expected seq.
 --
 -- Fencing comes first: with ARGV[16] set, the batch is refused (status
--- "fenced", nothing written) unless the lease KEYS[S+2] holds fence
--- ARGV[16]: a node that lost the shard's lease (paused, cut off) cannot
--- write after another node took it.
+-- "fenced", nothing written) when the lease KEYS[S+2] holds another fence:
+-- a node that lost the shard's lease (paused, cut off) cannot write after
+-- another node took it. A lease that does not exist at all (Redis lost its
+-- data; taking a lease always writes it) is nobody else's: the batch goes.
 --
 -- Reply: {added, skipped, status, session, seq}: status "ok" (also after a
 -- repair) with the checkpoint as written, or the refusal with what the
@@ -69,8 +70,8 @@
 local fence = ARGV[16]
 if fence ~= '' then
   local lease = redis.call('HMGET', KEYS[#KEYS], 'fence', 'node')
-  if lease[1] ~= fence then
-    return {0, 0, 'fenced', lease[1] or '', lease[2] or ''}
+  if lease[1] and lease[1] ~= fence then
+    return {0, 0, 'fenced', lease[1], lease[2] or ''}
   end
 end
 
