@@ -302,6 +302,7 @@ func (f *Fleet) Owns(bot string, shard int) int64 {
 // CheckLease reports whether this node's lease on shard of bot still has
 // the fence it took: nil when it does, an error wrapping ErrFenced when
 // another node holds the shard (the gateway asks before each connection).
+// A lease lost with Redis's data counts as still held.
 func (f *Fleet) CheckLease(ctx context.Context, bot string, shard int) error {
 	fence := f.Owns(bot, shard)
 	if fence == 0 {
@@ -312,7 +313,9 @@ func (f *Fleet) CheckLease(ctx context.Context, bot string, shard int) error {
 	if err != nil {
 		return fmt.Errorf("check lease of %s shard %d: %w", bot, shard, err)
 	}
-	if ls[0].Fence != fence {
+	// Fence 0: the lease is gone with Redis's data, nobody else's (the
+	// next renewal writes it back).
+	if ls[0].Fence != fence && ls[0].Fence != 0 {
 		return fmt.Errorf("check lease of %s shard %d: %w: fence %d is node %q's, ours was %d", bot, shard, ErrFenced, ls[0].Fence, ls[0].Node, fence)
 	}
 	return nil
