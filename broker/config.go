@@ -63,6 +63,10 @@ type PublisherConfig struct {
 	Logger *slog.Logger `yaml:"-"`
 	// Observer, when set, is told about every published batch (metrics).
 	Observer PublishObserver `yaml:"-"`
+	// OnFenced is called, from the shard's flusher, when the publish
+	// script refused a batch of (bot, shard) made under fence (see
+	// SetFence): another node took the shard. It must not block.
+	OnFenced func(bot string, shard int, fence int64) `yaml:"-"`
 }
 
 // BotConfig is the publishing configuration of one bot.

@@ -39,19 +39,32 @@ const (
 	ControlShardingRequired ControlKind = "sharding_required"
 	// ControlReshard: a step of a bot's live re-shard (Detail; shard -1).
 	ControlReshard ControlKind = "reshard"
+
+	// ControlRevoked: a shard stopped because another node owns it now.
+	ControlRevoked ControlKind = "revoked"
+
+	// Fleet events: Node is the node the event is about, Seq the lease's
+	// fencing number (field fence).
+	ControlLeaseAcquired ControlKind = "lease_acquired" // Node took the shard's lease
+	ControlLeaseReleased ControlKind = "lease_released" // Node handed the shard over (flushed, checkpointed, released)
+	ControlLeaseLost     ControlKind = "lease_lost"     // Node found another owner of its shard and stopped it
+	ControlUnowned       ControlKind = "unowned"        // the shard has had no owner for longer than the lease TTL
+	ControlOwnedAgain    ControlKind = "owned"          // an unowned shard has an owner again (Node)
 )
 
 // ControlKinds lists every control event kind.
 func ControlKinds() []ControlKind {
 	return []ControlKind{ControlState, ControlIdentified, ControlResumed, ControlGap, ControlFatal, ControlCheckpoint, ControlRedisLost,
-		ControlShardingRequired, ControlReshard}
+		ControlShardingRequired, ControlReshard,
+		ControlRevoked, ControlLeaseAcquired, ControlLeaseReleased, ControlLeaseLost, ControlUnowned, ControlOwnedAgain}
 }
 
 // ControlEvent is one of feathery's own events. The control stream entry
 // has the fields v ("1"), kind, bot, shard, then state, session, err when
 // not empty, seq (named last_seq for kind "gap": the last seq published
 // before the gap), to_seq (gap with an end), key, status, stored_session,
-// stored_seq (checkpoint) when set, and at (unix ms).
+// stored_seq (checkpoint) when set, node (the fleet's kinds, whose seq is
+// named fence) when set, and at (unix ms).
 type ControlEvent struct {
 	Bot     string
 	Shard   int
@@ -70,7 +83,9 @@ type ControlEvent struct {
 	// Detail describes a bot-wide event (kind "reshard"), written as
 	// "detail" when set.
 	Detail string
-	At     time.Time
+	// Node is the fleet node the event is about (the fleet's kinds).
+	Node string
+	At   time.Time
 }
 
 // controlWriter appends control events to the control stream from its own
@@ -201,8 +216,11 @@ func (w *controlWriter) write(ctx context.Context, evs []ControlEvent) error {
 			fv = fv.FieldValue("session", ev.Session)
 		}
 		seqField := "seq"
-		if ev.Kind == ControlGap {
+		switch ev.Kind {
+		case ControlGap:
 			seqField = "last_seq"
+		case ControlLeaseAcquired, ControlLeaseReleased, ControlLeaseLost, ControlUnowned, ControlOwnedAgain:
+			seqField = "fence"
 		}
 		fv = fv.FieldValue(seqField, strconv.FormatInt(ev.Seq, 10))
 		if ev.ToSeq > 0 {
@@ -215,6 +233,9 @@ func (w *controlWriter) write(ctx context.Context, evs []ControlEvent) error {
 		}
 		if ev.Detail != "" {
 			fv = fv.FieldValue("detail", ev.Detail)
+		}
+		if ev.Node != "" {
+			fv = fv.FieldValue("node", ev.Node)
 		}
 		cmds = append(cmds, fv.FieldValue("at", strconv.FormatInt(ev.At.UnixMilli(), 10)).Build())
 	}

@@ -15,6 +15,11 @@ var (
 	// bot's daily session starts are used up.
 	ErrStartLimitExhausted = errors.New("session start limit exhausted")
 
+	// ErrFenced is wrapped by Publisher.Publish and Flush once a batch of
+	// the shard was refused because its lease has a newer fencing number:
+	// another node owns the shard, this one must stop it.
+	ErrFenced = errors.New("shard fenced: another node holds its lease")
+
 	// ErrClosed is returned by Publisher methods called after Close.
 	ErrClosed = errors.New("publisher closed")
 )

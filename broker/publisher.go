@@ -161,7 +161,9 @@ func (p *Publisher) Publish(ctx context.Context, ev *Event) error {
 }
 
 // Flush waits until every event Published for (bot, shard) before the
-// call is durable on its stream and in the checkpoint.
+// call is durable on its stream and in the checkpoint. It returns an error
+// wrapping ErrFenced when the shard's batches were refused (see SetFence):
+// then what was queued is dropped, not published.
 func (p *Publisher) Flush(ctx context.Context, bot string, shard int) error {
 	b := (*p.bots.Load())[bot]
 	if b == nil {
@@ -174,7 +176,30 @@ func (p *Publisher) Flush(ctx context.Context, bot string, shard int) error {
 		if err := sq.flush(ctx); err != nil {
 			return fmt.Errorf("flush %s shard %d: %w", bot, shard, err)
 		}
+		if sq.isFenced() {
+			return fmt.Errorf("flush %s shard %d: %w", bot, shard, ErrFenced)
+		}
 	}
+	return nil
+}
+
+// SetFence makes the batches of (bot, shard) carry fence from the next
+// Publish on: the publish script then writes them only while the shard's
+// lease (Keys.Lease) holds that fencing number. 0 turns fencing off (a
+// single process, no fleet). A new fence lifts a refusal of the old one.
+func (p *Publisher) SetFence(bot string, shard int, fence int64) error {
+	if p.closing.Load() {
+		return ErrClosed
+	}
+	b, err := p.bot(bot)
+	if err != nil {
+		return err
+	}
+	sq, err := b.shard(shard)
+	if err != nil {
+		return err
+	}
+	sq.fence.Store(fence)
 	return nil
 }
 

@@ -15,10 +15,11 @@ import (
 
 // item is one queued event with its own copy of Data.
 type item struct {
-	ev   Event
-	buf  []byte
-	info *typeInfo
-	gen  uint64 // shardQueue.gen when queued: older items are dropped
+	ev    Event
+	buf   []byte
+	info  *typeInfo
+	gen   uint64 // shardQueue.gen when queued: older items are dropped
+	fence int64  // the shard's fence when the event was queued
 }
 
 var itemPool = sync.Pool{New: func() any { return new(item) }}
@@ -32,6 +33,7 @@ func putItem(it *item) {
 	}
 	it.ev = Event{}
 	it.info = nil
+	it.fence = 0
 	itemPool.Put(it)
 }
 
@@ -76,7 +78,12 @@ type shardQueue struct {
 	b     *botState
 	shard int
 	ckKey string // checkpoint hash
+	lease string // lease hash
 	q     chan *item
+
+	// fence is the fencing number batches carry (0 = no fleet); fencedAt
+	// the fence the publish script refused (batches under it are dropped).
+	fence, fencedAt atomic.Int64
 
 	pubMu     sync.Mutex // Publish side: interned strings, gen and gate
 	session   string
@@ -132,11 +139,21 @@ type checkpoint struct {
 }
 
 func newShardQueue(b *botState, shard int) *shardQueue {
-	return &shardQueue{b: b, shard: shard, ckKey: b.p.keys.Session(b.name, shard), q: make(chan *item, b.p.tuning().QueueSize)}
+	return &shardQueue{b: b, shard: shard, ckKey: b.p.keys.Session(b.name, shard), lease: b.p.keys.Lease(b.name, shard),
+		q: make(chan *item, b.p.tuning().QueueSize)}
+}
+
+// isFenced reports whether the current fence was refused.
+func (sq *shardQueue) isFenced() bool {
+	f := sq.fence.Load()
+	return f != 0 && sq.fencedAt.Load() == f
 }
 
 // enqueue copies ev into a pooled item and queues it.
 func (sq *shardQueue) enqueue(ctx context.Context, ev *Event) error {
+	if sq.isFenced() {
+		return ErrFenced
+	}
 	sq.pubMu.Lock()
 	if g := sq.gate; g != nil {
 		if ev.Session == g.session && ev.Seq > g.resumeFrom+1 {
@@ -177,6 +194,7 @@ func (sq *shardQueue) enqueue(ctx context.Context, ev *Event) error {
 	}
 	it.info = ti
 	it.gen = gen
+	it.fence = sq.fence.Load()
 	select {
 	case sq.q <- it:
 		sq.enq.Add(1)
@@ -342,12 +360,13 @@ func (sq *shardQueue) run(ctx context.Context) {
 	}
 }
 
-// process publishes batch, one run per session; false when stopped.
-// Items queued before the last refusal of the checkpoint are dropped.
+// process publishes batch, one run per session, gen and fence; false
+// when stopped. Items queued before the last refusal of the checkpoint are
+// dropped.
 func (sq *shardQueue) process(ctx context.Context, batch []*item) bool {
 	start := 0
 	for i := 1; i <= len(batch); i++ {
-		if i < len(batch) && batch[i].ev.Session == batch[start].ev.Session && batch[i].gen == batch[start].gen {
+		if i < len(batch) && batch[i].ev.Session == batch[start].ev.Session && batch[i].gen == batch[start].gen && batch[i].fence == batch[start].fence {
 			continue
 		}
 		run := batch[start:i]
@@ -410,12 +429,19 @@ func (sq *shardQueue) publishRun(ctx context.Context, run []*item) bool {
 	}
 	var res luascripts.PublishResult
 	tainted := false
-	if !allDup {
+	fence := run[0].fence
+	fenced := fence != 0 && sq.fencedAt.Load() == fence
+	if !allDup && !fenced {
 		backoff := cfg.RetryMin
 		for {
 			var err error
 			res, err = sq.attempt(ctx, run)
 			if err == nil {
+				break
+			}
+			if errors.Is(err, luascripts.ErrFenced) {
+				fenced = true
+				sq.fencedOut(fence, err)
 				break
 			}
 			var re *luascripts.RefusedError
@@ -450,7 +476,15 @@ func (sq *shardQueue) publishRun(ctx context.Context, run []*item) bool {
 			}
 			backoff = min(backoff*2, cfg.RetryMax)
 		}
-		sq.recovered()
+		if !fenced {
+			sq.recovered()
+		}
+	}
+	if fenced {
+		// Another node owns the shard: drop the run, unpublished and
+		// not checkpointed.
+		sq.drop(run, tainted)
+		return true
 	}
 	// Commit: counters, checkpoint, waiters.
 	var dups uint64
@@ -684,6 +718,8 @@ func (sq *shardQueue) build(run []*item, now time.Time, expect luascripts.Expect
 		Shard:      sq.shard,
 		Entries:    sc.entries,
 		Expect:     expect,
+		Lease:      sq.lease,
+		Fence:      run[0].fence,
 	}
 	sc.args.Build(&call)
 }
@@ -717,6 +753,21 @@ func (sq *shardQueue) resolvePrefixes(ctx context.Context, run []*item) error {
 		k++
 	}
 	return nil
+}
+
+// fencedOut records that the publish script refused fence and tells the
+// fleet (once per fence).
+func (sq *shardQueue) fencedOut(fence int64, err error) {
+	if sq.fencedAt.Swap(fence) == fence {
+		return
+	}
+	msg := err.Error()
+	sq.lastErr.Store(&msg)
+	sq.b.p.log.Warn("publish refused: another node took the shard's lease; dropping its queued events",
+		slog.String("bot", sq.b.name), slog.Int("shard", sq.shard), slog.Int64("fence", fence), slog.Any("err", err))
+	if f := sq.b.p.cfg.OnFenced; f != nil {
+		f(sq.b.name, sq.shard, fence)
+	}
 }
 
 // failLogEvery rate-limits the flusher's failure log.

@@ -77,3 +77,10 @@ const clientCloseCode = 4000
 
 // ErrUnknownShard is returned for a bot or shard this manager does not run.
 var ErrUnknownShard = errors.New("no such shard here")
+
+// ErrShardRevoked says this process may no longer run a shard: another
+// process owns it now (a fleet's lease moved). A Sink's Publish error or
+// ManagerConfig.Admit's wrapping it stops that shard only: its connection
+// closes with a resumable code, nothing is flushed (the Sink refuses), the
+// other shards carry on.
+var ErrShardRevoked = errors.New("shard revoked: another process owns it")

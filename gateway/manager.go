@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,6 +58,14 @@ type ManagerConfig struct {
 	// connection ends, with its close code or INVALID_SESSION (metrics).
 	// It must not block.
 	OnConnectionEnd func(ConnectionEnd)
+	// OnDemand starts no shard in Start: StartShard and StopShard run them
+	// one by one (a fleet decides which this process owns). ShardIDs are
+	// then ignored.
+	OnDemand bool
+	// Admit, when set, is asked before each connection of a shard; an
+	// error wrapping ErrShardRevoked stops the shard instead (another
+	// process owns it). Other errors are logged and the shard connects.
+	Admit func(ctx context.Context, bot string, shard int) error
 	// Dial opens a gateway websocket (tests); nil = gobwas/ws with a 15 s
 	// timeout. The returned reader, if not nil, holds bytes that arrived with
 	// the handshake and reads on from the connection.
@@ -289,7 +298,9 @@ func (m *Manager) newBotRun(ctx context.Context, b BotConfig) (*botRun, error) {
 		br.reshardTo, br.count = br.count, saved
 	}
 	ids := b.ShardIDs
-	if ids == nil {
+	if m.cfg.OnDemand {
+		ids = []int{}
+	} else if ids == nil {
 		ids = make([]int, br.count)
 		for i := range ids {
 			ids[i] = i
@@ -353,6 +364,94 @@ func (m *Manager) botLocked(name string) *botRun {
 		}
 	}
 	return nil
+}
+
+// ShardState is the state of a running shard of bot; false when it does
+// not run here.
+func (m *Manager) ShardState(bot string, id int) (State, bool) {
+	m.mu.Lock()
+	br := m.botLocked(bot)
+	var s *shard
+	if br != nil {
+		s = br.shards[id]
+	}
+	m.mu.Unlock()
+	if s == nil {
+		return StateIdle, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state, true
+}
+
+// StartShard starts one shard of bot at run time (see OnDemand): it loads
+// the saved session and RESUMEs it, or IDENTIFYs. A shard that stopped by
+// itself (revoked, failed) is replaced.
+func (m *Manager) StartShard(bot string, id int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.started || m.closed || m.runCtx == nil {
+		return fmt.Errorf("start shard %d of bot %q: manager not running", id, bot)
+	}
+	br := m.botLocked(bot)
+	if br == nil {
+		return fmt.Errorf("start shard %d: unknown bot %q: %w", id, bot, ErrUnknownShard)
+	}
+	if id < 0 || id >= br.count {
+		return fmt.Errorf("start shard %d of bot %q: not in 0..%d: %w", id, bot, br.count-1, ErrUnknownShard)
+	}
+	if old := br.shards[id]; old != nil {
+		select {
+		case <-old.done:
+			br.removeLocked(old)
+		default:
+			return fmt.Errorf("start shard %d of bot %q: already running", id, bot)
+		}
+	}
+	s := newShard(m, br, id)
+	br.shards[id] = s
+	i := sort.Search(len(br.order), func(i int) bool { return br.order[i].id > id })
+	br.order = slices.Insert(br.order, i, s)
+	m.launchLocked(s)
+	return nil
+}
+
+// StopShard stops one shard gracefully, as Close does for all: it stops
+// reading, flushes the Sink (if it is a Flusher) and closes its connection
+// with code 4000, so the session stays resumable for the process that
+// takes the shard next. It returns once the shard stopped; ctx bounds the
+// flush and the wait.
+func (m *Manager) StopShard(ctx context.Context, bot string, id int) error {
+	m.mu.Lock()
+	br := m.botLocked(bot)
+	var s *shard
+	if br != nil {
+		s = br.shards[id]
+	}
+	if s == nil {
+		m.mu.Unlock()
+		return fmt.Errorf("stop shard %d of bot %q: %w", id, bot, ErrUnknownShard)
+	}
+	br.removeLocked(s)
+	s.mu.Lock()
+	s.closeCtx = ctx
+	s.mu.Unlock()
+	m.mu.Unlock()
+	s.cancel()
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop shard %d of bot %q: %w", id, bot, ctx.Err())
+	}
+}
+
+// removeLocked forgets s. m.mu held.
+func (br *botRun) removeLocked(s *shard) {
+	if br.shards[s.id] == s {
+		delete(br.shards, s.id)
+	}
+	br.order = slices.DeleteFunc(br.order, func(x *shard) bool { return x == s })
 }
 
 type gatewayBotInfo struct {
@@ -477,18 +576,19 @@ func (m *Manager) Close(ctx context.Context) error {
 // Status returns a snapshot of every shard, bot by bot in shard order
 // (during a re-shard, the old set's shards then the new set's).
 func (m *Manager) Status() []ShardStatus {
+	// StartShard and StopShard change the shard lists: copy them.
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []ShardStatus
+	var shards []*shard
 	for _, br := range m.bots {
-		for _, s := range br.order {
-			out = append(out, s.status())
-		}
+		shards = append(shards, br.order...)
 		if rs := br.reshard; rs != nil {
-			for _, s := range rs.next.order {
-				out = append(out, s.status())
-			}
+			shards = append(shards, rs.next.order...)
 		}
+	}
+	m.mu.Unlock()
+	out := make([]ShardStatus, 0, len(shards))
+	for _, s := range shards {
+		out = append(out, s.status())
 	}
 	return out
 }
@@ -498,9 +598,8 @@ func (m *Manager) Status() []ShardStatus {
 // that is between connections takes the request on its next one.
 func (m *Manager) Reconnect(bot string, shard int) error {
 	m.mu.Lock()
-	bots := m.bots
-	m.mu.Unlock()
-	for _, br := range bots {
+	defer m.mu.Unlock()
+	for _, br := range m.bots {
 		if br.cfg.Name != bot {
 			continue
 		}
@@ -522,9 +621,8 @@ func (m *Manager) Reconnect(bot string, shard int) error {
 // limit once that shard is ready, and again after RATE_LIMITED.
 func (m *Manager) RequestGuildMembers(bot string, guildID uint64) error {
 	m.mu.Lock()
-	bots := m.bots
-	m.mu.Unlock()
-	for _, br := range bots {
+	defer m.mu.Unlock()
+	for _, br := range m.bots {
 		if br.cfg.Name != bot {
 			continue
 		}

@@ -183,7 +183,15 @@ func (s *shard) run(ctx context.Context) {
 		if s.reload {
 			s.reloadSession(ctx)
 		}
+		if err := s.admit(ctx); err != nil {
+			s.revoked(err)
+			return
+		}
 		err := s.connectOnce(ctx)
+		if errors.Is(err, ErrShardRevoked) && ctx.Err() == nil {
+			s.revoked(err)
+			return
+		}
 		if ctx.Err() != nil {
 			if !errors.Is(err, errStopping) {
 				// Stopped with no connection open: flush all the same.
@@ -215,6 +223,31 @@ func (s *shard) run(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// admit asks ManagerConfig.Admit whether the shard may connect; it returns
+// an error only when the shard was revoked.
+func (s *shard) admit(ctx context.Context) error {
+	if s.m.cfg.Admit == nil {
+		return nil
+	}
+	err := s.m.cfg.Admit(ctx, s.bot.cfg.Name, s.id)
+	switch {
+	case err == nil || ctx.Err() != nil:
+		return nil
+	case errors.Is(err, ErrShardRevoked):
+		return err
+	}
+	s.log.Warn("could not check that this process still owns the shard; connecting", "err", err)
+	return nil
+}
+
+// revoked stops the shard for good: another process owns it.
+func (s *shard) revoked(err error) {
+	s.setErr(err)
+	s.log.Warn("another process owns this shard now; stopping it here", "err", err)
+	s.setState(StateStopped)
+	s.control(ControlEvent{Kind: ControlRevoked, Err: err.Error(), Session: s.session, Seq: s.seq.Load()})
 }
 
 // loadSession resumes a checkpoint the Sink saved in an earlier process, if

@@ -157,11 +157,14 @@ const (
 	ControlShardingRequired ControlKind = "sharding_required"
 	// ControlReshard: a step of a bot's live re-shard (Detail; Shard -1).
 	ControlReshard ControlKind = "reshard"
+	// ControlRevoked: the shard stopped because another process owns it
+	// now (ErrShardRevoked).
+	ControlRevoked ControlKind = "revoked"
 )
 
 // ControlKinds lists the kinds a Manager reports.
 func ControlKinds() []ControlKind {
-	return []ControlKind{ControlState, ControlIdentified, ControlResumed, ControlGap, ControlFatal, ControlShardingRequired, ControlReshard}
+	return []ControlKind{ControlState, ControlIdentified, ControlResumed, ControlGap, ControlFatal, ControlShardingRequired, ControlReshard, ControlRevoked}
 }
 
 // BotFieldError is a problem with one field of a BotConfig; Field is the

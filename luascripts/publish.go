@@ -61,6 +61,11 @@ type PublishCall struct {
 	// then set to Session/Seq whatever it held, and entries above
 	// Expect.Seq are appended. "" repairs nothing.
 	Repair CheckpointStatus
+	// Lease and Fence fence the call: with Fence > 0 the script refuses
+	// the batch (a *FencedError) unless the lease hash Lease holds
+	// fencing number Fence. Fence 0 = no fleet, no check.
+	Lease string
+	Fence int64
 }
 
 // Expectation is the checkpoint a publish call expects to find. The zero
@@ -163,6 +168,11 @@ func (a *PublishArgs) Build(call *PublishCall) {
 	for i := range call.Streams {
 		a.Keys = append(a.Keys, call.Streams[i].Key)
 	}
+	fence := ""
+	if call.Fence > 0 {
+		a.Keys = append(a.Keys, call.Lease)
+		fence = a.itoa(call.Fence)
+	}
 	ascending := "1"
 	for i := 1; i < len(call.Entries); i++ {
 		if call.Entries[i].Seq <= call.Entries[i-1].Seq {
@@ -186,6 +196,7 @@ func (a *PublishArgs) Build(call *PublishCall) {
 		a.itoa(call.Expect.Seq),
 		written(call.Expect.Written),
 		string(call.Repair),
+		fence,
 	)
 	for i := range call.Streams {
 		a.Args = append(a.Args, call.Streams[i].TrimKind, call.Streams[i].Threshold)
@@ -267,8 +278,26 @@ var smallInts = func() []string {
 	return s
 }()
 
+// FencedError is Publish's error when the script refused a batch because
+// the shard's lease has another fencing number: another node owns the
+// shard now. It wraps ErrFenced.
+type FencedError struct {
+	// Fence is the lease's fencing number ("" when the lease is missing),
+	// Node its owner.
+	Fence, Node string
+}
+
+// ErrFenced is wrapped by FencedError.
+var ErrFenced = errors.New("batch refused: the shard's lease has a newer fencing number")
+
+func (e *FencedError) Error() string {
+	return fmt.Sprintf("%v (lease fence %q, owner %q)", ErrFenced, e.Fence, e.Node)
+}
+
+func (e *FencedError) Unwrap() error { return ErrFenced }
+
 // Publish runs the publish script with the arguments in a (see Build). A
-// refused batch returns a *RefusedError.
+// refused batch returns a *RefusedError, a fenced one a *FencedError.
 func Publish(ctx context.Context, c rueidis.Client, a *PublishArgs) (PublishResult, error) {
 	vals, err := publishScript.Exec(ctx, c, a.Keys, a.Args).ToArray()
 	if err != nil {
@@ -284,6 +313,11 @@ func Publish(ctx context.Context, c rueidis.Client, a *PublishArgs) (PublishResu
 		return PublishResult{}, fmt.Errorf("run publish script: bad reply: %w", err)
 	}
 	seq, _ := vals[4].ToString()
+	if status == "fenced" {
+		fe := &FencedError{Node: seq}
+		fe.Fence, _ = vals[3].ToString()
+		return PublishResult{}, fe
+	}
 	if CheckpointStatus(status) != StatusOK {
 		sess, _ := vals[3].ToString()
 		return PublishResult{}, &RefusedError{Key: a.Keys[0], Status: CheckpointStatus(status), StoredSession: sess, StoredSeq: seq}

@@ -4,6 +4,8 @@
 -- KEYS[1]      the shard's checkpoint hash (fields session, seq, resume_url,
 --              shards, intents)
 -- KEYS[2..S+1] the route streams of this batch
+-- KEYS[S+2]    the shard's lease hash (field fence), only when ARGV[16] is
+--              not empty
 --
 -- ARGV[1]  session id of every entry of the batch
 -- ARGV[2]  seq of the batch's last event (the new checkpoint seq)
@@ -24,6 +26,7 @@
 --          resumed from it
 -- ARGV[15] repair: "" or the refusal status the caller allows this call to
 --          overwrite (the checkpoint is then set to ARGV[1]/ARGV[2])
+-- ARGV[16] the fencing number of the caller's lease; "" = no fleet, no check
 -- then per stream i (1..S): trim kind ("" | "MAXLEN" | "MINID"), trim threshold
 -- then per entry: [stream index (1..S), only when S > 1,] seq, t, d,
 --                 guild ("" = none), at (unix ms)
@@ -54,9 +57,24 @@
 -- with ARGV[1]/ARGV[2] (no "never back" rule) and appends its entries above
 -- the expected seq.
 --
+-- Fencing comes first: with ARGV[16] set, the batch is refused (status
+-- "fenced", nothing written) when the lease KEYS[S+2] holds another fence:
+-- a node that lost the shard's lease (paused, cut off) cannot write after
+-- another node took it. A lease that does not exist at all (Redis lost its
+-- data; taking a lease always writes it) is nobody else's: the batch goes.
+--
 -- Reply: {added, skipped, status, session, seq}: status "ok" (also after a
 -- repair) with the checkpoint as written, or the refusal with what the
--- checkpoint held ("" for absent fields and a key of another type).
+-- checkpoint held ("" for absent fields and a key of another type);
+-- {0, 0, "fenced", lease fence, lease node} when fenced.
+local fence = ARGV[16]
+if fence ~= '' then
+  local lease = redis.call('HMGET', KEYS[#KEYS], 'fence', 'node')
+  if lease[1] and lease[1] ~= fence then
+    return {0, 0, 'fenced', lease[1], lease[2] or ''}
+  end
+end
+
 local ck = KEYS[1]
 local session = ARGV[1]
 local expect = ARGV[12]
@@ -111,7 +129,7 @@ local nstreams = tonumber(ARGV[8])
 local nentries = tonumber(ARGV[10])
 local stride = 5
 if nstreams > 1 then stride = 6 end
-local base = 16 + 2 * nstreams
+local base = 17 + 2 * nstreams
 local n = #ARGV
 local bpos = base + stride * nentries
 local nextb = -1
@@ -164,11 +182,11 @@ for e = 1, nentries do
       cur_si = si
       local k = 2
       args[k] = KEYS[1 + si]
-      local kind = ARGV[14 + 2 * si]
+      local kind = ARGV[15 + 2 * si]
       if kind ~= '' then
         args[k + 1] = kind
         args[k + 2] = '~'
-        args[k + 3] = ARGV[15 + 2 * si]
+        args[k + 3] = ARGV[16 + 2 * si]
         k = k + 3
       end
       args[k + 1] = '*'

@@ -38,13 +38,20 @@ const DefaultStream = "events"
 //	P:{bot:<bot>}:identify:bucket:<b>    identify bucket b = shard % max_concurrency
 //	                                     (exists while its window runs)
 //	P:{bot:<bot>}:identify:remaining     daily session starts left
+//	P:{bot:<bot>}:lease:<shard>          a shard's lease hash (node, fence,
+//	                                     expires); never deleted
+//	P:{bot:<bot>}:nodes                  the bot's fleet members (sorted set:
+//	                                     node id -> expiry, server ms)
+//	P:{bot:<bot>}:nodes:details          member details (hash: node id -> JSON)
+//	P:{bot:<bot>}:fleet                  pub/sub channel: lease released
 //	P:control                            feathery's control stream
 //	P:{<guild_id>}:prefixes:<bot>        a guild's command prefixes for a bot
 //	                                     (a SET any client may SADD/SREM)
 //
-// A bot's streams, checkpoints and identify keys share the hash tag
-// {bot:<bot>}, so one publish script touches one Cluster slot. Per-guild
-// keys carry the {<guild_id>} tag, the one the cache keys use.
+// A bot's streams, checkpoints, identify, lease and membership keys share
+// the hash tag {bot:<bot>}, so one publish script touches one Cluster slot
+// (and checks the lease's fencing number atomically). Per-guild keys
+// carry the {<guild_id>} tag, the one the cache keys use.
 type Keys struct {
 	prefix string
 }
@@ -89,6 +96,27 @@ func (k Keys) IdentifyBucket(bot string, bucket int) string {
 // IdentifyRemaining counts the bot's daily session starts left.
 func (k Keys) IdentifyRemaining(bot string) string {
 	return k.Prefix() + ":" + k.BotTag(bot) + ":identify:remaining"
+}
+
+// Lease is the lease hash of (bot, shard).
+func (k Keys) Lease(bot string, shard int) string {
+	return k.Prefix() + ":" + k.BotTag(bot) + ":lease:" + strconv.Itoa(shard)
+}
+
+// FleetMembers is the sorted set of the bot's live nodes.
+func (k Keys) FleetMembers(bot string) string {
+	return k.Prefix() + ":" + k.BotTag(bot) + ":nodes"
+}
+
+// FleetMemberDetails is the hash of the bot's nodes' details.
+func (k Keys) FleetMemberDetails(bot string) string {
+	return k.Prefix() + ":" + k.BotTag(bot) + ":nodes:details"
+}
+
+// FleetChannel is the pub/sub channel on which the bot's nodes announce
+// released leases.
+func (k Keys) FleetChannel(bot string) string {
+	return k.Prefix() + ":" + k.BotTag(bot) + ":fleet"
 }
 
 // Control is the stream of feathery's own control events.

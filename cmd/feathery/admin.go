@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/feathery/feathery/broker"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -52,6 +53,18 @@ type healthReport struct {
 	Detail      string `json:"detail,omitempty"`
 	// Checkpoints are the open checkpoint incidents (503 while any).
 	Checkpoints []checkpointProblem `json:"checkpoints,omitempty"`
+	// Node and Unowned: in a fleet, this node's id and the shards of its
+	// bots without an owner for longer than the lease TTL.
+	Node    string `json:"node,omitempty"`
+	Unowned int    `json:"unowned,omitempty"`
+}
+
+// fleetBackend is implemented by backends that can be a fleet's node.
+type fleetBackend interface {
+	// Fleet is the view behind GET /api/fleet; false when fleet mode is off.
+	Fleet(ctx context.Context) (broker.FleetView, bool)
+	// Drain hands every shard of the node over, in the background.
+	Drain(ctx context.Context) error
 }
 
 // adminServer is the HTTP admin API and dashboard.
@@ -164,6 +177,8 @@ func (a *adminServer) handler() http.Handler {
 	a.consoleRoutes(mux) // console.go, cacheapi.go
 	mux.HandleFunc("POST /api/reload", a.requireToken(a.handleReload))
 	mux.HandleFunc("POST /api/bots/{bot}/reshard", a.requireToken(a.handleReshard))
+	mux.HandleFunc("GET /api/fleet", a.handleFleet)
+	mux.HandleFunc("POST /api/node/drain", a.requireToken(a.handleDrain))
 	// Go's profiler, registered on this mux (the package's init also fills
 	// http.DefaultServeMux, which feathery never serves); see pprofAccess.
 	mux.HandleFunc("GET /debug/pprof/", a.guardPprof(pprof.Index))
@@ -310,4 +325,31 @@ func (a *adminServer) handleReshard(w http.ResponseWriter, r *http.Request) {
 	}
 	a.log.Info("re-shard requested", "bot", bot, "shards", *req.Shards, "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusAccepted, map[string]any{"ok": true})
+}
+
+func (a *adminServer) handleFleet(w http.ResponseWriter, r *http.Request) {
+	fb, ok := a.backend.(fleetBackend)
+	var v broker.FleetView
+	if ok {
+		v, ok = fb.Fleet(r.Context())
+	}
+	if !ok {
+		writeJSON(w, http.StatusNotFound, apiError{"fleet mode is off (fleet.enabled, or the embedded Redis)"})
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (a *adminServer) handleDrain(w http.ResponseWriter, r *http.Request) {
+	fb, ok := a.backend.(fleetBackend)
+	if !ok {
+		writeJSON(w, http.StatusNotFound, apiError{"fleet mode is off: nothing to drain to"})
+		return
+	}
+	if err := fb.Drain(r.Context()); err != nil {
+		writeJSON(w, http.StatusConflict, apiError{err.Error()})
+		return
+	}
+	a.log.Info("node drain requested", "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusAccepted, map[string]any{"draining": true})
 }

@@ -33,7 +33,20 @@ type Config struct {
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 	// Publisher tunes the micro-batching publisher.
 	Publisher PublisherTuning `yaml:"publisher"`
-	Bots      []BotConfig     `yaml:"bots"`
+	// Fleet turns the fleet on (Node names this process in it).
+	Fleet FleetSettings `yaml:"fleet"`
+	Bots  []BotConfig   `yaml:"bots"`
+}
+
+// FleetSettings are the fleet's: processes sharing redis.prefix share the
+// shards of the bots they run.
+type FleetSettings struct {
+	// Enabled defaults to on with an external Redis, off (and impossible)
+	// with the embedded one.
+	Enabled *bool `yaml:"enabled"`
+	// LeaseTTL is how long a shard's lease and a node's membership last
+	// without renewal; default 10s.
+	LeaseTTL Duration `yaml:"lease_ttl"`
 }
 
 // PublisherTuning are the publisher's limits; zero values take the
@@ -99,6 +112,8 @@ type AdminConfig struct {
 type NodeConfig struct {
 	// ID names the node; default host name and pid.
 	ID string `yaml:"id"`
+	// Capacity weighs this node's share of shards; default 1.
+	Capacity int `yaml:"capacity"`
 }
 
 // DiscordConfig overrides where Discord is.
@@ -589,6 +604,9 @@ func (c *Config) validate() error {
 	if c.ShutdownTimeout.D() > maxShutdownTimeout {
 		return problem("shutdown_timeout", "%s is above %s", c.ShutdownTimeout.D(), maxShutdownTimeout)
 	}
+	if err := c.validateFleet(); err != nil {
+		return err
+	}
 	if len(c.Bots) == 0 {
 		return problem("bots", "missing: configure at least one bot")
 	}
@@ -633,6 +651,36 @@ func (c *Config) checkStart() error {
 		}
 	}
 	return nil
+}
+
+const defaultLeaseTTL = 10 * time.Second
+
+// validateFleet checks the node and fleet sections and fills in defaults.
+func (c *Config) validateFleet() error {
+	if c.Node.Capacity < 0 || c.Node.Capacity > 1000 {
+		return problem("node.capacity", "must be between 1 and 1000, got %d", c.Node.Capacity)
+	}
+	if c.Node.Capacity == 0 {
+		c.Node.Capacity = 1
+	}
+	if c.Fleet.Enabled != nil && *c.Fleet.Enabled && c.Redis.embedded() {
+		return problem("fleet.enabled", "a fleet shares one Redis: configure redis.url or redis.cluster")
+	}
+	if c.Fleet.LeaseTTL == 0 {
+		c.Fleet.LeaseTTL = Duration(defaultLeaseTTL)
+	}
+	if ttl := c.Fleet.LeaseTTL.D(); ttl < time.Second || ttl > 5*time.Minute {
+		return problem("fleet.lease_ttl", "must be between 1s and 5m, got %s", ttl)
+	}
+	return nil
+}
+
+// fleetEnabled reports whether this process is a node of a fleet.
+func (c *Config) fleetEnabled() bool {
+	if c.Fleet.Enabled != nil {
+		return *c.Fleet.Enabled
+	}
+	return !c.Redis.embedded()
 }
 
 // embedded reports whether the embedded Redis is used.

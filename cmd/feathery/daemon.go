@@ -36,7 +36,11 @@ var (
 type publisherSink struct{ pub *broker.Publisher }
 
 func (s publisherSink) Publish(ctx context.Context, ev *gateway.Event) error {
-	return s.pub.Publish(ctx, (*broker.Event)(ev))
+	err := s.pub.Publish(ctx, (*broker.Event)(ev))
+	if errors.Is(err, broker.ErrFenced) {
+		return fmt.Errorf("%w: %w", gateway.ErrShardRevoked, err)
+	}
+	return err
 }
 
 func (s publisherSink) Flush(ctx context.Context, bot string, shard int) error {
@@ -116,6 +120,9 @@ type daemon struct {
 	mgr   *gateway.Manager
 	admin *adminServer // nil when admin.addr is off
 
+	fleetMu sync.Mutex
+	fleet   *broker.Fleet // nil when fleet mode is off
+
 	meter rateMeter
 
 	// The operations console: metrics, stream sampler, node status.
@@ -169,6 +176,10 @@ func runDaemon(ctx context.Context, cfg *Config, deps daemonDeps) (_ *daemon, er
 	d.initConsole()
 	pcfg := publisherConfig(cfg, d.redis.ClientSideCaching(), log.With("component", "publisher"))
 	pcfg.Observer = d.metrics
+	fleet := cfg.fleetEnabled()
+	if fleet {
+		pcfg.OnFenced = d.onFenced
+	}
 	if cc, ok := cacheConfig(cfg, log.With("component", "cache")); ok {
 		d.cache, err = broker.NewCache(d.redis.Redis(), cc)
 		if err != nil {
@@ -200,6 +211,10 @@ func runDaemon(ctx context.Context, cfg *Config, deps daemonDeps) (_ *daemon, er
 		OnControl:      d.onControl,
 		// Close codes and invalid sessions, for the metrics.
 		OnConnectionEnd: d.metrics.connectionEnd,
+		OnDemand:        fleet,
+	}
+	if fleet {
+		mcfg.Admit = d.admit
 	}
 	d.mgr, err = gateway.NewManager(mcfg)
 	if err != nil {
@@ -227,6 +242,11 @@ func runDaemon(ctx context.Context, cfg *Config, deps daemonDeps) (_ *daemon, er
 
 	if err := d.mgr.Start(ctx); err != nil {
 		return nil, fmt.Errorf("start gateway: %w", err)
+	}
+	if fleet {
+		if err := d.startFleet(); err != nil {
+			return nil, err
+		}
 	}
 	return d, nil
 }
@@ -276,6 +296,15 @@ func (d *daemon) AdminURL() string {
 func (d *daemon) Close(ctx context.Context) error {
 	d.closeOnce.Do(func() {
 		var errs []error
+		if f := d.getFleet(); f != nil {
+			// Hand the shards over one by one, then leave.
+			if err := f.Drain(ctx); err != nil {
+				errs = append(errs, err)
+			}
+			if err := f.Close(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		if d.mgr != nil {
 			if err := d.mgr.Close(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("close gateway: %w", err))
@@ -399,6 +428,7 @@ func (d *daemon) Health(ctx context.Context) healthReport {
 	case h.ShardsReady < h.ShardsTotal:
 		h.Detail = fmt.Sprintf("%d of %d shards not ready", h.ShardsTotal-h.ShardsReady, h.ShardsTotal)
 	}
+	d.fleetHealth(&h)
 	return h
 }
 
