@@ -36,6 +36,8 @@ type Config struct {
 	Publisher PublisherTuning
 	// Bots are the bots (at least one).
 	Bots []Bot
+	// FleetOff writes fleet.enabled: false (one process, no leases).
+	FleetOff bool
 }
 
 // PublisherTuning is the publisher section.
@@ -127,6 +129,9 @@ func (c Config) YAML() ([]byte, error) {
 	}
 	if c.IdentifyWindow > 0 {
 		doc["identify_window"] = c.IdentifyWindow.String()
+	}
+	if c.FleetOff {
+		doc["fleet"] = map[string]any{"enabled": false}
 	}
 	if c.ShutdownTimeout > 0 {
 		doc["shutdown_timeout"] = c.ShutdownTimeout.String()

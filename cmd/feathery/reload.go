@@ -32,6 +32,9 @@ func (d *daemon) Reload(ctx context.Context) error {
 	if err := restartOnly(cur, next); err != nil {
 		return err
 	}
+	if err := d.fleetRefusesRuntimeBots(next); err != nil {
+		return err
+	}
 	if d.cache == nil {
 		for i := range next.Bots {
 			if cacheEnabled(&next.Bots[i]) {
@@ -74,6 +77,8 @@ func restartOnly(cur, next *Config) error {
 		{"discord", cur.Discord, next.Discord},
 		{"identify_window", cur.IdentifyWindow, next.IdentifyWindow},
 		{"log.format", cur.Log.Format, next.Log.Format},
+		{"node", cur.Node, next.Node},
+		{"fleet", cur.Fleet, next.Fleet},
 	} {
 		if !reflect.DeepEqual(c.a, c.b) {
 			return fmt.Errorf("config: %s changed: restart feathery to change it (nothing was reloaded)", c.path)
@@ -129,8 +134,41 @@ func (d *daemon) applyBots(ctx context.Context, next *Config) error {
 	return errors.Join(errs...)
 }
 
+// errFleetRuntimeBots is why a fleet node refuses to add, remove, re-shard
+// or restart bots at run time: its shards are run by leases that every node
+// of the fleet must agree on, which these changes do not coordinate yet.
+var errFleetRuntimeBots = errors.New("in fleet mode bots cannot be added, removed, re-sharded or given new gateway settings at run time: roll the new config out node by node (a rolling deploy), or run with fleet.enabled: false")
+
+// fleetRefusesRuntimeBots refuses, in fleet mode, a config whose bots
+// differ from the running ones in anything but what the publisher and
+// cache apply live (filters, routes, groups, trimming, cache entities).
+func (d *daemon) fleetRefusesRuntimeBots(next *Config) error {
+	if d.getFleet() == nil {
+		return nil
+	}
+	running := map[string]gateway.BotConfig{}
+	for _, b := range d.mgr.Bots() {
+		running[b.Name] = b
+	}
+	want := gatewayBots(next)
+	if len(want) != len(running) {
+		return fmt.Errorf("config %s: %w", d.cfgPath, errFleetRuntimeBots)
+	}
+	for _, b := range want {
+		old, ok := running[b.Name]
+		old.Shards = b.Shards
+		if !ok || (b.Shards != 0 && b.Shards != d.mgr.ShardCount(b.Name)) || !gateway.SameGateway(old, b) {
+			return fmt.Errorf("config %s: bot %q: %w", d.cfgPath, b.Name, errFleetRuntimeBots)
+		}
+	}
+	return nil
+}
+
 // Reshard implements adminBackend: it re-shards bot live to shards.
 func (d *daemon) Reshard(ctx context.Context, bot string, shards int) error {
+	if d.getFleet() != nil {
+		return fmt.Errorf("%w: %w", errReshardRefused, errFleetRuntimeBots)
+	}
 	err := d.mgr.Reshard(ctx, bot, shards, nil)
 	switch {
 	case errors.Is(err, gateway.ErrUnknownShard):

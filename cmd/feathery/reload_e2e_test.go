@@ -76,6 +76,9 @@ func newConfigRig(t *testing.T, bin string, fc discordtest.Config, mod func(*ben
 		RedisURL: rs.URL(), RESTURL: fake.URL() + "/api/v10", AdminAddr: admin, AdminToken: reloadAdminToken,
 		LogLevel: "debug", IdentifyWindow: fc.IdentifyWindow, ShutdownTimeout: 20 * time.Second,
 		Publisher: bench.PublisherTuning{QueueSize: deliveryQueueSize},
+		// Bots added, removed and re-sharded at run time: one process
+		// (a fleet refuses these, see fleetRefusesRuntimeBots).
+		FleetOff: true,
 		Bots: []bench.Bot{{
 			Name: deliveryBot, Token: testToken, Shards: fc.Shards, Compression: "zstd-stream", Cache: true,
 			Routes: []bench.Route{{Events: []string{"MESSAGE_*"}, Stream: "messages", Groups: []string{"g"}}},
