@@ -398,6 +398,11 @@ func (m *Manager) autoReshard(ctx context.Context, bot string, count int, why st
 // AutoscaleEvery, for its recommended shard count every AutoscaleEvery,
 // and re-shards a bot that runs fewer shards.
 func (m *Manager) autoscale(ctx context.Context) {
+	if m.cfg.OnDemand {
+		// A fleet's shards follow leases; re-sharding is not coordinated
+		// across its nodes (see the Reshard refusal in cmd/).
+		return
+	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	next := map[string]time.Time{}

@@ -350,7 +350,9 @@ func (s *shard) decide(ctx context.Context, err error) (time.Duration, error) {
 	case errors.As(err, &ce):
 		switch ce.action() {
 		case actionFatal:
-			if ce.Code == closeShardingRequired && s.bot.cfg.ShardIDs == nil {
+			// A fleet (OnDemand) runs its shards by leases the nodes agree
+			// on; a re-shard is not coordinated there, so 4011 stays fatal.
+			if ce.Code == closeShardingRequired && s.bot.cfg.ShardIDs == nil && !s.m.cfg.OnDemand {
 				s.loseSession(ctx, err.Error())
 				s.m.shardingRequired(s)
 				return 0, fmt.Errorf("shard %d: %w: %w", s.id, errShardingRequired, ce)
