@@ -18,6 +18,7 @@ import (
 	"text/template"
 
 	"github.com/feathery/feathery/broker/keyspace"
+	pylib "github.com/feathery/feathery/consumers/python"
 )
 
 // templates holds the projects "feathery new" writes. Files ending in .tmpl
@@ -262,7 +263,7 @@ func (m *Main) runNewConsumer(_ context.Context, g globalFlags, args []string) e
 	if err := prepareDir(dir, *f.force); err != nil {
 		return err
 	}
-	files, err := writeTemplates(path.Join("templates/consumer", d.Lang), dir, d)
+	files, err := writeConsumer(d.Lang, dir, d)
 	if err != nil {
 		return err
 	}
@@ -459,6 +460,31 @@ func prepareDir(dir string, force bool) error {
 	return nil
 }
 
+// writeConsumer writes a consumer project of lang into dir: its templates
+// and, for Python, the library modules of consumers/python.
+func writeConsumer(lang, dir string, d any) ([]string, error) {
+	files, err := writeTemplates(path.Join("templates/consumer", lang), dir, d)
+	if err != nil || lang != "python" {
+		return files, err
+	}
+	entries, err := fs.ReadDir(pylib.Library, ".")
+	if err != nil {
+		return nil, fmt.Errorf("read the python library: %w", err)
+	}
+	for _, e := range entries {
+		b, err := pylib.Library.ReadFile(e.Name())
+		if err != nil {
+			return nil, fmt.Errorf("read the python library: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
+			return nil, fmt.Errorf("write %s: %w", e.Name(), err)
+		}
+		files = append(files, e.Name())
+	}
+	slices.Sort(files)
+	return files, nil
+}
+
 // writeTemplates renders every file under root into dir and returns the
 // paths written, relative to dir.
 func writeTemplates(root, dir string, d any) ([]string, error) {
@@ -589,7 +615,7 @@ func (m *Main) runNewProject(_ context.Context, g globalFlags, args []string) er
 	if *f.module == "" {
 		cd.Module = cd.Name
 	}
-	cfiles, err := writeTemplates(path.Join("templates/consumer", d.Lang), cdir, cd)
+	cfiles, err := writeConsumer(d.Lang, cdir, cd)
 	if err != nil {
 		return err
 	}
