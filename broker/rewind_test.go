@@ -3,7 +3,6 @@ package broker_test
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -17,70 +16,6 @@ import (
 	"github.com/feathery/feathery/broker/redistest"
 	"github.com/feathery/feathery/gateway/testkit"
 )
-
-// tcpProxy forwards connections to a backend that can be switched (the
-// address clients keep while Redis fails over behind it).
-type tcpProxy struct {
-	ln      net.Listener
-	mu      sync.Mutex
-	backend string
-	conns   map[net.Conn]bool
-	wg      sync.WaitGroup
-}
-
-func startProxy(t *testing.T, backend string) *tcpProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tcpProxy{ln: ln, backend: backend, conns: map[net.Conn]bool{}}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			to := p.backend
-			p.mu.Unlock()
-			b, err := net.DialTimeout("tcp", to, time.Second)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns[c], p.conns[b] = true, true
-			p.mu.Unlock()
-			p.wg.Add(2)
-			go func() { defer p.wg.Done(); _, _ = io.Copy(b, c); b.Close(); c.Close() }()
-			go func() { defer p.wg.Done(); _, _ = io.Copy(c, b); b.Close(); c.Close() }()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		p.cut("")
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *tcpProxy) addr() string { return p.ln.Addr().String() }
-
-// cut drops every connection and sends new ones to backend ("" keeps it).
-func (p *tcpProxy) cut(backend string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if backend != "" {
-		p.backend = backend
-	}
-	for c := range p.conns {
-		c.Close()
-		delete(p.conns, c)
-	}
-}
 
 func proxyClient(t *testing.T, addr string) rueidis.Client {
 	t.Helper()
@@ -151,8 +86,8 @@ func TestPublisher_FailoverToStaleReplica(t *testing.T) {
 	_, mport, _ := net.SplitHostPort(master.Addr)
 	replica := redistest.Start(t, redistest.Options{Args: []string{"--replicaof", "127.0.0.1", mport}})
 	rc := replica.Client(t)
-	proxy := startProxy(t, master.Addr)
-	c := proxyClient(t, proxy.addr())
+	proxy := testkit.StartTCPProxy(t, master.Addr)
+	c := proxyClient(t, proxy.Addr())
 	p := newPublisher(t, c, broker.PublisherConfig{RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond})
 	keys := broker.NewKeys("")
 
@@ -182,7 +117,7 @@ func TestPublisher_FailoverToStaleReplica(t *testing.T) {
 	if err := rc.Do(t.Context(), rc.B().Arbitrary("REPLICAOF", "NO", "ONE").Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	proxy.cut(replica.Addr)
+	proxy.Cut(replica.Addr)
 
 	mustPublish(t, p, ev(151, "TYPING_START", `{"n":151}`))
 	flush(t, p, "b", 0)

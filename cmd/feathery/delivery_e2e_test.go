@@ -4,14 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -72,7 +69,7 @@ type deliveryRig struct {
 	phases   []string
 	// Failover rigs: feathery and rc reach Redis through proxy; rs is the
 	// master, replica its replica.
-	proxy   *tcpProxy
+	proxy   *testkit.TCPProxy
 	replica *bench.RedisServer
 	// bounded are the sessions that may end with a gap with an end (Redis
 	// lost what was published up to it).
@@ -103,7 +100,7 @@ func newDeliveryRigWith(t *testing.T, bin string, fc discordtest.Config, ro rigO
 	t.Cleanup(func() { rs.Close() })
 	redisURL, redisAddr := rs.URL(), rs.Addr
 	var replica *bench.RedisServer
-	var proxy *tcpProxy
+	var proxy *testkit.TCPProxy
 	if ro.failover {
 		_, port, _ := strings.Cut(rs.Addr, ":")
 		replica, err = bench.StartRedis(bench.RedisOptions{AppendOnly: true, Args: []string{"--replicaof", "127.0.0.1", port}})
@@ -111,8 +108,8 @@ func newDeliveryRigWith(t *testing.T, bin string, fc discordtest.Config, ro rigO
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { replica.Close() })
-		proxy = startProxy(t, rs.Addr)
-		redisURL, redisAddr = "redis://"+proxy.addr(), proxy.addr()
+		proxy = testkit.StartTCPProxy(t, rs.Addr)
+		redisURL, redisAddr = "redis://"+proxy.Addr(), proxy.Addr()
 	}
 	fc.Token = testToken
 	fc.MaxConcurrency = fc.Shards
@@ -785,70 +782,6 @@ func testDeliveryCrashDuringOutage(t *testing.T, bin string) {
 	r.finish(start.Identifies, nil)
 }
 
-// tcpProxy forwards connections to a backend the test switches: the
-// address feathery keeps while Redis fails over behind it (a virtual IP).
-type tcpProxy struct {
-	ln      net.Listener
-	mu      sync.Mutex
-	backend string
-	conns   map[net.Conn]bool
-	wg      sync.WaitGroup
-}
-
-func startProxy(t *testing.T, backend string) *tcpProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tcpProxy{ln: ln, backend: backend, conns: map[net.Conn]bool{}}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			to := p.backend
-			p.mu.Unlock()
-			b, err := net.DialTimeout("tcp", to, time.Second)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns[c], p.conns[b] = true, true
-			p.mu.Unlock()
-			p.wg.Add(2)
-			go func() { defer p.wg.Done(); _, _ = io.Copy(b, c); b.Close(); c.Close() }()
-			go func() { defer p.wg.Done(); _, _ = io.Copy(c, b); b.Close(); c.Close() }()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		p.cut("")
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *tcpProxy) addr() string { return p.ln.Addr().String() }
-
-// cut drops every connection and sends new ones to backend ("" keeps it).
-func (p *tcpProxy) cut(backend string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if backend != "" {
-		p.backend = backend
-	}
-	for c := range p.conns {
-		c.Close()
-		delete(p.conns, c)
-	}
-}
-
 // checkpointSeqs reads every shard's checkpoint seq through c.
 func (r *deliveryRig) checkpointSeqs(c rueidis.Client) []int64 {
 	out := make([]int64, r.shards)
@@ -936,7 +869,7 @@ func testDeliveryReplicaFailover(t *testing.T, bin string) {
 		t.Fatalf("the promoted replica misses nothing (master %v, replica %v): the failover tests nothing", masterSeqs, replicaSeqs)
 	}
 	t.Logf("the promoted replica misses %d events (checkpoints master %v, replica %v)", missed, masterSeqs, replicaSeqs)
-	r.proxy.cut(r.replica.Addr)
+	r.proxy.Cut(r.replica.Addr)
 
 	testkit.Eventually(t, 60*time.Second, "every shard that lost writes found its checkpoint behind", func() bool {
 		return r.controlCount(broker.ControlCheckpoint, "behind") >= behind
