@@ -38,7 +38,7 @@ func testReshard(t *testing.T, bin string) {
 	r := newConfigRig(t, bin, discordtest.Config{
 		// Two identify buckets: each set identifies in ceil(count/2)
 		// windows, the old set's shards sharing the buckets.
-		Shards: 4, MaxConcurrency: 2, HeartbeatInterval: time.Second, Guilds: 32, MembersPerGuild: 8,
+		Shards: 4, MaxConcurrency: 2, HeartbeatInterval: 2 * time.Second, Guilds: 32, MembersPerGuild: 8,
 		Seed: 47, Rate: 300, Mix: reshardMix,
 	}, nil)
 	r.waitReady("first start")
