@@ -128,6 +128,8 @@ type handover struct {
 	newBot *botRun
 	seed   maphash.Seed
 	ctx    context.Context // bounds the Sink calls made for another shard
+	// started is when the re-shard started (immutable).
+	started time.Time
 
 	mu     sync.Mutex
 	phase  hoPhase

@@ -50,6 +50,9 @@ func (m *Manager) Resharding() []ReshardStatus {
 	for _, br := range m.bots {
 		if rs := br.reshard; rs != nil {
 			out = append(out, ReshardStatus{Bot: br.cfg.Name, From: br.count, To: rs.next.count, Started: rs.started})
+		} else if ho := br.ho.Load(); ho != nil && ho.newBot == br {
+			// Cut over; the hand-over still skips late copies.
+			out = append(out, ReshardStatus{Bot: br.cfg.Name, From: ho.oldBot.count, To: br.count, Started: ho.started})
 		}
 	}
 	return out
@@ -83,6 +86,8 @@ func (m *Manager) Reshard(ctx context.Context, bot string, count int, cfg *BotCo
 		return fmt.Errorf("re-shard bot %q: %w", bot, ErrUnknownShard)
 	case resharding:
 		return fmt.Errorf("re-shard bot %q: %w (to %d shards)", bot, ErrResharding, br.reshard.next.count)
+	case br.ho.Load() != nil:
+		return fmt.Errorf("re-shard bot %q: %w (the last re-shard's hand-over is finishing)", bot, ErrResharding)
 	case br.cfg.ShardIDs != nil:
 		return fmt.Errorf("re-shard bot %q: it runs static shard_ids; give each process its new list and restart instead", bot)
 	}
@@ -125,6 +130,7 @@ func (m *Manager) Reshard(ctx context.Context, bot string, count int, cfg *BotCo
 	rctx, cancel := context.WithCancel(m.runCtx)
 	rs := &reshardRun{m: m, old: br, next: next, cancel: cancel, started: time.Now()}
 	rs.ho = newHandover(rctx, m, br, next)
+	rs.ho.started = rs.started
 	br.reshard = rs
 	br.ho.Store(rs.ho)
 	next.ho.Store(rs.ho)
@@ -220,9 +226,12 @@ func (rs *reshardRun) run(ctx context.Context) {
 		return
 	}
 	m.opMu.Unlock()
+	overlap := time.Since(rs.started).Round(time.Millisecond)
 
 	// Late copies of what the old set published still reach the new set
-	// for a moment; then it publishes directly.
+	// for a moment; then it publishes directly. Until then the bot is
+	// still re-sharding: another re-shard would take the new set's events
+	// away from this hand-over with events still held in it.
 	late := time.Now().Add(reshardLateWait)
 	for time.Now().Before(late) || !rs.ho.finish() {
 		if !wait() {
@@ -230,6 +239,8 @@ func (rs *reshardRun) run(ctx context.Context) {
 		}
 	}
 	rs.next.ho.Store(nil)
+	log.Info("re-shard done", "overlap", overlap.String(), "handover", rs.ho.stats())
+	rs.control("done", fmt.Sprintf("overlap %s, %s", overlap, rs.ho.stats()))
 }
 
 // cutOver switches every guild to the new set, stops the old set and puts
@@ -287,9 +298,7 @@ func (rs *reshardRun) cutOver(ctx context.Context, log *slog.Logger, loadedAt ti
 	rs.old.reshard = nil
 	rs.old.ho.Store(nil)
 	m.mu.Unlock()
-	overlap := time.Since(rs.started).Round(time.Millisecond)
-	log.Info("re-shard done", "overlap", overlap.String(), "handover", rs.ho.stats())
-	rs.control("done", fmt.Sprintf("overlap %s, %s", overlap, rs.ho.stats()))
+	log.Info("re-shard: cut over; the old set is closed", "after", time.Since(rs.started).Round(time.Millisecond).String())
 	return true
 }
 

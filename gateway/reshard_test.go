@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -111,6 +112,20 @@ func TestManager_Reshard(t *testing.T) {
 		}
 		if err := m.Reshard(t.Context(), "main", to+1, nil); err == nil {
 			t.Errorf("a second re-shard was accepted while one runs")
+		}
+		// Cut over: the old set is gone, but the hand-over still skips
+		// late copies for a while (seconds): the re-shard is not over, and
+		// another one is refused rather than taking the new set's events
+		// from it.
+		testkit.Eventually(t, 60*time.Second, fmt.Sprintf("cut over to %d", to), func() bool {
+			st := m.Status()
+			return len(st) == to && st[0].ShardCount == to
+		})
+		if rs := m.Resharding(); len(rs) != 1 || rs[0].To != to {
+			t.Errorf("re-sharding after the cut-over: %+v, want the re-shard to %d listed until its hand-over ends", rs, to)
+		}
+		if err := m.Reshard(t.Context(), "main", to+1, nil); !errors.Is(err, gateway.ErrResharding) {
+			t.Errorf("a re-shard during the last one's hand-over: %v, want ErrResharding", err)
 		}
 		testkit.Eventually(t, 60*time.Second, fmt.Sprintf("re-shard to %d done", to), allReady(to))
 		progress(fmt.Sprintf("traffic after the re-shard to %d", to))
