@@ -86,6 +86,7 @@ type ShardStatus struct {
 	Reconnects uint64        `json:"reconnects"`
 	Resumes    uint64        `json:"resumes"`
 	Identifies uint64        `json:"identifies"`
+	Guilds     int           `json:"guilds"` // guilds the session holds
 	LastError  string        `json:"last_error,omitempty"`
 }
 

@@ -446,7 +446,47 @@ func (m *Manager) autoscale(ctx context.Context) {
 	}
 }
 
-// autoscaleBot re-shards br when Discord recommends more shards.
+// MaxGuildsPerShard is the most guilds Discord lets one shard hold: an
+// IDENTIFY of a shard that would hold more is closed with 4011.
+const MaxGuildsPerShard = 2500
+
+// autoscaleHeadroom: a re-shard for the guilds-per-shard threshold aims at
+// this share of it, so that growth does not cross it again at once.
+const autoscaleHeadroom = 0.8
+
+// guildsOf is the number of guilds br's shards hold and whether every
+// shard of its count runs here and is ready (the count is complete).
+func (br *botRun) guildsOf() (int, bool) {
+	total, ready := 0, 0
+	for _, s := range br.order {
+		st := s.status()
+		if st.State == StateReady {
+			ready++
+		}
+		total += st.Guilds
+	}
+	return total, ready == br.count && len(br.order) == br.count
+}
+
+// autoscaleTarget is the shard count br should run: Discord's
+// recommendation, or more when its shards hold more than maxGuilds
+// guilds on average; br.count when neither asks for more.
+func autoscaleTarget(count, recommended, guilds, maxGuilds int) (int, string) {
+	target, why := count, ""
+	if recommended > target {
+		target, why = recommended, fmt.Sprintf("Discord recommends %d shards", recommended)
+	}
+	if maxGuilds > 0 && guilds > maxGuilds*count {
+		aim := max(int(float64(maxGuilds)*autoscaleHeadroom), 1)
+		if n := (guilds + aim - 1) / aim; n > target {
+			target, why = n, fmt.Sprintf("%d guilds on %d shards pass autoscale.max_guilds_per_shard (%d) on average", guilds, count, maxGuilds)
+		}
+	}
+	return target, why
+}
+
+// autoscaleBot re-shards br when Discord recommends more shards, or when
+// its shards hold more guilds on average than AutoscaleMaxGuilds.
 func (m *Manager) autoscaleBot(ctx context.Context, br *botRun) {
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -455,12 +495,19 @@ func (m *Manager) autoscaleBot(ctx context.Context, br *botRun) {
 		m.log.Warn("autoscale: GET /gateway/bot failed; checking again later", "bot", br.cfg.Name, "err", err)
 		return
 	}
-	if info.Shards <= br.count {
-		m.log.Debug("autoscale: shard count is what Discord recommends", "bot", br.cfg.Name, "shards", br.count, "recommended", info.Shards)
+	guilds, complete := br.guildsOf()
+	maxGuilds := br.cfg.AutoscaleMaxGuilds
+	if !complete {
+		maxGuilds = 0 // a shard is not ready: its guilds are not all counted
+	}
+	target, why := autoscaleTarget(br.count, info.Shards, guilds, maxGuilds)
+	if target <= br.count {
+		m.log.Debug("autoscale: shard count is enough", "bot", br.cfg.Name, "shards", br.count, "recommended", info.Shards,
+			"guilds", guilds, "max_guilds_per_shard", br.cfg.AutoscaleMaxGuilds)
 		return
 	}
-	m.log.Info("autoscale: Discord recommends more shards; re-sharding", "bot", br.cfg.Name, "from", br.count, "to", info.Shards)
-	if err := m.Reshard(rctx, br.cfg.Name, info.Shards, nil); err != nil {
+	m.log.Info("autoscale: re-sharding", "bot", br.cfg.Name, "from", br.count, "to", target, "why", why)
+	if err := m.Reshard(rctx, br.cfg.Name, target, nil); err != nil {
 		m.log.Error("autoscale: re-shard failed; checking again later", "bot", br.cfg.Name, "err", err)
 	}
 }

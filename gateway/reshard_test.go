@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,40 +69,9 @@ var uniqueMix = map[string]float64{
 func TestManager_Reshard(t *testing.T) {
 	fake := startFake(t, discordtest.Config{Shards: 2, MaxConcurrency: 2, Guilds: 24, MembersPerGuild: 6, Seed: 11, Rate: 300, Mix: uniqueMix})
 	sink := &streamSink{}
-	h := &harness{fake: fake, ctl: &controls{}}
-	m, err := gateway.NewManager(gateway.ManagerConfig{
-		Bots: []gateway.BotConfig{{Name: "main", Token: testToken, Intents: 1 | 2 | 512 | 32768 | 128 | 256, Shards: 2}},
-		Sink: sink, RESTURL: fake.URL() + "/api/v10", IdentifyWindow: 200 * time.Millisecond,
-		Logger: testLogger().With("test", t.Name()), OnControl: h.ctl.add,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := m.Close(ctx); err != nil {
-			t.Errorf("close manager: %v", err)
-		}
-	})
-	h.m = m
-	allReady := func(count int) func() bool {
-		return func() bool {
-			st := m.Status()
-			if len(st) != count || len(m.Resharding()) > 0 {
-				return false
-			}
-			for _, s := range st {
-				if s.State != gateway.StateReady || s.ShardCount != count {
-					return false
-				}
-			}
-			return true
-		}
-	}
+	h := startStreamManager(t, fake, gateway.BotConfig{Shards: 2}, sink, nil)
+	m := h.m
+	allReady := func(count int) func() bool { return reshardSettled(m, count) }
 	testkit.Eventually(t, 30*time.Second, "2 shards ready", allReady(2))
 	progress := func(what string) {
 		n := len(sink.published())
@@ -304,26 +276,8 @@ func TestManager_ShardingRequired(t *testing.T) {
 		t.Fatalf("seed gives %d guilds on the largest of 4 shards, %d on the smallest of 2: pick another", max4, min2)
 	}
 	sink := &streamSink{}
-	h := &harness{fake: fake, ctl: &controls{}}
-	m, err := gateway.NewManager(gateway.ManagerConfig{
-		Bots: []gateway.BotConfig{{Name: "main", Token: testToken, Intents: 1 | 2 | 512 | 32768 | 128 | 256, Shards: 2}},
-		Sink: sink, RESTURL: fake.URL() + "/api/v10", IdentifyWindow: 200 * time.Millisecond,
-		Logger: testLogger().With("test", t.Name()), OnControl: h.ctl.add,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := m.Close(ctx); err != nil {
-			t.Errorf("close manager: %v", err)
-		}
-	})
-	h.m = m
+	h := startStreamManager(t, fake, gateway.BotConfig{Shards: 2}, sink, nil)
+	m := h.m
 	testkit.Eventually(t, 30*time.Second, "2 shards ready", func() bool {
 		st := m.Status()
 		return len(st) == 2 && st[0].State == gateway.StateReady && st[1].State == gateway.StateReady
@@ -340,18 +294,7 @@ func TestManager_ShardingRequired(t *testing.T) {
 	if err := fake.CloseShard(1, 4011); err != nil {
 		t.Fatal(err)
 	}
-	testkit.Eventually(t, 60*time.Second, "re-sharded to the 4 shards Discord recommends", func() bool {
-		st := m.Status()
-		if len(st) != 4 || len(m.Resharding()) > 0 {
-			return false
-		}
-		for _, s := range st {
-			if s.State != gateway.StateReady || s.ShardCount != 4 {
-				return false
-			}
-		}
-		return true
-	})
+	testkit.Eventually(t, 60*time.Second, "re-sharded to the 4 shards Discord recommends", reshardSettled(m, 4))
 	n = len(sink.published())
 	testkit.Eventually(t, 30*time.Second, "traffic after the re-shard", func() bool { return len(sink.published()) >= n+200 })
 	fake.SetRate(0)
@@ -377,39 +320,8 @@ func TestManager_ShardingRequired(t *testing.T) {
 func TestManager_Autoscale(t *testing.T) {
 	fake := startFake(t, discordtest.Config{Shards: 2, MaxConcurrency: 4, Guilds: 12, MembersPerGuild: 4, Seed: 17, Rate: 100, Mix: uniqueMix})
 	sink := &streamSink{}
-	h := &harness{fake: fake, ctl: &controls{}}
-	m, err := gateway.NewManager(gateway.ManagerConfig{
-		Bots: []gateway.BotConfig{{Name: "main", Token: testToken, Intents: 1 | 2 | 512 | 32768 | 128 | 256, AutoscaleEvery: 2 * time.Second}},
-		Sink: sink, RESTURL: fake.URL() + "/api/v10", IdentifyWindow: 200 * time.Millisecond,
-		Logger: testLogger().With("test", t.Name()), OnControl: h.ctl.add,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := m.Close(ctx); err != nil {
-			t.Errorf("close manager: %v", err)
-		}
-	})
-	settled := func(count int) func() bool {
-		return func() bool {
-			st := m.Status()
-			if len(st) != count || len(m.Resharding()) > 0 {
-				return false
-			}
-			for _, s := range st {
-				if s.State != gateway.StateReady || s.ShardCount != count {
-					return false
-				}
-			}
-			return true
-		}
-	}
+	m := startStreamManager(t, fake, gateway.BotConfig{AutoscaleEvery: 2 * time.Second}, sink, nil).m
+	settled := func(count int) func() bool { return reshardSettled(m, count) }
 	testkit.Eventually(t, 30*time.Second, "the 2 recommended shards ready", settled(2))
 	if err := fake.SetShards(3); err != nil {
 		t.Fatal(err)
@@ -423,3 +335,103 @@ func TestManager_Autoscale(t *testing.T) {
 	}
 	checkResharded(t, fake, 2, nil, sink)
 }
+
+// startStreamManager runs the bot "main" (bot's Shards and autoscale
+// settings; name, token and intents filled in) on fake, publishing to
+// sink; the manager closes at the test's end.
+func startStreamManager(t *testing.T, fake *discordtest.Server, bot gateway.BotConfig, sink *streamSink, mod func(*gateway.ManagerConfig)) *harness {
+	t.Helper()
+	h := &harness{fake: fake, ctl: &controls{}}
+	bot.Name, bot.Token, bot.Intents = "main", testToken, 1|2|512|32768|128|256
+	cfg := gateway.ManagerConfig{
+		Bots: []gateway.BotConfig{bot},
+		Sink: sink, RESTURL: fake.URL() + "/api/v10", IdentifyWindow: 200 * time.Millisecond,
+		Logger: testLogger().With("test", t.Name()), OnControl: h.ctl.add,
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	m, err := gateway.NewManager(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := m.Close(ctx); err != nil {
+			t.Errorf("close manager: %v", err)
+		}
+	})
+	h.m = m
+	return h
+}
+
+// reshardSettled reports whether m runs count shards, all ready, and no
+// re-shard.
+func reshardSettled(m *gateway.Manager, count int) func() bool {
+	return func() bool {
+		st := m.Status()
+		if len(st) != count || len(m.Resharding()) > 0 {
+			return false
+		}
+		for _, s := range st {
+			if s.State != gateway.StateReady || s.ShardCount != count {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// TestManager_Autoscale_GuildsPerShard: a bot with shards auto whose
+// shards hold more guilds on average than AutoscaleMaxGuilds re-shards
+// live, though Discord recommends no more, to the count that puts the
+// average at 80% of the threshold; then it stays. Every event the fake made
+// is published once.
+func TestManager_Autoscale_GuildsPerShard(t *testing.T) {
+	fake := startFake(t, discordtest.Config{Shards: 2, MaxConcurrency: 4, Guilds: 24, MembersPerGuild: 4, Seed: 19, Rate: 100, Mix: uniqueMix})
+	sink := &streamSink{}
+	// 24 guilds on 2 shards: 12 a shard, above 10; 80% of 10 is 8 a
+	// shard: 3 shards.
+	var checks atomic.Int64
+	m := startStreamManager(t, fake, gateway.BotConfig{AutoscaleEvery: time.Second, AutoscaleMaxGuilds: 10}, sink, func(c *gateway.ManagerConfig) {
+		c.HTTPClient = &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if strings.HasSuffix(r.URL.Path, "/gateway/bot") {
+				checks.Add(1)
+			}
+			return http.DefaultTransport.RoundTrip(r)
+		})}
+	}).m
+	testkit.Eventually(t, 60*time.Second, "re-sharded to 3 for the guilds per shard", reshardSettled(m, 3))
+	guilds := 0
+	for _, st := range m.Status() {
+		guilds += st.Guilds
+	}
+	if guilds != 24 {
+		t.Errorf("the shards count %d guilds, want the fake's 24", guilds)
+	}
+	// Two more checks: 8 a shard is below the threshold, no re-shard.
+	after := checks.Load()
+	testkit.Eventually(t, 30*time.Second, "two more autoscale checks", func() bool { return checks.Load() >= after+2 })
+	if st := m.Status(); len(st) != 3 || len(m.Resharding()) > 0 {
+		t.Errorf("%d shards and re-shards %v after the checks, want 3 and none", len(st), m.Resharding())
+	}
+	if got := fake.Stats().Identifies; got != 2+3 {
+		t.Errorf("%d identifies, want 5 (2, then 3)", got)
+	}
+	fake.SetRate(0)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := fake.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkResharded(t, fake, 2, nil, sink)
+}
+
+// roundTripFunc is an http.RoundTripper.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -197,7 +197,8 @@ func SameGateway(a, b BotConfig) bool {
 	return a.Name == b.Name && a.Token == b.Token && a.Intents == b.Intents && a.Shards == b.Shards &&
 		slices.Equal(a.ShardIDs, b.ShardIDs) && a.Compression == b.Compression &&
 		a.LargeThreshold == b.LargeThreshold && bytes.Equal(a.Presence, b.Presence) &&
-		a.RequestMembers == b.RequestMembers && a.AutoscaleEvery == b.AutoscaleEvery
+		a.RequestMembers == b.RequestMembers && a.AutoscaleEvery == b.AutoscaleEvery &&
+		a.AutoscaleMaxGuilds == b.AutoscaleMaxGuilds
 }
 
 // running reports an error unless the manager runs.

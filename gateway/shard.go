@@ -105,6 +105,8 @@ type shard struct {
 	pubSession string
 
 	events, bytes, reconnects, resumes, identifies atomic.Uint64
+	// guilds counts the session's guilds (autoscale).
+	guilds guildCount
 
 	members memberQueue
 	// reconnect asks the current connection to end and resume (Reconnect).
@@ -914,6 +916,7 @@ func (s *shard) dispatch(c *conn, env *envelope) error {
 		s.pubAfter = true
 	}
 	s.events.Add(1)
+	s.guilds.observe(t, env.D, ev.GuildID)
 	switch t {
 	case "GUILD_CREATE":
 		if s.bot.cfg.RequestMembers && ev.GuildID != 0 {
@@ -1126,6 +1129,7 @@ func (s *shard) status() ShardStatus {
 		Reconnects: s.reconnects.Load(),
 		Resumes:    s.resumes.Load(),
 		Identifies: s.identifies.Load(),
+		Guilds:     int(max(s.guilds.n.Load(), 0)),
 		LastError:  s.lastErr,
 	}
 }

@@ -132,6 +132,11 @@ type BotConfig struct {
 	// is asked again; the bot re-shards when Discord recommends more
 	// shards than it runs. 0 = never.
 	AutoscaleEvery time.Duration
+	// AutoscaleMaxGuilds, with AutoscaleEvery, is the most guilds a shard
+	// holds on average before the check re-shards: to the count that puts
+	// the average at 80% of it, or to Discord's recommendation when that is
+	// more. 0 = only Discord's recommendation counts.
+	AutoscaleMaxGuilds int
 }
 
 // ControlKind is the kind of a ControlEvent.
@@ -197,6 +202,8 @@ func (b *BotConfig) Validate() error {
 		return bad("compression", "unknown compression %d", b.Compression)
 	case len(b.Presence) > 0 && !json.Valid(b.Presence):
 		return bad("presence", "not valid JSON")
+	case b.AutoscaleMaxGuilds < 0 || b.AutoscaleMaxGuilds > MaxGuildsPerShard:
+		return bad("autoscale.max_guilds_per_shard", "must be between 1 and %d (Discord's limit), got %d", MaxGuildsPerShard, b.AutoscaleMaxGuilds)
 	}
 	return nil
 }

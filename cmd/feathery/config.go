@@ -147,10 +147,18 @@ type BotConfig struct {
 type AutoscaleConfig struct {
 	// CheckEvery; default 8h with shards: auto.
 	CheckEvery Duration `yaml:"check_every"`
+	// MaxGuildsPerShard: the check also re-shards when the bot's shards
+	// hold more guilds than this on average; default 2000.
+	MaxGuildsPerShard int `yaml:"max_guilds_per_shard"`
 }
 
-// defaultAutoscaleEvery is autoscale.check_every's default.
-const defaultAutoscaleEvery = 8 * time.Hour
+// Defaults of autoscale: check_every, and max_guilds_per_shard, below
+// Discord's limit of 2,500 a shard since guilds spread unevenly over the
+// shards (the largest holds a few percent more than the average).
+const (
+	defaultAutoscaleEvery    = 8 * time.Hour
+	defaultMaxGuildsPerShard = 2000
+)
 
 // FiltersConfig are the filters applied before anything is published.
 type FiltersConfig struct {
@@ -763,6 +771,16 @@ func (b *BotConfig) validate(p string) error {
 		}
 	} else if b.Shards == 0 {
 		b.Autoscale.CheckEvery = Duration(defaultAutoscaleEvery)
+	}
+	if n := b.Autoscale.MaxGuildsPerShard; n != 0 {
+		if b.Shards != 0 {
+			return problem(p+".autoscale.max_guilds_per_shard", "only applies to shards: auto")
+		}
+		if n < 1 || n > gateway.MaxGuildsPerShard {
+			return problem(p+".autoscale.max_guilds_per_shard", "%d is not between 1 and %d (Discord's limit a shard)", n, gateway.MaxGuildsPerShard)
+		}
+	} else if b.Shards == 0 {
+		b.Autoscale.MaxGuildsPerShard = defaultMaxGuildsPerShard
 	}
 	if b.Compression == "" {
 		b.Compression = defaultCompression

@@ -39,6 +39,20 @@ func TestParseConfig_Minimal(t *testing.T) {
 	if b.Intents.Value != intentsUnprivileged || b.Shards != 0 || b.ShardIDs != nil || b.Compression != "zlib-stream" {
 		t.Errorf("bot defaults: got %+v", b)
 	}
+	if b.Autoscale.CheckEvery.D() != 8*time.Hour || b.Autoscale.MaxGuildsPerShard != 2000 {
+		t.Errorf("autoscale defaults with shards: auto: got %+v, want every 8h, 2000 guilds a shard", b.Autoscale)
+	}
+	if g := gatewayBots(cfg)[0]; g.AutoscaleEvery != 8*time.Hour || g.AutoscaleMaxGuilds != 2000 {
+		t.Errorf("the gateway's bot has autoscale %v, %d: want 8h, 2000", g.AutoscaleEvery, g.AutoscaleMaxGuilds)
+	}
+	cfg, err = parseConfig("f.yaml", []byte("bots:\n  - name: main\n    token: ${TOK}\n    autoscale: {max_guilds_per_shard: 2500}\n"), envOf(map[string]string{"TOK": testToken}))
+	if err != nil || cfg.Bots[0].Autoscale.MaxGuildsPerShard != 2500 {
+		t.Errorf("autoscale.max_guilds_per_shard: 2500: got %v, %v", cfg, err)
+	}
+	cfg, err = parseConfig("f.yaml", []byte("bots:\n  - name: main\n    token: ${TOK}\n    shards: 4\n"), envOf(map[string]string{"TOK": testToken}))
+	if err != nil || cfg.Bots[0].Autoscale != (AutoscaleConfig{}) {
+		t.Errorf("a fixed shard count has no autoscale: got %+v, %v", cfg.Bots[0].Autoscale, err)
+	}
 }
 
 func TestParseConfig_Values(t *testing.T) {
@@ -130,6 +144,10 @@ func TestParseConfig_Errors(t *testing.T) {
 		{"shard out of range", bot + "    shards: 4\n    shard_ids: \"0-4\"\n", "bots[0].shard_ids: shard 4 is not below shards (4)"},
 		{"bad shards", bot + "    shards: many\n", `bots[0].shards: want auto or a positive number, got "many"`},
 		{"bad compression", bot + "    compression: gzip\n", `bots[0].compression: unknown compression "gzip"`},
+		{"autoscale threshold with a fixed count", bot + "    shards: 4\n    autoscale: {max_guilds_per_shard: 1000}\n", "bots[0].autoscale.max_guilds_per_shard: only applies to shards: auto"},
+		{"autoscale threshold above Discord's limit", bot + "    autoscale: {max_guilds_per_shard: 2501}\n", "bots[0].autoscale.max_guilds_per_shard: 2501 is not between 1 and 2500"},
+		{"autoscale threshold negative", bot + "    autoscale: {max_guilds_per_shard: -5}\n", "bots[0].autoscale.max_guilds_per_shard: -5 is not between 1 and 2500"},
+		{"autoscale threshold not a number", bot + "    autoscale: {max_guilds_per_shard: lots}\n", `bots[0].autoscale.max_guilds_per_shard: want an integer, got "lots"`},
 		{"bad duration", "identify_window: 5\n" + bot, `identify_window: want a duration like 5s or 1h30m, got "5"`},
 		{"bad log level", "log: {level: loud}\n" + bot, `log.level: unknown log level "loud"`},
 		{"bad admin addr", "admin: {addr: localhost}\n" + bot, `admin.addr: want host:port`},

@@ -84,16 +84,17 @@ func gatewayBots(cfg *Config) []gateway.BotConfig {
 	for _, b := range cfg.Bots {
 		comp, _ := gateway.ParseCompression(b.Compression) // validated with the config
 		out = append(out, gateway.BotConfig{
-			Name:           b.Name,
-			Token:          b.Token,
-			Intents:        b.Intents.Value,
-			Shards:         int(b.Shards),
-			ShardIDs:       b.ShardIDs,
-			Compression:    comp,
-			LargeThreshold: b.LargeThreshold,
-			RequestMembers: b.RequestMembers,
-			Presence:       b.Presence.JSON,
-			AutoscaleEvery: b.Autoscale.CheckEvery.D(),
+			Name:               b.Name,
+			Token:              b.Token,
+			Intents:            b.Intents.Value,
+			Shards:             int(b.Shards),
+			ShardIDs:           b.ShardIDs,
+			Compression:        comp,
+			LargeThreshold:     b.LargeThreshold,
+			RequestMembers:     b.RequestMembers,
+			Presence:           b.Presence.JSON,
+			AutoscaleEvery:     b.Autoscale.CheckEvery.D(),
+			AutoscaleMaxGuilds: b.Autoscale.MaxGuildsPerShard,
 		})
 	}
 	return out
