@@ -31,6 +31,8 @@ func TestRuntimeChanges_EndToEnd(t *testing.T) {
 	t.Run("reload", func(t *testing.T) { testReload(t, bin) })
 	t.Run("sighup_during_traffic", func(t *testing.T) { testSighupDuringTraffic(t, bin) })
 	t.Run("reshard", func(t *testing.T) { testReshard(t, bin) })
+	t.Run("sharding_required", func(t *testing.T) { testShardingRequired(t, bin) })
+	t.Run("new_session", func(t *testing.T) { testNewSession(t, bin) })
 }
 
 const reloadAdminToken = "reload-admin-token-0123456789"

@@ -44,20 +44,7 @@ func testReshard(t *testing.T, bin string) {
 	r.waitReady("first start")
 	r.progress("traffic published", 300)
 	sets := []int{4}
-	settled := func(count int) func() bool {
-		return func() bool {
-			st := featheryStatus(t, r.ctx, r.f)
-			if len(st.Resharding) > 0 || len(st.Shards) != count {
-				return false
-			}
-			for _, s := range st.Shards {
-				if s.State != "ready" || s.ShardCount != count {
-					return false
-				}
-			}
-			return true
-		}
-	}
+	settled := r.settled
 
 	r.phase("reshard 4 -> 6 (API)")
 	if code, body := r.post("/api/bots/"+deliveryBot+"/reshard", `{"shards": 6}`); code != http.StatusAccepted || !strings.Contains(body, `"ok": true`) {
@@ -100,7 +87,7 @@ func testReshard(t *testing.T, bin string) {
 	if err := r.fake.WaitIdle(r.ctx); err != nil {
 		t.Fatal(err)
 	}
-	judgeReshard(t, r, sets)
+	judgeReshard(t, r, sets, nil)
 	if t.Failed() {
 		for _, l := range strings.Split(r.f.StderrTail(64<<20), "\n") {
 			if strings.Contains(l, "re-shard") || strings.Contains(l, `"WARN"`) || strings.Contains(l, `"ERROR"`) || strings.Contains(l, "starting") {
@@ -118,8 +105,9 @@ func testReshard(t *testing.T, bin string) {
 		}
 		if m := re.FindStringSubmatch(e.FieldValues["detail"]); m != nil {
 			done++
-			t.Logf("re-shard %s: overlap %s, %s guilds switched, %s events de-duplicated on the old set, %s on the new set",
-				strings.Fields(e.FieldValues["detail"])[1]+" "+strings.Fields(e.FieldValues["detail"])[2]+" "+strings.Fields(e.FieldValues["detail"])[3], m[1], m[2], m[3], m[4])
+			f := strings.Fields(e.FieldValues["detail"])
+			t.Logf("figure: re-shard %s %s %s: overlap %s, %s guilds switched, events de-duplicated %s on the old set + %s on the new set",
+				f[1], f[2], f[3], m[1], m[2], m[3], m[4])
 		}
 	}
 	if done != 3 {
@@ -128,7 +116,7 @@ func testReshard(t *testing.T, bin string) {
 	if st := r.fake.Stats(); st.Identifies != 4+6+3+5 {
 		t.Errorf("%d identifies, want %d (each set once)", st.Identifies, 4+6+3+5)
 	} else {
-		t.Logf("identifies spent: %d (4 + 6 + 3 + 5); session starts left %d", st.Identifies, st.SessionStartRemaining)
+		t.Logf("figure: re-shards 4 -> 6 -> 3, restart -> 5: identifies spent %d (4 + 6 + 3 + 5, each set once); session starts left %d", st.Identifies, st.SessionStartRemaining)
 	}
 	if gaps := gapEvents(t, r.rc, r.keys.Control(), deliveryBot); len(gaps) != 0 {
 		t.Errorf("gap control events %v: no session may be lost", gaps)
@@ -141,9 +129,28 @@ func testReshard(t *testing.T, bin string) {
 	}
 }
 
+// settled reports whether feathery runs count shards, all ready, and no
+// re-shard.
+func (r *configRig) settled(count int) func() bool {
+	return func() bool {
+		st := featheryStatus(r.t, r.ctx, r.f)
+		if len(st.Resharding) > 0 || len(st.Shards) != count {
+			return false
+		}
+		for _, s := range st.Shards {
+			if s.State != "ready" || s.ShardCount != count {
+				return false
+			}
+		}
+		return true
+	}
+}
+
 // judgeReshard checks the streams against the fake's ledgers (see
-// testReshard) and the cache against its model.
-func judgeReshard(t *testing.T, r *configRig, sets []int) {
+// testReshard) and the cache against its model. deadOld are the shards of
+// the first set that no longer ran when the second came: the second set's
+// READY of such an id and GUILD_CREATE of their guilds are published.
+func judgeReshard(t *testing.T, r *configRig, sets []int, deadOld map[int]bool) {
 	t.Helper()
 	fake := r.fake
 	type ref struct {
@@ -177,8 +184,9 @@ func judgeReshard(t *testing.T, r *configRig, sets []int) {
 		lazy := set > 0
 		for i, e := range ls.Entries {
 			byRef[ref{ls.Shard, ls.Session, e.Seq}] = info{e.Event, e.T, e.D, e.Guild}
-			if lazy && i == 0 && e.T == "READY" && ls.Shard >= prev {
-				want[e.Event] = true // no shard of this id before: published
+			dead := set == 1 && (e.T == "READY" && deadOld[ls.Shard] || e.T == "GUILD_CREATE" && deadOld[guildShardOf(e.Guild, prev)])
+			if lazy && (i == 0 && e.T == "READY" && ls.Shard >= prev || dead) {
+				want[e.Event] = true // no shard of this id (or guild's) before: published
 				continue
 			}
 			if lazy && (i == 0 && e.T == "READY" || e.T == "GUILD_CREATE") {
@@ -276,6 +284,10 @@ func judgeReshard(t *testing.T, r *configRig, sets []int) {
 		}
 		return ""
 	})
-	_ = fmt.Sprint
-	_ = strconv.Itoa
+}
+
+// guildShardOf is the shard of guild id among count shards.
+func guildShardOf(id string, count int) int {
+	g, _ := strconv.ParseUint(id, 10, 64)
+	return int((g >> 22) % uint64(max(count, 1)))
 }

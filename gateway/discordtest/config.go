@@ -11,8 +11,11 @@ import (
 type Config struct {
 	// Addr is the listen address; default "127.0.0.1:0".
 	Addr string
-	// Token is the one valid bot token; default "fake-token".
+	// Token is the valid bot token; default "fake-token".
 	Token string
+	// OtherTokens are further valid tokens of the same bot (its token
+	// reset): sessions, identify buckets and limits are shared.
+	OtherTokens []string
 	// Shards is the recommended shard count reported by /gateway/bot; default 1.
 	Shards int
 	// MaxConcurrency is session_start_limit.max_concurrency; default 1.

@@ -44,7 +44,7 @@ func FuzzDecodeIdentify(f *testing.F) {
 		}
 		switch op {
 		case 2:
-			_, _, shard, code, _ := decodeIdentify(d, "fake-token", false)
+			_, _, shard, code, _ := decodeIdentify(d, []string{"fake-token"}, false)
 			if code == 0 && (shard[1] < 1 || shard[0] < 0 || shard[0] >= shard[1]) {
 				t.Fatalf("accepted shard %v", shard)
 			}

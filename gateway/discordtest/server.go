@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -465,7 +466,7 @@ func (s *Server) handleREST(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, r.Method+" "+path+": only GET is served")
 		return
 	}
-	if path != "/gateway" && r.Header.Get("Authorization") != "Bot "+s.cfg.Token {
+	if auth, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bot "); path != "/gateway" && (!ok || !slices.Contains(s.tokens(), auth)) {
 		writeJSON(w, http.StatusUnauthorized, map[string]any{"message": "401: Unauthorized", "code": 0})
 		return
 	}

@@ -83,11 +83,11 @@ type identifyData struct {
 
 // decodeIdentify checks an IDENTIFY's d. It returns the close code and a
 // reason when the identify is refused.
-func decodeIdentify(d []byte, token string, disallowPrivileged bool) (id identifyData, intents uint64, shard [2]int, code int, reason string) {
+func decodeIdentify(d []byte, tokens []string, disallowPrivileged bool) (id identifyData, intents uint64, shard [2]int, code int, reason string) {
 	if err := json.Unmarshal(d, &id); err != nil {
 		return id, 0, shard, 4002, "identify: " + err.Error()
 	}
-	if id.Token == nil || !tokenOK(*id.Token, token) {
+	if id.Token == nil || !tokenOK(*id.Token, tokens) {
 		return id, 0, shard, 4004, "identify: bad token"
 	}
 	if len(id.Properties) == 0 || id.Properties[0] != '{' {
@@ -116,10 +116,20 @@ func decodeIdentify(d []byte, token string, disallowPrivileged bool) (id identif
 	return id, n, shard, 0, ""
 }
 
-// tokenOK accepts the token as is or with the "Bot " prefix some client
-// libraries send in IDENTIFY and RESUME (Discord accepts both).
-func tokenOK(got, want string) bool {
-	return got == want || got == "Bot "+want
+// tokenOK accepts one of the tokens as is or with the "Bot " prefix some
+// client libraries send in IDENTIFY and RESUME (Discord accepts both).
+func tokenOK(got string, tokens []string) bool {
+	for _, want := range tokens {
+		if got == want || got == "Bot "+want {
+			return true
+		}
+	}
+	return false
+}
+
+// tokens are the bot's valid tokens.
+func (s *Server) tokens() []string {
+	return append([]string{s.cfg.Token}, s.cfg.OtherTokens...)
 }
 
 func truncate(s string, n int) string {
@@ -246,7 +256,7 @@ func (c *gwConn) identify(d []byte, now time.Time) {
 		c.refuse(4005, "second IDENTIFY on one connection")
 		return
 	}
-	_, intents, shard, code, reason := decodeIdentify(d, s.cfg.Token, s.cfg.DisallowPrivileged)
+	_, intents, shard, code, reason := decodeIdentify(d, s.tokens(), s.cfg.DisallowPrivileged)
 	if code != 0 {
 		c.refuse(code, reason)
 		return
@@ -417,7 +427,7 @@ func (c *gwConn) resume(d []byte) {
 		c.refuse(4005, "RESUME on an identified connection")
 		return
 	}
-	if rd.Token == nil || !tokenOK(*rd.Token, s.cfg.Token) {
+	if rd.Token == nil || !tokenOK(*rd.Token, s.tokens()) {
 		c.refuse(4004, "resume: bad token")
 		return
 	}

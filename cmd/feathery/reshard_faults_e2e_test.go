@@ -1,0 +1,236 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/feathery/feathery/bench"
+	"github.com/feathery/feathery/broker"
+	"github.com/feathery/feathery/gateway/discordtest"
+	"github.com/feathery/feathery/gateway/testkit"
+)
+
+// guildsPerShard is the fewest and the most guilds of the fake's world on
+// one of count shards.
+func guildsPerShard(fake *discordtest.Server, count int) (fewest, most int) {
+	per := make([]int, count)
+	for id := range fake.Snapshot().Guilds {
+		per[guildShardOf(id, count)]++
+	}
+	fewest = per[0]
+	for _, n := range per {
+		fewest, most = min(fewest, n), max(most, n)
+	}
+	return fewest, most
+}
+
+// shardSessions are the sessions feathery's shards run, by shard id.
+func (r *configRig) shardSessions() map[int]string {
+	out := map[int]string{}
+	for _, s := range featheryStatus(r.t, r.ctx, r.f).Shards {
+		out[s.Shard] = s.Session
+	}
+	return out
+}
+
+// lastOnStreams is the highest seq of session on the bot's streams.
+func (r *configRig) lastOnStreams(session string) int64 {
+	last := int64(0)
+	for _, e := range readEntries(r.t, r.rc, []string{r.events, r.messages}) {
+		if e.Session == session {
+			last = max(last, e.Seq)
+		}
+	}
+	return last
+}
+
+// testShardingRequired: Discord closes a shard with 4011 once the bot has
+// outgrown its shard count. feathery (one process) re-shards to the count
+// /gateway/bot then recommends instead of stopping, the other shard
+// publishing meanwhile: every dispatch of the ledger is on the streams
+// exactly once, judged by its content (the closed shard's guilds come back
+// with the new set's GUILD_CREATEs, published since their old shard is
+// gone); a gap control event names the session 4011 ended and its last
+// published seq; no fatal event, and the process runs on.
+func testShardingRequired(t *testing.T, bin string) {
+	r := newConfigRig(t, bin, discordtest.Config{
+		Shards: 2, MaxConcurrency: 4, HeartbeatInterval: time.Second, Guilds: 24, MembersPerGuild: 6,
+		Seed: 13, Rate: 300, Mix: reshardMix,
+	}, nil)
+	// The largest shard at 4 shards fits under the limit; every shard at 2
+	// does not.
+	fewest2, _ := guildsPerShard(r.fake, 2)
+	_, most4 := guildsPerShard(r.fake, 4)
+	if most4 >= fewest2 {
+		t.Fatalf("seed gives %d guilds on the largest of 4 shards, %d on the smallest of 2: pick another", most4, fewest2)
+	}
+	r.waitReady("first start")
+	r.progress("traffic published", 300)
+	closed := r.shardSessions()[1]
+
+	r.phase("4011 on shard 1")
+	if err := r.fake.SetShards(4); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.fake.SetMaxGuildsPerShard(most4); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.fake.CloseShard(1, 4011); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 90*time.Second, "re-sharded to the 4 shards Discord recommends", r.settled(4))
+	r.progress("traffic after the re-shard", 300)
+	r.phase("stop traffic")
+	r.fake.SetRate(0)
+	if err := r.fake.WaitIdle(r.ctx); err != nil {
+		t.Fatal(err)
+	}
+	judgeReshard(t, r, []int{2, 4}, map[int]bool{1: true})
+
+	if done, err := r.f.Exited(); done {
+		t.Fatalf("feathery exited after 4011: %v", err)
+	}
+	if n := r.controlCount(broker.ControlFatal, ""); n != 0 {
+		t.Errorf("%d fatal control events, want none", n)
+	}
+	if n := r.controlCount(broker.ControlShardingRequired, ""); n != 1 {
+		t.Errorf("%d sharding_required control events, want 1", n)
+	}
+	gaps := gapEvents(t, r.rc, r.keys.Control(), deliveryBot)
+	if len(gaps) != 1 || len(gaps[gapKey{1, closed}]) != 1 {
+		t.Fatalf("gap control events %v, want one for shard 1 session %s (ended by 4011)", gaps, closed)
+	}
+	var inLedger int64
+	for _, ls := range r.fake.Ledger(1) {
+		if ls.Session == closed {
+			inLedger = ls.Entries[len(ls.Entries)-1].Seq
+		}
+	}
+	if g, onStreams := gaps[gapKey{1, closed}][0], r.lastOnStreams(closed); g.last < onStreams || g.last > inLedger || g.to != 0 {
+		t.Errorf("gap of session %s: last seq %d (to %d), want the last published: at least %d (on the streams), at most %d (sent)", closed, g.last, g.to, onStreams, inLedger)
+	}
+	if st := r.fake.Stats(); st.Identifies != 2+4 {
+		t.Errorf("%d identifies, want 6 (2, then the 4 of the new set)", st.Identifies)
+	}
+	for i, v := range r.fake.Stats().Violations {
+		if i == 10 {
+			break
+		}
+		t.Errorf("the fake saw a protocol violation: %+v", v)
+	}
+}
+
+// testNewSession: a reloaded config that changes the bot's intents (POST
+// /api/reload) and then its token (SIGHUP) makes the bot's shards identify
+// anew; each dropped session is named by a gap control event with its last
+// published seq, every other dispatch is on the streams once, and neither
+// token appears in feathery's logs, API replies or control stream.
+func testNewSession(t *testing.T, bin string) {
+	const newToken = "Mz.other-token-after-a-reset.0123456789abcdef"
+	r := newConfigRig(t, bin, discordtest.Config{
+		Shards: 2, HeartbeatInterval: time.Second, Guilds: 12, MembersPerGuild: 8, Seed: 53, Rate: 200,
+		OtherTokens: []string{newToken},
+	}, nil)
+	r.waitReady("first start")
+	r.progress("traffic published", 200)
+	start := r.fake.Stats()
+	var replies []string
+	change := func(what string, mod func(*bench.Bot), apply func()) {
+		t.Helper()
+		before := r.shardSessions()
+		r.rewrite(func(c *bench.Config) { mod(&c.Bots[0]) })
+		r.phase(what)
+		apply()
+		testkit.Eventually(t, 60*time.Second, what+": every shard on a new session", func() bool {
+			now := featheryStatus(t, r.ctx, r.f).Shards
+			for _, s := range now {
+				if s.State != "ready" || s.Session == "" || s.Session == before[s.Shard] {
+					return false
+				}
+			}
+			return len(now) == len(before)
+		})
+		for id, sess := range before {
+			r.dropped = append(r.dropped, gapKey{id, sess})
+		}
+		r.progress("traffic after: "+what, 200)
+	}
+	change("intents changed (POST /api/reload)", func(b *bench.Bot) { b.Intents = "ALL_UNPRIVILEGED|GUILD_MEMBERS" }, func() {
+		code, body := r.post("/api/reload", "")
+		replies = append(replies, body)
+		if code != http.StatusOK {
+			t.Fatalf("reload: %d %s", code, body)
+		}
+	})
+	change("token changed (SIGHUP)", func(b *bench.Bot) { b.Token = newToken }, func() {
+		if err := r.f.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	})
+	replies = append(replies, string(statusBody(t, r)))
+
+	// Each gap names the dropped session's last published seq.
+	gaps := gapEvents(t, r.rc, r.keys.Control(), deliveryBot)
+	for _, k := range r.dropped {
+		var sent int64
+		for _, ls := range r.fake.Ledger(k.shard) {
+			if ls.Session == k.session {
+				sent = ls.Entries[len(ls.Entries)-1].Seq
+			}
+		}
+		onStreams := r.lastOnStreams(k.session)
+		for _, g := range gaps[k] {
+			if g.last < onStreams || g.last > sent {
+				t.Errorf("gap of shard %d session %s: last seq %d, want the last published: at least %d (on the streams), at most %d (sent)",
+					k.shard, k.session, g.last, onStreams, sent)
+			}
+		}
+	}
+	r.finish(start.Identifies+4, nil)
+
+	for _, tok := range []string{testToken, newToken} {
+		for _, reply := range replies {
+			if strings.Contains(reply, tok) {
+				t.Errorf("an admin API reply contains a bot token: %.200s", reply)
+			}
+		}
+		for _, e := range xrangeAll(t, r.rc, r.keys.Control()) {
+			for _, v := range e.FieldValues {
+				if strings.Contains(v, tok) {
+					t.Errorf("control event %s contains a bot token", e.ID)
+				}
+			}
+		}
+	}
+	for _, name := range []string{r.f.StderrPath(), filepath.Join(r.dir, "stdout.log")} {
+		out, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(out, []byte(newToken)) {
+			t.Errorf("feathery's output %s contains the new bot token", filepath.Base(name))
+		}
+	}
+}
+
+// statusBody is GET /api/status's body.
+func statusBody(t *testing.T, r *configRig) []byte {
+	t.Helper()
+	resp, err := http.Get("http://" + r.opts.AdminAddr + "/api/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
