@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -95,7 +96,7 @@ func TestPublisher_StagePromote(t *testing.T) {
 		return e
 	}
 	mustPublish(t, p, old(1))
-	if err := p.Stage("b", 3); err != nil {
+	if err := p.Stage(t.Context(), "b", 3); err != nil {
 		t.Fatal(err)
 	}
 	for i := int64(2); i <= 5; i++ {
@@ -112,6 +113,12 @@ func TestPublisher_StagePromote(t *testing.T) {
 	if err := p.Promote(t.Context(), "b", 3); err != nil {
 		t.Fatal(err)
 	}
+	if ck := hgetall(t, c, keys.Session("b", 0)); ck["session"] != "new" || ck["seq"] != "15" {
+		t.Errorf("shard checkpoint right after Promote: %v, want the staged one moved there (new at 15)", ck)
+	}
+	if n, _ := c.Do(t.Context(), c.B().Exists().Key(keys.Session("b", 0)+"/3", keys.Resharding("b")).Build()).AsInt64(); n != 0 {
+		t.Errorf("%d of the staged checkpoint and the re-shard record are left after Promote, want none", n)
+	}
 	mustPublish(t, p, staged(16))
 	flush(t, p, "b", 0)
 	if ck := hgetall(t, c, keys.Session("b", 0)); ck["session"] != "new" || ck["seq"] != "16" || ck["shards"] != "3" {
@@ -124,5 +131,56 @@ func TestPublisher_StagePromote(t *testing.T) {
 		if s.Errors != 0 || s.LastError != "" {
 			t.Errorf("shard %d: %d errors (%s): a set refused the other's checkpoint", s.Shard, s.Errors, s.LastError)
 		}
+	}
+}
+
+// TestPublisher_DropStaged: a re-shard that ends without its cut-over (a
+// crash) leaves its staged checkpoints; DropStaged, at the next start,
+// returns the sessions they name, but for one already the shard's own
+// (promoted), and deletes them and the record of the re-shard.
+func TestPublisher_DropStaged(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	c := srv.Client(t)
+	keys := broker.NewKeys("")
+	p := newPublisher(t, c, broker.PublisherConfig{})
+	if got, err := p.DropStaged(t.Context(), "b"); err != nil || got != nil {
+		t.Fatalf("DropStaged without a re-shard: %v, %v; want nothing", got, err)
+	}
+	if err := p.Stage(t.Context(), "b", 3); err != nil {
+		t.Fatal(err)
+	}
+	for shard := range 3 {
+		e := ev(int64(7+shard), "MESSAGE_CREATE", `{}`)
+		e.Shard, e.Session, e.ShardCount = shard, "new"+strconv.Itoa(shard), 3
+		mustPublish(t, p, e)
+		flush(t, p, "b", shard)
+	}
+	// Shard 2's checkpoint already holds its new session.
+	if err := c.Do(t.Context(), c.B().Hset().Key(keys.Session("b", 2)).FieldValue().FieldValue("session", "new2").FieldValue("seq", "9").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	// A second publisher: the next process.
+	next := newPublisher(t, c, broker.PublisherConfig{})
+	got, err := next.DropStaged(t.Context(), "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []broker.StagedSession{{Shard: 0, Count: 3, Session: "new0", Seq: 7}, {Shard: 1, Count: 3, Session: "new1", Seq: 8}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("DropStaged: %+v, want %+v", got, want)
+	}
+	for _, k := range []string{keys.Resharding("b"), keys.Session("b", 0) + "/3", keys.Session("b", 1) + "/3", keys.Session("b", 2) + "/3"} {
+		if n, _ := c.Do(t.Context(), c.B().Exists().Key(k).Build()).AsInt64(); n != 0 {
+			t.Errorf("%s is left after DropStaged", k)
+		}
+	}
+	if ck := hgetall(t, c, keys.Session("b", 2)); ck["session"] != "new2" {
+		t.Errorf("shard 2's own checkpoint: %v, want it kept", ck)
+	}
+	if err := c.Do(t.Context(), c.B().Set().Key(keys.Resharding("b")).Value("many").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := next.DropStaged(t.Context(), "b"); err == nil || !strings.Contains(err.Error(), `"many" is not a shard count`) {
+		t.Errorf("DropStaged of a bad record: %v, want an error naming it", err)
 	}
 }

@@ -118,7 +118,7 @@ func (m *Manager) Reshard(ctx context.Context, bot string, count int, cfg *BotCo
 	}
 
 	if st, ok := m.cfg.Sink.(Stager); ok {
-		if err := st.Stage(bot, count); err != nil {
+		if err := st.Stage(ctx, bot, count); err != nil {
 			return fmt.Errorf("re-shard bot %q: %w", bot, err)
 		}
 	}
@@ -325,7 +325,9 @@ func (rs *reshardRun) fail(ctx context.Context, why string) {
 	}
 	rs.old.ho.Store(nil)
 	if st, ok := m.cfg.Sink.(Stager); ok {
-		st.Unstage(rs.old.cfg.Name, rs.next.count)
+		if err := st.Unstage(sctx, rs.old.cfg.Name, rs.next.count); err != nil {
+			m.log.Warn("re-shard: unstage the new set", "err", err)
+		}
 	}
 	if n := rs.ho.switches.Load(); n > 0 {
 		why += fmt.Sprintf("; %d guilds had switched to the new set: their events around the switch may be missing or doubled", n)

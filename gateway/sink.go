@@ -50,7 +50,7 @@ func (f SinkFunc) Publish(ctx context.Context, ev *Event) error { return f(ctx, 
 // shards apart from the old set's; Promote, called once the old set has
 // stopped and been flushed, makes them the shards' checkpoints.
 type Stager interface {
-	Stage(bot string, count int) error
+	Stage(ctx context.Context, bot string, count int) error
 	Promote(ctx context.Context, bot string, count int) error
-	Unstage(bot string, count int)
+	Unstage(ctx context.Context, bot string, count int) error
 }

@@ -88,6 +88,12 @@ func (k Keys) Session(bot string, shard int) string {
 	return k.Prefix() + ":" + k.BotTag(bot) + ":session:" + strconv.Itoa(shard)
 }
 
+// Resharding holds the shard count of the bot's live re-shard in progress,
+// whose new set's checkpoints are Session(bot, shard) + "/" + count.
+func (k Keys) Resharding(bot string) string {
+	return k.Prefix() + ":" + k.BotTag(bot) + ":resharding"
+}
+
 // IdentifyBucket is the key held while bucket's identify window runs.
 func (k Keys) IdentifyBucket(bot string, bucket int) string {
 	return k.Prefix() + ":" + k.BotTag(bot) + ":identify:bucket:" + strconv.Itoa(bucket)

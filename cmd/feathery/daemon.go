@@ -47,13 +47,17 @@ func (s publisherSink) Flush(ctx context.Context, bot string, shard int) error {
 	return s.pub.Flush(ctx, bot, shard)
 }
 
-func (s publisherSink) Stage(bot string, count int) error { return s.pub.Stage(bot, count) }
+func (s publisherSink) Stage(ctx context.Context, bot string, count int) error {
+	return s.pub.Stage(ctx, bot, count)
+}
 
 func (s publisherSink) Promote(ctx context.Context, bot string, count int) error {
 	return s.pub.Promote(ctx, bot, count)
 }
 
-func (s publisherSink) Unstage(bot string, count int) { s.pub.Unstage(bot, count) }
+func (s publisherSink) Unstage(ctx context.Context, bot string, count int) error {
+	return s.pub.Unstage(ctx, bot, count)
+}
 
 // sessionStoreAdapter is the gateway's SessionStore over the broker's; a
 // session given up is deleted through the Publisher, which then stops
@@ -240,6 +244,11 @@ func runDaemon(ctx context.Context, cfg *Config, deps daemonDeps) (_ *daemon, er
 	}()
 	d.startConsole(mctx)
 
+	for _, b := range cfg.Bots {
+		if err := d.dropStaged(ctx, b.Name); err != nil {
+			return nil, err
+		}
+	}
 	if err := d.mgr.Start(ctx); err != nil {
 		return nil, fmt.Errorf("start gateway: %w", err)
 	}
@@ -272,6 +281,26 @@ func (d *daemon) onControl(ev gateway.ControlEvent) {
 	case gateway.ControlReshard:
 		d.log.Info("re-shard", "bot", ev.Bot, "detail", ev.Detail)
 	}
+}
+
+// dropStaged clears what a re-shard of bot that ended without its cut-over
+// (a crash or stop during the overlap) left in Redis, before the bot's
+// shards start: the old set's saved sessions resume, and each session of
+// the abandoned new set is reported as a gap.
+func (d *daemon) dropStaged(ctx context.Context, bot string) error {
+	lost, err := d.pub.DropStaged(ctx, bot)
+	if err != nil {
+		return fmt.Errorf("bot %q: clear an interrupted re-shard: %w", bot, err)
+	}
+	if len(lost) == 0 {
+		return nil
+	}
+	why := fmt.Sprintf("a re-shard to %d shards ended before its cut-over (crash or stop during the overlap): the new set's session is dropped; the old set resumes", lost[0].Count)
+	d.onControl(gateway.ControlEvent{Bot: bot, Shard: -1, Kind: gateway.ControlReshard, Detail: fmt.Sprintf("interrupted: -> %d shards: %d sessions of the new set dropped", lost[0].Count, len(lost)), At: time.Now()})
+	for _, s := range lost {
+		d.onControl(gateway.ControlEvent{Bot: bot, Shard: s.Shard, Kind: gateway.ControlGap, Session: s.Session, Seq: s.Seq, Err: why, At: time.Now()})
+	}
+	return nil
 }
 
 // RedisAddr is the embedded Redis' address, "" when Redis is external.

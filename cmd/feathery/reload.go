@@ -102,6 +102,10 @@ func (d *daemon) applyBots(ctx context.Context, next *Config) error {
 		old, ok := running[b.Name]
 		if !ok {
 			d.log.Info("reload: starting bot", "bot", b.Name)
+			if err := d.dropStaged(ctx, b.Name); err != nil {
+				errs = append(errs, err)
+				continue
+			}
 			if err := d.mgr.AddBot(ctx, b); err != nil {
 				errs = append(errs, err)
 			}

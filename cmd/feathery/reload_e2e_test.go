@@ -33,6 +33,7 @@ func TestRuntimeChanges_EndToEnd(t *testing.T) {
 	t.Run("reshard", func(t *testing.T) { testReshard(t, bin) })
 	t.Run("sharding_required", func(t *testing.T) { testShardingRequired(t, bin) })
 	t.Run("new_session", func(t *testing.T) { testNewSession(t, bin) })
+	t.Run("reshard_crash", func(t *testing.T) { testReshardCrash(t, bin) })
 }
 
 const reloadAdminToken = "reload-admin-token-0123456789"
