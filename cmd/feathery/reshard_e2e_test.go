@@ -297,6 +297,12 @@ func judgeReshard(t *testing.T, r *configRig, sets []int, deadOld map[int]bool, 
 	}
 	t.Logf("%d events made (%d sessions), %d entries read, %d hand-over READY/GUILD_CREATE left out", len(want), len(sessions), len(got), len(left))
 
+	if doubled+lost > 0 {
+		// A crash's doubled or lost events (within reported gaps) leave
+		// the cache as they made it.
+		t.Logf("cache not compared with the fake's model: %d events doubled and %d lost by the crash", doubled, lost)
+		return doubled, lost
+	}
 	cr := consumers.NewCacheReader(r.rc, "")
 	testkit.EventuallyWhy(t, 30*time.Second, func() string {
 		if diff := cacheDiff(t, cr, r.rc, fake.Snapshot()); diff != "" {

@@ -250,6 +250,9 @@ func testReshardCrash(t *testing.T, bin string) {
 		// window, so the overlap lasts long enough to kill in.
 		Shards: 4, MaxConcurrency: 1, HeartbeatInterval: time.Second, Guilds: 32, MembersPerGuild: 8,
 		Seed: 59, Rate: 300, Mix: reshardMix,
+		// One bucket takes every IDENTIFY: allow the fake to see two
+		// closer than the window by scheduling delays on a loaded host.
+		IdentifyTolerance: 75 * time.Millisecond,
 	}, nil)
 	r.waitReady("first start")
 	r.progress("traffic published", 300)
