@@ -102,16 +102,29 @@ func TestManager_Reshard(t *testing.T) {
 		testkit.Eventually(t, 60*time.Second, fmt.Sprintf("re-shard to %d done", to), allReady(to))
 		progress(fmt.Sprintf("traffic after the re-shard to %d", to))
 	}
+	stopAndCheckResharded(t, fake, 2, nil, sink)
+	if n := h.ctl.count(-1, gateway.ControlReshard); n != 4 {
+		t.Errorf("%d reshard control events, want 4 (started and done, twice)", n)
+	}
+}
+
+// stopTraffic stops the fake's traffic and waits until it sent all.
+func stopTraffic(t *testing.T, fake *discordtest.Server) {
+	t.Helper()
 	fake.SetRate(0)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	if err := fake.WaitIdle(ctx); err != nil {
 		t.Fatal(err)
 	}
-	checkResharded(t, fake, 2, nil, sink)
-	if n := h.ctl.count(-1, gateway.ControlReshard); n != 4 {
-		t.Errorf("%d reshard control events, want 4 (started and done, twice)", n)
-	}
+}
+
+// stopAndCheckResharded stops the traffic, then judges the sink (see
+// checkResharded).
+func stopAndCheckResharded(t *testing.T, fake *discordtest.Server, firstCount int, deadOld map[int]bool, sink *streamSink) {
+	t.Helper()
+	stopTraffic(t, fake)
+	checkResharded(t, fake, firstCount, deadOld, sink)
 }
 
 // checkResharded judges what sink published against the fake's ledgers:
@@ -297,12 +310,7 @@ func TestManager_ShardingRequired(t *testing.T) {
 	testkit.Eventually(t, 60*time.Second, "re-sharded to the 4 shards Discord recommends", reshardSettled(m, 4))
 	n = len(sink.published())
 	testkit.Eventually(t, 30*time.Second, "traffic after the re-shard", func() bool { return len(sink.published()) >= n+200 })
-	fake.SetRate(0)
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	if err := fake.WaitIdle(ctx); err != nil {
-		t.Fatal(err)
-	}
+	stopTraffic(t, fake)
 	if c := h.ctl.count(1, "fatal"); c != 0 {
 		t.Errorf("%d fatal control events for shard 1, want none", c)
 	}
@@ -327,13 +335,7 @@ func TestManager_Autoscale(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, 60*time.Second, "re-sharded to the 3 now recommended", settled(3))
-	fake.SetRate(0)
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	if err := fake.WaitIdle(ctx); err != nil {
-		t.Fatal(err)
-	}
-	checkResharded(t, fake, 2, nil, sink)
+	stopAndCheckResharded(t, fake, 2, nil, sink)
 }
 
 // startStreamManager runs the bot "main" (bot's Shards and autoscale
@@ -422,13 +424,7 @@ func TestManager_Autoscale_GuildsPerShard(t *testing.T) {
 	if got := fake.Stats().Identifies; got != 2+3 {
 		t.Errorf("%d identifies, want 5 (2, then 3)", got)
 	}
-	fake.SetRate(0)
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	if err := fake.WaitIdle(ctx); err != nil {
-		t.Fatal(err)
-	}
-	checkResharded(t, fake, 2, nil, sink)
+	stopAndCheckResharded(t, fake, 2, nil, sink)
 }
 
 // roundTripFunc is an http.RoundTripper.
