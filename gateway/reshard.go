@@ -458,16 +458,19 @@ const autoscaleHeadroom = 0.8
 
 // guildsOf is the number of guilds br's shards hold and whether every
 // shard of its count runs here and is ready (the count is complete).
-func (br *botRun) guildsOf() (int, bool) {
+func (m *Manager) guildsOf(br *botRun) (int, bool) {
+	m.mu.Lock()
+	order := slices.Clone(br.order)
+	m.mu.Unlock()
 	total, ready := 0, 0
-	for _, s := range br.order {
+	for _, s := range order {
 		st := s.status()
 		if st.State == StateReady {
 			ready++
 		}
 		total += st.Guilds
 	}
-	return total, ready == br.count && len(br.order) == br.count
+	return total, ready == br.count && len(order) == br.count
 }
 
 // autoscaleTarget is the shard count br should run: Discord's
@@ -497,7 +500,7 @@ func (m *Manager) autoscaleBot(ctx context.Context, br *botRun) {
 		m.log.Warn("autoscale: GET /gateway/bot failed; checking again later", "bot", br.cfg.Name, "err", err)
 		return
 	}
-	guilds, complete := br.guildsOf()
+	guilds, complete := m.guildsOf(br)
 	maxGuilds := br.cfg.AutoscaleMaxGuilds
 	if !complete {
 		maxGuilds = 0 // a shard is not ready: its guilds are not all counted
