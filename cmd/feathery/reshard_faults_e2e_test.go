@@ -224,8 +224,8 @@ func testReshardCrash(t *testing.T, bin string) {
 		// window, so the overlap lasts long enough to kill in.
 		Shards: 4, MaxConcurrency: 1, HeartbeatInterval: 2 * time.Second, Guilds: 32, MembersPerGuild: 8,
 		Seed: 59, Rate: 300, Mix: reshardMix,
-		// One bucket takes every IDENTIFY: allow the fake to see two
-		// closer than the window by scheduling delays on a loaded host.
+		// Scheduling delays on a loaded host may bring two IDENTIFYs of
+		// a bucket closer at the fake than the limiter spaced them.
 		IdentifyTolerance: 75 * time.Millisecond,
 	}, nil)
 	r.waitReady("first start")
