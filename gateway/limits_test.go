@@ -92,11 +92,19 @@ func TestMemoryIdentifyLimiter(t *testing.T) {
 }
 
 func TestMemberQueue(t *testing.T) {
-	q := memberQueue{wake: make(chan struct{}, 1)}
+	wakes := 0
+	q := memberQueue{wake: func() { wakes++ }}
 	later := time.Now().Add(time.Hour)
 	q.push(1, time.Time{})
 	q.push(2, later)
 	q.push(1, time.Time{}) // already queued
+	if wakes != 3 {
+		t.Fatalf("got %d wakes for 3 pushes", wakes)
+	}
+	q.add(3, later) // put back by the sender: no wake
+	if wakes != 3 {
+		t.Fatalf("add woke the sender")
+	}
 	if g, _ := q.pop(); g != 1 {
 		t.Fatalf("got guild %d, want 1", g)
 	}

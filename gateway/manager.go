@@ -608,10 +608,7 @@ func (m *Manager) Reconnect(bot string, shard int) error {
 		if s == nil {
 			return fmt.Errorf("reconnect shard %d of bot %q: %w", shard, bot, ErrUnknownShard)
 		}
-		select {
-		case s.reconnect <- struct{}{}:
-		default: // one is already pending
-		}
+		s.askReconnect()
 		return nil
 	}
 	return fmt.Errorf("reconnect shard %d: unknown bot %q: %w", shard, bot, ErrUnknownShard)

@@ -863,6 +863,9 @@ func TestManager_BadToken(t *testing.T) {
 }
 
 func TestMain(m *testing.M) {
+	if os.Getenv(fakeProcessEnv) != "" {
+		os.Exit(runFakeProcess())
+	}
 	before := runtime.NumGoroutine()
 	code := m.Run()
 	if code == 0 {

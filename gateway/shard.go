@@ -109,8 +109,12 @@ type shard struct {
 	guilds guildCount
 
 	members memberQueue
-	// reconnect asks the current connection to end and resume (Reconnect).
-	reconnect chan struct{}
+	// live is the beater of the connection past HELLO (nil between
+	// connections); reconnectAsked: Reconnect was called while none was
+	// live.
+	liveMu         sync.Mutex
+	live           *beater
+	reconnectAsked bool
 
 	// cancel stops the shard; done is closed once run returned (set by
 	// Manager.launchLocked).
@@ -127,8 +131,7 @@ func newShard(m *Manager, b *botRun, id int) *shard {
 		fr:  newFrameReader(nil, m.maxPayload),
 		inf: newInflater(b.cfg.Compression, m.maxPayload),
 	}
-	s.members.wake = make(chan struct{}, 1)
-	s.reconnect = make(chan struct{}, 1)
+	s.members.wake = s.kickMembers
 	s.onPayload = s.handlePayload
 	return s
 }
@@ -515,13 +518,12 @@ func withGatewayQuery(base string, c Compression) string {
 }
 
 // conn is one websocket connection's shared state between the reader (the
-// owner goroutine) and the heartbeat goroutine.
+// owner goroutine) and its beater's timer callbacks.
 type conn struct {
-	nc      net.Conn
-	w       frameWriter
-	limit   sendLimiter
-	hello   chan time.Duration
-	beatNow chan struct{}
+	nc    net.Conn
+	w     frameWriter
+	limit sendLimiter
+	hb    *beater
 
 	interval  atomic.Int64 // heartbeat interval, ns
 	acked     atomic.Bool  // ACK received since the last heartbeat
@@ -535,15 +537,25 @@ type conn struct {
 	ready                atomic.Bool // READY or RESUMED seen: member requests may go
 
 	mu    sync.Mutex
-	cause error // why the heartbeat goroutine ended the connection
+	cause error       // why the beater (or Reconnect) ended the connection
+	ended atomic.Bool // cause is set
 }
 
-func (c *conn) setCause(err error) {
+// end ends the connection for err (the first cause wins): it unblocks the
+// reader, which returns err.
+func (c *conn) end(err error) {
 	c.mu.Lock()
 	if c.cause == nil {
 		c.cause = err
+		c.ended.Store(true)
 	}
 	c.mu.Unlock()
+	c.unblock()
+}
+
+// unblock makes the reader's read in progress (or next) return.
+func (c *conn) unblock() {
+	_ = c.nc.SetReadDeadline(time.Now())
 }
 
 func (c *conn) getCause() error {
@@ -618,7 +630,7 @@ func (s *shard) connectOnce(ctx context.Context) error {
 	} else {
 		src = bufio.NewReaderSize(nc, readBufferSize)
 	}
-	c := &conn{nc: nc, hello: make(chan time.Duration, 1), beatNow: make(chan struct{}, 1)}
+	c := &conn{nc: nc}
 	c.w.w = nc
 	c.acked.Store(true)
 	s.fr.reset(src)
@@ -626,19 +638,15 @@ func (s *shard) connectOnce(ctx context.Context) error {
 
 	connCtx, cancel := context.WithCancel(ctx)
 	s.cur, s.connCtx = c, connCtx
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		s.heartbeat(connCtx, c)
-	}()
+	c.hb = s.startBeater(connCtx, c)
 
 	rerr := s.readLoop(ctx, c)
 	if cause := c.getCause(); cause != nil {
 		rerr = cause
 	}
 	cancel()
-	wg.Wait()
+	c.hb.stop()
+	s.liveConn(nil)
 	s.cur, s.connCtx = nil, nil
 
 	if ctx.Err() != nil {
@@ -694,6 +702,10 @@ func (s *shard) readLoop(ctx context.Context, c *conn) error {
 		}
 		if err := c.nc.SetReadDeadline(time.Now().Add(timeout)); err != nil {
 			return fmt.Errorf("set read deadline: %w", err)
+		}
+		if c.ended.Load() {
+			// Ended while the deadline was being moved on.
+			return c.getCause()
 		}
 		kind, _, p, err := s.fr.next()
 		if err != nil {
@@ -752,10 +764,7 @@ func (s *shard) handlePayload(p []byte) error {
 	case opDispatch:
 		return s.dispatch(c, &env)
 	case opHeartbeat:
-		select {
-		case c.beatNow <- struct{}{}:
-		default:
-		}
+		c.hb.beatNow()
 	case opHeartbeatACK:
 		c.acked.Store(true)
 		if sent := c.lastBeat.Load(); sent > 0 {
@@ -776,7 +785,7 @@ func (s *shard) handlePayload(p []byte) error {
 		iv := time.Duration(ms) * time.Millisecond
 		c.interval.Store(int64(iv))
 		c.limit.setHeartbeat(iv)
-		c.hello <- iv // buffered; the one HELLO of the connection
+		c.hb.hello(iv)
 		return s.authenticate(c)
 	case opReconnect:
 		return errReconnect
@@ -948,160 +957,6 @@ func (s *shard) rateLimited(d []byte) {
 	}
 	s.log.Debug("request guild members rate limited", "guild", g, "retry_after", secs)
 	s.members.push(g, time.Now().Add(time.Duration(secs*float64(time.Second))))
-}
-
-// heartbeat runs beside the reader for one connection: heartbeats, zombie
-// detection and queued member requests. It unblocks the reader when the
-// shard stops or the connection is a zombie.
-func (s *shard) heartbeat(ctx context.Context, c *conn) {
-	defer func() {
-		// Unblock the reader if it is still in a read.
-		_ = c.nc.SetReadDeadline(time.Now())
-	}()
-	var iv time.Duration
-	select {
-	case <-ctx.Done():
-		return
-	case iv = <-c.hello:
-	}
-	beat := time.NewTimer(time.Duration(rand.Float64() * float64(iv)))
-	defer beat.Stop()
-	// Check the member queue soon: requests may be left from the last connection.
-	memberTimer := time.NewTimer(100 * time.Millisecond)
-	defer memberTimer.Stop()
-	var buf []byte
-	send := func(check bool) bool {
-		if check && !c.acked.Load() {
-			busyFor := c.busyNanos.Swap(0)
-			if since := c.busySince.Load(); since != 0 {
-				busyFor += time.Now().UnixNano() - since
-			}
-			if time.Duration(busyFor) < iv/4 {
-				c.setCause(errZombie)
-				return false
-			}
-			// The reader was blocked in the Sink: the ACK may be unread.
-		} else if check {
-			c.busyNanos.Store(0)
-		}
-		if err := c.limit.wait(ctx, true); err != nil {
-			return false
-		}
-		buf = appendHeartbeat(buf[:0], s.seq.Load())
-		c.acked.Store(false)
-		c.markBeat()
-		if err := c.w.write(ws.OpText, buf); err != nil {
-			c.setCause(fmt.Errorf("send heartbeat: %w", err))
-			return false
-		}
-		return true
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-beat.C:
-			if !send(true) {
-				return
-			}
-			beat.Reset(iv)
-		case <-c.beatNow:
-			if !send(false) {
-				return
-			}
-		case <-s.reconnect:
-			c.setCause(errAskedReconnect)
-			return
-		case <-s.members.wake:
-			s.sendMembers(c, memberTimer, &buf)
-		case <-memberTimer.C:
-			s.sendMembers(c, memberTimer, &buf)
-		}
-	}
-}
-
-// sendMembers sends the due member requests the send limit allows and arms
-// t for the next one.
-func (s *shard) sendMembers(c *conn, t *time.Timer, buf *[]byte) {
-	if !c.ready.Load() {
-		t.Reset(100 * time.Millisecond)
-		return
-	}
-	for {
-		g, wait := s.members.pop()
-		if g == 0 {
-			if wait > 0 {
-				t.Reset(wait)
-			}
-			return
-		}
-		if d := c.limit.try(false); d > 0 {
-			s.members.push(g, time.Time{})
-			t.Reset(d)
-			return
-		}
-		*buf = appendRequestMembers((*buf)[:0], g)
-		if err := c.w.write(ws.OpText, *buf); err != nil {
-			s.members.push(g, time.Time{})
-			return
-		}
-	}
-}
-
-// memberQueue holds guilds waiting for a Request Guild Members. It outlives
-// connections.
-type memberQueue struct {
-	mu    sync.Mutex
-	items []memberReq
-	wake  chan struct{}
-}
-
-type memberReq struct {
-	guild     uint64
-	notBefore time.Time
-}
-
-// push queues guild g (once: a guild already queued keeps its place, with
-// the later notBefore).
-func (q *memberQueue) push(g uint64, notBefore time.Time) {
-	q.mu.Lock()
-	queued := false
-	for i := range q.items {
-		if q.items[i].guild == g {
-			if notBefore.After(q.items[i].notBefore) {
-				q.items[i].notBefore = notBefore
-			}
-			queued = true
-			break
-		}
-	}
-	if !queued {
-		q.items = append(q.items, memberReq{g, notBefore})
-	}
-	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
-}
-
-// pop returns a due guild, or 0 and how long until the next one is due (0
-// when the queue is empty).
-func (q *memberQueue) pop() (uint64, time.Duration) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	now := time.Now()
-	var next time.Duration
-	for i, it := range q.items {
-		if !it.notBefore.After(now) {
-			q.items = append(q.items[:i], q.items[i+1:]...)
-			return it.guild, 0
-		}
-		if d := it.notBefore.Sub(now); next == 0 || d < next {
-			next = d
-		}
-	}
-	return 0, next
 }
 
 // redactURL drops the query string of a URL for logs.
