@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -23,18 +22,38 @@ var ErrBadFrame = errors.New("bad websocket frame")
 // so an idle shard does not keep megabytes.
 const shrinkAbove = 1 << 20
 
-// frameReader reads server frames from a buffered connection into one reused
-// buffer. Data messages split over continuation frames are assembled in that
-// buffer; control frames that arrive in between are returned on their own.
+// frameReader reads server frames from a connection. It buffers what it
+// reads in a pooled buffer while data keeps coming and gives it back when it
+// has read everything and must wait: an idle connection waits with a small
+// buffer of its own (idle). A data message in one frame that fits the
+// buffer is returned in place; larger or fragmented messages are assembled
+// in buf, which an idle connection lets go (releaseIdle). Control frames
+// that arrive between fragments are returned on their own.
 type frameReader struct {
-	r   *bufio.Reader
+	src io.Reader
 	max int
 
-	buf        []byte // payload of the data message being read
+	rb     []byte // read buffer: idle[:], a pooled readBufferSize buffer or (rarely) a larger one
+	rr, rw int    // rb[rr:rw] is read and not yet consumed
+	idle   [idleReadSize]byte
+
+	buf        []byte // payload of a data message assembled from fragments or larger than rb
 	ctrl       [125]byte
 	assembling bool
 	msgOp      ws.OpCode
 }
+
+// Read buffer sizes. An idle connection waits with idleReadSize bytes (a
+// heartbeat ACK or a small event fits); once data comes it reads on with a
+// pooled readBufferSize buffer. Frames larger than that are read straight
+// into the message buffer.
+const (
+	idleReadSize   = 512
+	readBufferSize = 4 << 10
+)
+
+// readBufs holds the read buffers of connections that are not reading.
+var readBufs = newFreeList[[]byte](0)
 
 // frameKind says what frameReader.next returned.
 type frameKind uint8
@@ -46,14 +65,109 @@ const (
 	frameClose                      // a close frame; payload is code + reason
 )
 
-func newFrameReader(r *bufio.Reader, maxPayload int) *frameReader {
-	return &frameReader{r: r, max: maxPayload}
+func newFrameReader(r io.Reader, maxPayload int) *frameReader {
+	fr := &frameReader{max: maxPayload}
+	fr.reset(r, nil)
+	return fr
 }
 
-func (fr *frameReader) reset(r *bufio.Reader) {
-	fr.r = r
+// reset starts reading a new connection from r, after prefix (bytes that
+// arrived with the handshake; copied).
+func (fr *frameReader) reset(r io.Reader, prefix []byte) {
+	fr.src = r
+	fr.rr, fr.rw = 0, 0 // what the last connection left unread is dropped
+	fr.putReadBuf()
+	if len(prefix) > len(fr.rb) {
+		fr.getReadBuf(len(prefix))
+	}
+	fr.rw = copy(fr.rb, prefix)
 	fr.buf = fr.buf[:0]
 	fr.assembling = false
+}
+
+// buffered is the number of bytes read from the connection and not yet
+// returned.
+func (fr *frameReader) buffered() int { return fr.rw - fr.rr }
+
+// releaseIdle lets the message buffer go once nothing is buffered (the
+// connection is idle): an idle shard does not keep its largest message.
+func (fr *frameReader) releaseIdle() {
+	if fr.rr == fr.rw && !fr.assembling {
+		fr.buf = nil
+	}
+}
+
+// getReadBuf moves the unread bytes into a buffer of at least n bytes
+// (pooled when n ≤ readBufferSize).
+func (fr *frameReader) getReadBuf(n int) {
+	var b []byte
+	if n <= readBufferSize {
+		if pb, ok := readBufs.get(); ok {
+			b = pb
+		} else {
+			b = make([]byte, readBufferSize)
+		}
+	} else {
+		b = make([]byte, n)
+	}
+	fr.rw = copy(b, fr.rb[fr.rr:fr.rw])
+	fr.rr = 0
+	fr.rb = b
+}
+
+// putReadBuf gives a pooled read buffer back and switches to idle (only
+// when nothing is buffered).
+func (fr *frameReader) putReadBuf() {
+	if fr.rr != fr.rw {
+		return
+	}
+	if len(fr.rb) == readBufferSize {
+		readBufs.put(fr.rb)
+	}
+	fr.rb = fr.idle[:]
+	fr.rr, fr.rw = 0, 0
+}
+
+// fill reads until at least n bytes are buffered (n ≤ readBufferSize).
+// With nothing buffered it gives the pooled buffer back and reads into the
+// idle one (the read may wait for a long time); when more data comes than
+// that holds, it reads on with a pooled buffer.
+func (fr *frameReader) fill(n int) error {
+	for fr.rw-fr.rr < n {
+		switch {
+		case fr.rr == fr.rw:
+			fr.putReadBuf()
+			if n > len(fr.rb) {
+				fr.getReadBuf(n)
+			}
+		case len(fr.rb) < readBufferSize:
+			fr.getReadBuf(readBufferSize)
+		case fr.rr+n > len(fr.rb) || fr.rw == len(fr.rb):
+			fr.rw = copy(fr.rb, fr.rb[fr.rr:fr.rw])
+			fr.rr = 0
+		}
+		m, err := fr.src.Read(fr.rb[fr.rw:])
+		fr.rw += m
+		if err != nil && fr.rw-fr.rr < n {
+			if err == io.EOF && fr.rw > fr.rr {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// readFull reads len(p) bytes: what is buffered, then straight from the
+// connection.
+func (fr *frameReader) readFull(p []byte) error {
+	n := copy(p, fr.rb[fr.rr:fr.rw])
+	fr.rr += n
+	if n == len(p) {
+		return nil
+	}
+	_, err := io.ReadFull(fr.src, p[n:])
+	return noEOF(err)
 }
 
 type frameHeader struct {
@@ -65,13 +179,13 @@ type frameHeader struct {
 	length int64
 }
 
-// readFrameHeader parses one frame header from r without allocating.
-func readFrameHeader(r *bufio.Reader) (frameHeader, error) {
+// header parses one frame header without allocating.
+func (fr *frameReader) header() (frameHeader, error) {
 	var h frameHeader
-	b, err := r.Peek(2)
-	if err != nil {
+	if err := fr.fill(2); err != nil {
 		return h, err
 	}
+	b := fr.rb[fr.rr:fr.rw]
 	h.fin = b[0]&0x80 != 0
 	h.rsv = (b[0] >> 4) & 0x7
 	h.op = ws.OpCode(b[0] & 0x0f)
@@ -87,10 +201,10 @@ func readFrameHeader(r *bufio.Reader) (frameHeader, error) {
 	if h.masked {
 		need += 4
 	}
-	b, err = r.Peek(need)
-	if err != nil {
+	if err := fr.fill(need); err != nil {
 		return h, noEOF(err)
 	}
+	b = fr.rb[fr.rr:fr.rw]
 	i := 2
 	switch l {
 	case 126:
@@ -108,9 +222,7 @@ func readFrameHeader(r *bufio.Reader) (frameHeader, error) {
 		copy(h.mask[:], b[i:i+4])
 	}
 	h.length = l
-	if _, err := r.Discard(need); err != nil {
-		return h, noEOF(err)
-	}
+	fr.rr += need
 	return h, nil
 }
 
@@ -125,7 +237,7 @@ func noEOF(err error) error {
 // frame. The returned payload is valid until the next call.
 func (fr *frameReader) next() (frameKind, ws.OpCode, []byte, error) {
 	for {
-		h, err := readFrameHeader(fr.r)
+		h, err := fr.header()
 		if err != nil {
 			return 0, 0, nil, err
 		}
@@ -138,8 +250,8 @@ func (fr *frameReader) next() (frameKind, ws.OpCode, []byte, error) {
 				return 0, 0, nil, fmt.Errorf("control frame op %d of %d bytes (fin %v): %w", h.op, h.length, h.fin, ErrBadFrame)
 			}
 			p := fr.ctrl[:h.length]
-			if _, err := io.ReadFull(fr.r, p); err != nil {
-				return 0, 0, nil, noEOF(err)
+			if err := fr.readFull(p); err != nil {
+				return 0, 0, nil, err
 			}
 			if h.masked {
 				ws.Cipher(p, h.mask, 0)
@@ -161,6 +273,23 @@ func (fr *frameReader) next() (frameKind, ws.OpCode, []byte, error) {
 			if cap(fr.buf) > shrinkAbove && h.length < shrinkAbove {
 				fr.buf = nil // let a rare huge message's buffer go
 			}
+			if h.fin && h.length <= readBufferSize {
+				// The whole message in one frame that fits the read
+				// buffer: return it in place.
+				if h.length > int64(fr.max) {
+					return 0, 0, nil, fmt.Errorf("websocket message of %d+ bytes (limit %d): %w", h.length, fr.max, ErrPayloadTooLarge)
+				}
+				n := int(h.length)
+				if err := fr.fill(n); err != nil {
+					return 0, 0, nil, noEOF(err)
+				}
+				p := fr.rb[fr.rr : fr.rr+n : fr.rr+n]
+				fr.rr += n
+				if h.masked {
+					ws.Cipher(p, h.mask, 0)
+				}
+				return frameData, h.op, p, nil
+			}
 		case ws.OpContinuation:
 			if !fr.assembling {
 				return 0, 0, nil, fmt.Errorf("continuation frame without a message: %w", ErrBadFrame)
@@ -175,8 +304,8 @@ func (fr *frameReader) next() (frameKind, ws.OpCode, []byte, error) {
 		start := len(fr.buf)
 		fr.buf = growBytes(fr.buf, int(total))[:total]
 		p := fr.buf[start:]
-		if _, err := io.ReadFull(fr.r, p); err != nil {
-			return 0, 0, nil, noEOF(err)
+		if err := fr.readFull(p); err != nil {
+			return 0, 0, nil, err
 		}
 		if h.masked {
 			ws.Cipher(p, h.mask, 0)

@@ -5,8 +5,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -142,7 +145,7 @@ func FuzzFrameReader(f *testing.F) {
 	f.Add(b.Bytes())
 	f.Add([]byte{0x81, 0xfe, 0x00, 0x05, 1, 2, 3, 4, 'a', 'b', 'c', 'd', 'e'})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fr := newFrameReader(bufio.NewReaderSize(bytes.NewReader(data), 16), 4096)
+		fr := newFrameReader(iotest.HalfReader(bytes.NewReader(data)), 4096)
 		for range 1000 {
 			kind, _, p, err := fr.next()
 			if err != nil {
@@ -156,4 +159,140 @@ func FuzzFrameReader(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFrameReader_ShortReads reads messages of every size class (in place,
+// larger than the read buffer, fragmented, masked, with a handshake
+// prefix) through readers that return a few bytes at a time.
+func TestFrameReader_ShortReads(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	var b bytes.Buffer
+	var want [][]byte
+	for _, n := range []int{0, 1, 9, 125, 126, 300, idleReadSize - 2, idleReadSize, idleReadSize + 1, 2000,
+		readBufferSize - 4, readBufferSize, readBufferSize + 1, 70000} {
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = byte(r.Uint32())
+		}
+		want = append(want, p)
+		f := ws.NewFrame(ws.OpBinary, true, p)
+		if n%2 == 1 {
+			f = ws.MaskFrameInPlace(ws.NewFrame(ws.OpBinary, true, bytes.Clone(p)))
+		}
+		must(t, ws.WriteFrame(&b, f))
+		must(t, ws.WriteFrame(&b, ws.NewPingFrame([]byte("p"))))
+		want = append(want, []byte("p"))
+	}
+	big := bytes.Repeat([]byte("fragmented "), 900)
+	appendFrames(t, &b, ws.OpText, big, 700, false)
+	want = append(want, big)
+	stream := b.Bytes()
+	readers := map[string]func([]byte) io.Reader{
+		"one byte": func(s []byte) io.Reader { return iotest.OneByteReader(bytes.NewReader(s)) },
+		"half":     func(s []byte) io.Reader { return iotest.HalfReader(bytes.NewReader(s)) },
+		"chunks":   func(s []byte) io.Reader { return &chunkReader{data: s, r: rand.New(rand.NewPCG(1, 2))} },
+		"whole":    func(s []byte) io.Reader { return bytes.NewReader(s) },
+		"data+EOF": func(s []byte) io.Reader { return iotest.DataErrReader(bytes.NewReader(s)) },
+	}
+	for name, mk := range readers {
+		for _, pre := range []int{0, 3, 700} {
+			t.Run(fmt.Sprintf("%s/prefix=%d", name, pre), func(t *testing.T) {
+				fr := newFrameReader(nil, 1<<20)
+				fr.reset(mk(stream[pre:]), stream[:pre])
+				for i, w := range want {
+					_, _, p, err := fr.next()
+					if err != nil {
+						t.Fatalf("message %d: %v", i, err)
+					}
+					if !bytes.Equal(p, w) {
+						t.Fatalf("message %d: got %d bytes, want %d", i, len(p), len(w))
+					}
+				}
+				if _, _, _, err := fr.next(); !errors.Is(err, io.EOF) {
+					t.Fatalf("got %v at the end, want EOF", err)
+				}
+			})
+		}
+	}
+}
+
+// TestFrameReader_IdleWaitsSmall: once everything read was returned, the
+// reader waits for the next frame with its small buffer, the pooled one
+// given back.
+func TestFrameReader_IdleWaitsSmall(t *testing.T) {
+	var b bytes.Buffer
+	msg := bytes.Repeat([]byte("x"), 3000)
+	appendFrames(t, &b, ws.OpBinary, msg, 0, false)
+	appendFrames(t, &b, ws.OpBinary, []byte("ack"), 0, false)
+	cr := &chunkReader{data: b.Bytes(), r: rand.New(rand.NewPCG(1, 1)), sizes: []int{1500, 1600}}
+	fr := newFrameReader(cr, 1<<20)
+	_, _, p, err := fr.next()
+	if err != nil || !bytes.Equal(p, msg) {
+		t.Fatalf("got %d bytes, err %v", len(p), err)
+	}
+	if len(fr.rb) != readBufferSize {
+		t.Fatalf("read on with a %d-byte buffer, want the pooled %d", len(fr.rb), readBufferSize)
+	}
+	if _, _, p, err := fr.next(); err != nil || string(p) != "ack" {
+		t.Fatalf("got %q, err %v", p, err)
+	}
+	fr.releaseIdle()
+	if _, _, _, err := fr.next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("got %v, want EOF", err)
+	}
+	if last := cr.asked[len(cr.asked)-1]; last != idleReadSize {
+		t.Fatalf("waited with a %d-byte buffer, want %d (asked %v)", last, idleReadSize, cr.asked)
+	}
+	if len(fr.rb) != idleReadSize || fr.buf != nil {
+		t.Fatalf("idle reader keeps a %d-byte read buffer and a %d-byte message buffer", len(fr.rb), cap(fr.buf))
+	}
+}
+
+// chunkReader returns data in chunks of the given sizes (cycled), or of
+// random sizes, and records the size of every buffer it was asked to fill.
+type chunkReader struct {
+	data  []byte
+	r     *rand.Rand
+	sizes []int
+	asked []int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	c.asked = append(c.asked, len(p))
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := 1 + c.r.IntN(600)
+	if len(c.sizes) > 0 {
+		n = c.sizes[(len(c.asked)-1)%len(c.sizes)]
+	}
+	n = min(n, len(p), len(c.data))
+	copy(p, c.data[:n])
+	c.data = c.data[n:]
+	return n, nil
+}
+
+// TestFrameReader_ResetDropsUnread: a new connection starts with its own
+// bytes, whatever the last one left unread.
+func TestFrameReader_ResetDropsUnread(t *testing.T) {
+	for _, size := range []int{10, 2000} {
+		var old, next bytes.Buffer
+		appendFrames(t, &old, ws.OpText, bytes.Repeat([]byte("o"), size), 0, false)
+		appendFrames(t, &old, ws.OpText, []byte("left unread"), 0, false)
+		appendFrames(t, &next, ws.OpText, []byte("hello"), 0, false)
+		appendFrames(t, &next, ws.OpText, []byte("ready"), 0, false)
+		fr := newFrameReader(bytes.NewReader(old.Bytes()), 1<<20)
+		if _, _, _, err := fr.next(); err != nil {
+			t.Fatal(err)
+		}
+		if fr.buffered() == 0 {
+			t.Fatal("nothing left unread: the test proves nothing")
+		}
+		fr.reset(bytes.NewReader(next.Bytes()[3:]), next.Bytes()[:3])
+		for _, want := range []string{"hello", "ready"} {
+			if _, _, p, err := fr.next(); err != nil || string(p) != want {
+				t.Fatalf("size %d: got %q, err %v; want %q", size, p, err, want)
+			}
+		}
+	}
 }

@@ -33,10 +33,11 @@ type beater struct {
 	stopUnblock func() bool
 }
 
-// startBeater prepares the beater of c; it starts beating at HELLO (hello).
-// When ctx ends it unblocks the reader.
-func (s *shard) startBeater(ctx context.Context, c *conn) *beater {
-	b := &beater{s: s, c: c, ctx: ctx}
+// startBeater prepares the beater of c, whose context is connCtx; it
+// starts beating at HELLO (hello). When the shard's ctx ends it unblocks
+// the reader.
+func (s *shard) startBeater(ctx, connCtx context.Context, c *conn) *beater {
+	b := &beater{s: s, c: c, ctx: connCtx}
 	b.stopUnblock = context.AfterFunc(ctx, c.unblock)
 	return b
 }

@@ -5,9 +5,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -126,7 +128,7 @@ func idleShardsOnce(b *testing.B, url string, n int, comp gateway.Compression) (
 		Sink:           gateway.SinkFunc(func(context.Context, *gateway.Event) error { return nil }),
 		RESTURL:        url + "/api/v10",
 		IdentifyWindow: idleIdentifyWindow,
-		Logger:         testLogger().With("test", b.Name()),
+		Logger:         slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -155,6 +157,17 @@ func idleShardsOnce(b *testing.B, url string, n int, comp gateway.Compression) (
 	})
 	runtime.GC()
 	runtime.ReadMemStats(&after)
+	if os.Getenv("STACKDBG") != "" {
+		sm := []metrics.Sample{{Name: "/gc/stack/starting-size:bytes"}}
+		metrics.Read(sm)
+		b.Logf("starting stack %d", sm[0].Value.Uint64())
+		for range 3 {
+			runtime.GC()
+		}
+		var x runtime.MemStats
+		runtime.ReadMemStats(&x)
+		b.Logf("stack after 3 more GCs: %d per shard", (int64(x.StackInuse)-int64(before.StackInuse))/int64(n))
+	}
 	goAfter := runtime.NumGoroutine()
 	if f := os.Getenv("FEATHERY_IDLE_HEAPPROFILE"); f != "" {
 		writeHeapProfile(b, f+"."+comp.String())

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/zstd"
@@ -63,18 +62,19 @@ const deflateWindow = 32 << 10
 // tables) released by idle zlib-stream connections; outPool the output
 // buffers released by idle connections. A connection between messages
 // keeps only its recent output (hist), so 1,000 idle shards do not hold
-// 1,000 decompressors.
+// 1,000 decompressors. Both are bounded: a start-up burst leaves a few
+// behind, not one per connection that was busy at once.
 var (
-	flatePool sync.Pool // io.ReadCloser implementing flate.Resetter
-	outPool   sync.Pool // *[]byte of cap outBufSize
+	flatePool = newFreeList[io.ReadCloser](0) // implementing flate.Resetter
+	outPool   = newFreeList[[]byte](0)        // of cap outBufSize
 )
 
 // outBufSize is the size of a pooled output buffer.
 const outBufSize = 32 << 10
 
 func getOut() []byte {
-	if b, ok := outPool.Get().(*[]byte); ok {
-		return (*b)[:0]
+	if b, ok := outPool.get(); ok {
+		return b[:0]
 	}
 	return make([]byte, 0, outBufSize)
 }
@@ -82,7 +82,7 @@ func getOut() []byte {
 // getFlate returns a deflate context reading r, starting from the window
 // dict.
 func getFlate(r io.Reader, dict []byte) (io.ReadCloser, error) {
-	if zr, ok := flatePool.Get().(io.ReadCloser); ok {
+	if zr, ok := flatePool.get(); ok {
 		if err := zr.(flate.Resetter).Reset(r, dict); err != nil {
 			return nil, fmt.Errorf("reset deflate: %w", err)
 		}
@@ -118,17 +118,17 @@ func (f *inflater) close() {
 		f.zd = nil
 	}
 	if f.zr != nil {
-		flatePool.Put(f.zr)
+		flatePool.put(f.zr)
 		f.zr = nil
 	}
 	f.putOut()
 	f.hist = nil
+	f.in = nil
 }
 
 func (f *inflater) putOut() {
 	if f.out != nil && len(f.out) == 0 && cap(f.out) == outBufSize {
-		b := f.out
-		outPool.Put(&b)
+		outPool.put(f.out)
 	}
 	f.out = nil
 	f.scanned = 0
@@ -174,7 +174,10 @@ func (f *inflater) release() error {
 		// block: a clean boundary.
 		f.in = f.in[:0]
 	}
-	flatePool.Put(f.zr)
+	if cap(f.in) > idleReadSize {
+		f.in = nil // a message split over websocket messages was assembled here
+	}
+	flatePool.put(f.zr)
 	f.zr = nil
 	f.putOut()
 	// hist stays as it is (at most twice the window): trimming or

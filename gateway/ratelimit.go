@@ -17,10 +17,15 @@ const (
 // heartbeats are never starved.
 type sendLimiter struct {
 	mu      sync.Mutex
-	sent    [sendLimit]time.Time // ring of send times
+	sent    [sendLimit]time.Duration // ring of send times, since limiterEpoch
 	head, n int
 	reserve int
 }
+
+// limiterEpoch is what send times count from (monotonic: time.Since).
+// Durations take a third of time.Time's room: the ring is most of what a
+// connection keeps.
+var limiterEpoch = time.Now()
 
 // setHeartbeat sizes the reserve for heartbeats every interval (plus room for
 // beats the server asks for).
@@ -35,8 +40,8 @@ func (l *sendLimiter) setHeartbeat(interval time.Duration) {
 }
 
 // expire drops sends older than the window. l.mu must be held.
-func (l *sendLimiter) expire(now time.Time) {
-	for l.n > 0 && now.Sub(l.sent[l.head]) >= sendWindow {
+func (l *sendLimiter) expire(now time.Duration) {
+	for l.n > 0 && now-l.sent[l.head] >= sendWindow {
 		l.head = (l.head + 1) % sendLimit
 		l.n--
 	}
@@ -47,7 +52,7 @@ func (l *sendLimiter) expire(now time.Time) {
 func (l *sendLimiter) try(heartbeat bool) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := time.Now()
+	now := time.Since(limiterEpoch)
 	l.expire(now)
 	limit := sendLimit
 	if !heartbeat {
@@ -60,7 +65,7 @@ func (l *sendLimiter) try(heartbeat bool) time.Duration {
 	}
 	// The slot frees when the (n-limit+1)-th oldest send leaves the window.
 	idx := (l.head + l.n - limit) % sendLimit
-	return max(l.sent[idx].Add(sendWindow).Sub(now), time.Millisecond)
+	return max(l.sent[idx]+sendWindow-now, time.Millisecond)
 }
 
 // wait blocks until a slot is free and takes it.

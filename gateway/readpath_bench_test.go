@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"math/rand/v2"
@@ -16,7 +15,6 @@ type readPath struct {
 	s      *shard
 	stream []byte
 	src    *bytes.Reader
-	br     *bufio.Reader
 	n      int // messages in the stream
 	left   int
 	events int
@@ -55,7 +53,6 @@ func newReadPath(t testing.TB, comp Compression, msgs int) *readPath {
 	}
 	rp.stream = b.Bytes()
 	rp.src = bytes.NewReader(rp.stream)
-	rp.br = bufio.NewReaderSize(rp.src, 64<<10)
 	rp.rewind()
 	return rp
 }
@@ -63,8 +60,7 @@ func newReadPath(t testing.TB, comp Compression, msgs int) *readPath {
 // rewind starts the stream again as a new connection.
 func (rp *readPath) rewind() {
 	rp.src.Reset(rp.stream)
-	rp.br.Reset(rp.src)
-	rp.s.fr.reset(rp.br)
+	rp.s.fr.reset(rp.src, nil)
 	rp.s.inf.reset()
 	rp.s.seq.Store(0)
 	rp.left = rp.n

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -58,10 +59,7 @@ const (
 	resumeLoopIdentify = 3
 	// helloTimeout bounds the wait for HELLO after the handshake.
 	helloTimeout = 20 * time.Second
-	// readBufferSize is the socket read buffer of a connection; larger
-	// frames are read straight into the frame buffer.
-	readBufferSize = 4 << 10
-	dialTimeout    = 15 * time.Second
+	dialTimeout  = 15 * time.Second
 )
 
 // shard owns one gateway connection at a time for (bot, id).
@@ -598,18 +596,35 @@ func (c *conn) ackRTT(sent int64) time.Duration {
 	return time.Duration(max(rtt, 0))
 }
 
-// dial opens the websocket and returns the connection and a reader that
-// starts with whatever the server sent along with the handshake.
-func (s *shard) dial(ctx context.Context, u string) (net.Conn, *bufio.Reader, error) {
+// dial opens the websocket and returns the connection and a copy of what
+// the server sent along with the handshake (often HELLO).
+func (s *shard) dial(ctx context.Context, u string) (net.Conn, []byte, error) {
 	if s.m.cfg.Dial != nil {
-		return s.m.cfg.Dial(ctx, u)
+		nc, br, err := s.m.cfg.Dial(ctx, u)
+		if err != nil || br == nil {
+			return nc, nil, err
+		}
+		return nc, buffered(br), nil
 	}
 	d := ws.Dialer{Timeout: dialTimeout}
 	nc, br, _, err := d.Dial(ctx, u)
 	if err != nil {
 		return nil, nil, err
 	}
-	return nc, br, nil
+	if br == nil {
+		return nc, nil, nil
+	}
+	// br is the dialer's pooled reader: copy what it holds and give it
+	// back, rather than keep its buffer for the connection's life.
+	pre := buffered(br)
+	ws.PutReader(br)
+	return nc, pre, nil
+}
+
+// buffered copies what br holds.
+func buffered(br *bufio.Reader) []byte {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Clone(b)
 }
 
 // connectOnce runs one connection from dial to close.
@@ -618,27 +633,19 @@ func (s *shard) connectOnce(ctx context.Context) error {
 	s.resumed = false
 	s.gotResumed, s.pubAfter = false, false
 	u := s.gatewayURL()
-	nc, br, err := s.dial(ctx, u)
+	nc, pre, err := s.dial(ctx, u)
 	if err != nil {
 		return fmt.Errorf("dial gateway %s: %w", redactURL(u), err)
-	}
-	var src *bufio.Reader
-	if br != nil {
-		// br holds what arrived with the handshake (often HELLO) and reads
-		// on from the connection once drained.
-		src = bufio.NewReaderSize(br, readBufferSize)
-	} else {
-		src = bufio.NewReaderSize(nc, readBufferSize)
 	}
 	c := &conn{nc: nc}
 	c.w.w = nc
 	c.acked.Store(true)
-	s.fr.reset(src)
+	s.fr.reset(nc, pre)
 	s.inf.reset()
 
 	connCtx, cancel := context.WithCancel(ctx)
 	s.cur, s.connCtx = c, connCtx
-	c.hb = s.startBeater(connCtx, c)
+	c.hb = s.startBeater(ctx, connCtx, c)
 
 	rerr := s.readLoop(ctx, c)
 	if cause := c.getCause(); cause != nil {
@@ -735,10 +742,11 @@ func (s *shard) readLoop(ctx context.Context, c *conn) error {
 			}
 			// Nothing more waiting: let an idle connection's
 			// decompression context and buffers go back to the pools.
-			if s.fr.r.Buffered() == 0 {
+			if s.fr.buffered() == 0 {
 				if err := s.inf.release(); err != nil {
 					return fmt.Errorf("%w: %w", errBadPayload, err)
 				}
+				s.fr.releaseIdle()
 			}
 		}
 	}
