@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -157,17 +156,6 @@ func idleShardsOnce(b *testing.B, url string, n int, comp gateway.Compression) (
 	})
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	if os.Getenv("STACKDBG") != "" {
-		sm := []metrics.Sample{{Name: "/gc/stack/starting-size:bytes"}}
-		metrics.Read(sm)
-		b.Logf("starting stack %d", sm[0].Value.Uint64())
-		for range 3 {
-			runtime.GC()
-		}
-		var x runtime.MemStats
-		runtime.ReadMemStats(&x)
-		b.Logf("stack after 3 more GCs: %d per shard", (int64(x.StackInuse)-int64(before.StackInuse))/int64(n))
-	}
 	goAfter := runtime.NumGoroutine()
 	if f := os.Getenv("FEATHERY_IDLE_HEAPPROFILE"); f != "" {
 		writeHeapProfile(b, f+"."+comp.String())
