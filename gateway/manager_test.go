@@ -1080,3 +1080,42 @@ func TestManager_Reconnect(t *testing.T) {
 	}
 	checkViolations(t, fake)
 }
+
+// TestManager_ReconnectBetweenConnections: a reconnect asked while the
+// shard has no connection is taken by the next one (at its HELLO).
+func TestManager_ReconnectBetweenConnections(t *testing.T) {
+	t.Parallel()
+	fake := startFake(t, discordtest.Config{Shards: 1, Guilds: 2, HeartbeatInterval: 2 * time.Second})
+	dialing := make(chan struct{})
+	release := make(chan struct{})
+	var dials atomic.Int32
+	h := startManager(t, fake, gateway.BotConfig{}, newRecordingSink(), func(c *gateway.ManagerConfig) {
+		c.Dial = func(ctx context.Context, u string) (net.Conn, *bufio.Reader, error) {
+			if dials.Add(1) == 1 {
+				close(dialing)
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return nil, nil, ctx.Err()
+				}
+			}
+			nc, br, _, err := ws.Dialer{}.Dial(ctx, u)
+			return nc, br, err
+		}
+	})
+	<-dialing
+	if err := h.m.Reconnect("main", 0); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	testkit.Eventually(t, 30*time.Second, "shard 0 ready after the asked reconnect", func() bool {
+		st := h.status(0)
+		return st.State == gateway.StateReady && st.Reconnects >= 1
+	})
+	if d := dials.Load(); d < 2 {
+		t.Fatalf("got %d dials, want the first connection ended and a second one", d)
+	}
+	if st := h.status(0); st.Reconnects != 1 || st.Identifies != 1 {
+		t.Errorf("got %d reconnects and %d identifies, want 1 and 1 (the request ends the first connection at its HELLO, before IDENTIFY)", st.Reconnects, st.Identifies)
+	}
+}

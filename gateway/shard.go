@@ -756,7 +756,7 @@ func (s *shard) readLoop(ctx context.Context, c *conn) error {
 // input).
 func isFlowError(err error) bool {
 	var inv *invalidSessionError
-	return errors.Is(err, errReconnect) || errors.As(err, &inv) || errors.Is(err, ErrStartLimitExhausted) ||
+	return errors.Is(err, errReconnect) || errors.Is(err, errAskedReconnect) || errors.As(err, &inv) || errors.Is(err, ErrStartLimitExhausted) ||
 		errors.Is(err, errStopping) || errors.Is(err, context.Canceled)
 }
 
@@ -794,6 +794,11 @@ func (s *shard) handlePayload(p []byte) error {
 		c.interval.Store(int64(iv))
 		c.limit.setHeartbeat(iv)
 		c.hb.hello(iv)
+		if c.ended.Load() {
+			// A reconnect asked before HELLO took this connection: no
+			// IDENTIFY (it would spend a session start) nor RESUME.
+			return c.getCause()
+		}
 		return s.authenticate(c)
 	case opReconnect:
 		return errReconnect
