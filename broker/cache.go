@@ -12,6 +12,7 @@ import (
 	"github.com/bytedance/sonic"
 	"github.com/redis/rueidis"
 
+	"github.com/feathery/feathery/broker/keyspace"
 	"github.com/feathery/feathery/luascripts"
 )
 
@@ -349,7 +350,7 @@ func (c *Cache) Apply(ctx context.Context, evs []*Event, before [][]byte) error 
 		}
 		keys := op.bc.keys
 		user := func(uid string, uop luascripts.CacheUserOp, guild, js string) {
-			urefs = append(urefs, p2.add("u"+uid, batched(luascripts.CacheOpUser(keys.CacheUser(uid), keys.CacheUserGuilds(uid), uop, guild, js))))
+			urefs = append(urefs, p2.add("u"+keyspace.UserBucket(uid), batched(luascripts.CacheOpUser(keys.CacheUsers(uid), uop, uid, guild, js))))
 		}
 		if op.leave != "" {
 			user(op.leave, luascripts.CacheUserLeave, op.guild, "")
@@ -467,31 +468,38 @@ func (c *Cache) beforeImage(op *cacheOp, ev *Event, p1, p2 *cachePipe, user int)
 			return nil, err
 		}
 		key, uid := op.src.Target()
-		if !c.isJSON(m, ev, key, uid) {
+		v, err := keyspace.ExpandMember([]byte(m), nil)
+		if err != nil {
+			c.notJSON(ev, key, uid)
 			return nil, nil
 		}
-		if user >= 0 {
-			u, uok, err := p2.before(user)
-			if err != nil {
-				return nil, err
-			}
-			if uok && c.isJSON(u, ev, op.bc.keys.CacheUser(uid), "") {
-				return withFirst("user", []byte(u), []byte(m)), nil
-			}
+		if user < 0 {
+			return v, nil
 		}
-		return []byte(m), nil
+		s, uok, err := p2.before(user)
+		if err != nil || !uok {
+			return v, err
+		}
+		u, err := keyspace.ExpandUser(uid, []byte(s))
+		if err != nil {
+			c.notJSON(ev, op.bc.keys.CacheUsers(uid), uid)
+			return v, nil
+		}
+		return withFirst("user", u, v), nil
 	case bUser:
 		if user < 0 {
 			return nil, nil
 		}
-		u, ok, err := p2.before(user)
+		s, ok, err := p2.before(user)
 		if !ok || err != nil {
 			return nil, err
 		}
-		if !c.isJSON(u, ev, op.bc.keys.CacheUser(op.update.ID), "") {
+		v, err := keyspace.ExpandUser(op.update.ID, []byte(s))
+		if err != nil {
+			c.notJSON(ev, op.bc.keys.CacheUsers(op.update.ID), op.update.ID)
 			return nil, nil
 		}
-		return []byte(u), nil
+		return v, nil
 	}
 	return nil, nil
 }
@@ -502,9 +510,15 @@ func (c *Cache) isJSON(v string, ev *Event, key, field string) bool {
 	if sonic.ValidString(v) {
 		return true
 	}
+	c.notJSON(ev, key, field)
+	return false
+}
+
+// notJSON counts and logs a cached value (key, field) that could not be
+// read as the JSON the layout holds there.
+func (c *Cache) notJSON(ev *Event, key, field string) {
 	c.garbage.Add(1)
 	c.badKeys.garbage(c.log, key, field, ev)
-	return false
 }
 
 // do sends p's commands in one pipeline. When the server lost the scripts
@@ -610,6 +624,22 @@ func dropNewlyCreated(k string) bool { return k == "newly_created" }
 func dropGuildID(k string) bool        { return k == "guild_id" }
 func dropMember(k string) bool         { return k == "member" }
 func dropUserAndGuildID(k string) bool { return k == "user" || k == "guild_id" }
+
+// compactMember drops what a cached member is stored without: guild_id,
+// the user when users are cached apart, and members at their defaults
+// (keyspace.MemberDefaults).
+func compactMember(users bool) func(k string, v []byte) bool {
+	if users {
+		return func(k string, v []byte) bool {
+			return k == "user" || k == "guild_id" || keyspace.IsMemberDefault(k, v)
+		}
+	}
+	return func(k string, v []byte) bool { return k == "guild_id" || keyspace.IsMemberDefault(k, v) }
+}
+
+// compactUser drops what a cached user is stored without: "id" and
+// members at their defaults (keyspace.UserDefaults).
+func compactUser(k string, v []byte) bool { return keyspace.IsUserDefault(k, v) }
 
 // plan reads ev and fills op; it returns the event's per-guild call (nil if
 // none).
@@ -756,14 +786,24 @@ func (c *Cache) plan(b rueidis.Builder, op *cacheOp, ev *Event) (planned, error)
 		drop := dropGuildID
 		if users {
 			drop = dropUserAndGuildID
-			op.joins = []luascripts.CacheField{{ID: uid, JSON: rueidis.BinaryString(user)}}
-		}
-		m, err := strip(d, drop)
-		if err != nil {
-			return planned{}, err
+			u, err := stripKV(user, compactUser)
+			if err != nil {
+				return planned{}, fmt.Errorf("user: %w", err)
+			}
+			op.joins = []luascripts.CacheField{{ID: uid, JSON: rueidis.BinaryString(u)}}
 		}
 		if kind == kMemberUpdate {
+			// The merge drops the defaults after it (a member going back to
+			// one loses the cached value).
+			m, err := strip(d, drop)
+			if err != nil {
+				return planned{}, err
+			}
 			return batched(luascripts.CacheOpMemberMerge(keys.CacheMembers(g), uid, string(m), quotedKeys(m))), nil
+		}
+		m, err := stripKV(d, compactMember(users))
+		if err != nil {
+			return planned{}, err
 		}
 		return batched(luascripts.CacheOpMember(keys.CacheMembers(g), keys.CachePresences(g), luascripts.CacheMemberSet, uid, string(m))), nil
 	case kMemberChunk:
@@ -973,24 +1013,20 @@ func userOf(obj []byte) (user []byte, uid string, err error) {
 // memberList splits member objects into (user id, member JSON without
 // user) and, when users are cached, (user id, user JSON) joins.
 func memberList(arr []byte, users bool) (ms, joins []luascripts.CacheField, err error) {
-	drop := dropGuildID
-	if users {
-		drop = dropUserAndGuildID
-	}
-	return userKeyedList(arr, "member", drop, users)
+	return userKeyedList(arr, "member", compactMember(users), users)
 }
 
 // presenceList splits presences into (user id, presence JSON without user
 // and guild_id).
 func presenceList(arr []byte) ([]luascripts.CacheField, error) {
-	ps, _, err := userKeyedList(arr, "presence", dropUserAndGuildID, false)
+	ps, _, err := userKeyedList(arr, "presence", func(k string, _ []byte) bool { return dropUserAndGuildID(k) }, false)
 	return ps, err
 }
 
 // userKeyedList splits the objects of the array arr, each with a "user",
-// into (user id, object without the keys drop names) and, with joins,
-// (user id, user JSON). what names an element in errors.
-func userKeyedList(arr []byte, what string, drop func(string) bool, joins bool) (out, users []luascripts.CacheField, err error) {
+// into (user id, object without the members drop names) and, with joins,
+// (user id, user JSON compact). what names an element in errors.
+func userKeyedList(arr []byte, what string, drop func(string, []byte) bool, joins bool) (out, users []luascripts.CacheField, err error) {
 	if isNull(arr) {
 		return nil, nil, nil
 	}
@@ -999,13 +1035,17 @@ func userKeyedList(arr []byte, what string, drop func(string) bool, joins bool) 
 		if err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		v, err := strip(e, drop)
+		v, err := stripKV(e, drop)
 		if err != nil {
 			return err
 		}
 		out = append(out, luascripts.CacheField{ID: uid, JSON: rueidis.BinaryString(v)})
 		if joins {
-			users = append(users, luascripts.CacheField{ID: uid, JSON: rueidis.BinaryString(user)})
+			u, err := stripKV(user, compactUser)
+			if err != nil {
+				return fmt.Errorf("%s: user: %w", what, err)
+			}
+			users = append(users, luascripts.CacheField{ID: uid, JSON: rueidis.BinaryString(u)})
 		}
 		return nil
 	})

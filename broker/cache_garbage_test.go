@@ -36,7 +36,7 @@ func TestCacheGarbageBefore(t *testing.T) {
 		do("SET", k.CacheGuild(g), `{"id":"`+g+`","name":`)
 		do("HSET", k.CacheChannels(g), wid(wChannelBase, 0), "\x00garbage")
 		do("HSET", k.CacheMembers(g), u, `{"nick":"x"`)
-		do("SET", k.CacheUser(u), "[1,")
+		do("HSET", k.CacheUsers(u), u, g+`{"username":`)
 		b := apply(t, c,
 			ev("a", "USER_UPDATE", mustJSON(wUser(0, 2))),
 			ev("a", "GUILD_UPDATE", mustJSON(obj{"id": g, "name": "g2"})),

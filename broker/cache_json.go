@@ -213,6 +213,14 @@ func isTrue(raw []byte) bool { return bytes.Equal(raw, []byte("true")) }
 // members of inject (key, raw value) first unless b already has them.
 // Whitespace between members is dropped.
 func strip(b []byte, drop func(key string) bool, inject ...[2]string) ([]byte, error) {
+	if drop == nil {
+		return stripKV(b, nil, inject...)
+	}
+	return stripKV(b, func(k string, _ []byte) bool { return drop(k) }, inject...)
+}
+
+// stripKV is strip with drop given each member's raw value too.
+func stripKV(b []byte, drop func(key string, val []byte) bool, inject ...[2]string) ([]byte, error) {
 	out := make([]byte, 0, len(b)+32)
 	out = append(out, '{')
 	n := 0
@@ -229,7 +237,7 @@ func strip(b []byte, drop func(key string) bool, inject ...[2]string) ([]byte, e
 		n++
 	}
 	err := eachField(b, func(k, v []byte) bool {
-		if drop != nil && drop(string(k)) {
+		if drop != nil && drop(string(k), v) {
 			return true
 		}
 		if n > 0 {

@@ -94,7 +94,7 @@ func testCachePartialFailure(t *testing.T, client rueidis.Client) {
 			}
 			if tc.failAt == 2 {
 				// the guild's script committed; users 1 and 2 still list the guild
-				if ids := smembers(t, client, c.def.keys.CacheUserGuilds(wid(wUserBase, 1))); !slices.Contains(ids, wid(wGuildBase, 0)) {
+				if ids := userGuilds(t, client, c.def.keys, wid(wUserBase, 1)); !slices.Contains(ids, wid(wGuildBase, 0)) {
 					t.Fatalf("the failure was not between the phases: user 1's guilds %v", ids)
 				}
 			}

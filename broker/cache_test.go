@@ -13,6 +13,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/rueidis"
 
+	"github.com/feathery/feathery/broker/keyspace"
 	"github.com/feathery/feathery/broker/redistest"
 )
 
@@ -186,6 +187,74 @@ func wantJSON(t testing.TB, what, got, want string) {
 	}
 }
 
+// cachedUser reads user uid's entry: its mutual guilds (sorted) and its
+// object as readers get it back (keyspace.ExpandUser); ok is false when the
+// user has no entry, user "" when the entry has no object.
+func cachedUser(t testing.TB, client rueidis.Client, k CacheKeys, uid string) (guilds []string, user string, ok bool) {
+	t.Helper()
+	v, ok := hget(t, client, k.CacheUsers(uid), uid)
+	if !ok {
+		return nil, "", false
+	}
+	guilds, u, err := keyspace.ParseUserEntry(v)
+	if err != nil {
+		t.Fatalf("user %s entry %q: %v", uid, v, err)
+	}
+	slices.Sort(guilds)
+	if u == "" {
+		return guilds, "", true
+	}
+	full, err := keyspace.ExpandUser(uid, []byte(u))
+	if err != nil {
+		t.Fatalf("user %s entry %q: %v", uid, v, err)
+	}
+	return guilds, string(full), true
+}
+
+// getUser is cachedUser's object (ok false when there is none).
+func getUser(t testing.TB, client rueidis.Client, k CacheKeys, uid string) (string, bool) {
+	t.Helper()
+	_, u, _ := cachedUser(t, client, k, uid)
+	return u, u != ""
+}
+
+// userGuilds is cachedUser's mutual guilds.
+func userGuilds(t testing.TB, client rueidis.Client, k CacheKeys, uid string) []string {
+	t.Helper()
+	g, _, _ := cachedUser(t, client, k, uid)
+	return g
+}
+
+// asCached is the member (with or without its user) or user object js
+// the way the cache hands it back: with the members it stores them
+// without put back (keyspace.ExpandMember, ExpandUser).
+func asCached(t testing.TB, js string) string {
+	t.Helper()
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(js), &m); err != nil {
+		t.Fatalf("asCached %s: %v", js, err)
+	}
+	if _, member := m["joined_at"]; !member {
+		var id string
+		_ = json.Unmarshal(m["id"], &id)
+		u, err := keyspace.ExpandUser(id, []byte(js))
+		if err != nil {
+			t.Fatalf("asCached %s: %v", js, err)
+		}
+		return string(u)
+	}
+	var user []byte
+	if u, ok := m["user"]; ok {
+		user = []byte(asCached(t, string(u)))
+		js = without(js, "user")
+	}
+	out, err := keyspace.ExpandMember([]byte(js), user)
+	if err != nil {
+		t.Fatalf("asCached %s: %v", js, err)
+	}
+	return string(out)
+}
+
 // without returns the JSON object s without the named members.
 func without(s string, names ...string) string {
 	var m map[string]json.RawMessage
@@ -234,28 +303,34 @@ func testCacheRoundTrip(t *testing.T, client rueidis.Client) {
 	}
 	ch, _ := hget(t, client, k.CacheChannels(g), "700000000000000001")
 	wantJSON(t, "channel", ch, `{"id":"700000000000000001","type":0,"name":"général","permission_overwrites":[],"guild_id":"900000000000000001"}`)
+	// Members and users are stored compact: without the members at
+	// Discord's defaults (a user without its id too).
 	m, _ := hget(t, client, k.CacheMembers(g), uid)
-	if !strings.Contains(m, `"roles":[]`) {
-		t.Errorf("member = %s, want roles []", m)
+	if m != `{"joined_at":"2024-01-01T00:00:00+00:00"}` {
+		t.Errorf("member = %s, want only joined_at", m)
 	}
-	u, _ := get(t, client, k.CacheUser(uid))
-	wantJSON(t, "user", u, `{"id":"800000000000000001","username":"zoë","global_name":"Zoë ✨"}`)
+	if e, _ := hget(t, client, k.CacheUsers(uid), uid); e != g+`{"username":"zoë","global_name":"Zoë ✨"}` {
+		t.Errorf("user entry = %s", e)
+	}
+	u, _ := getUser(t, client, k, uid)
+	wantJSON(t, "user", u, asCached(t, `{"id":"800000000000000001","username":"zoë","global_name":"Zoë ✨"}`))
 
 	// GUILD_MEMBER_UPDATE merges in Lua: everything must survive byte for byte.
 	upd := `{"guild_id":"900000000000000001","user":{"id":"800000000000000001","username":"zoë","global_name":"Zoë ✨"},` +
 		`"roles":[],"nick":"Zoë \"z\" 日本","avatar":null,"communication_disabled_until":null,"premium_since":"2024-02-02T00:00:00+00:00"}`
 	before := apply(t, c, ev("a", "GUILD_MEMBER_UPDATE", upd))
-	wantJSON(t, "member before image", string(before[0]),
+	wantJSON(t, "member before image", string(before[0]), asCached(t,
 		`{"user":{"id":"800000000000000001","username":"zoë","global_name":"Zoë ✨"},"roles":[],"nick":null,`+
-			`"joined_at":"2024-01-01T00:00:00+00:00","deaf":false,"mute":false,"flags":0}`)
+			`"joined_at":"2024-01-01T00:00:00+00:00","deaf":false,"mute":false,"flags":0}`))
 	m, _ = hget(t, client, k.CacheMembers(g), uid)
-	for _, want := range []string{`"roles":[]`, `"nick":"Zoë \"z\" 日本"`, `"deaf":false`, `"flags":0`} {
-		if !strings.Contains(m, want) {
-			t.Errorf("merged member %s lacks %s", m, want)
-		}
+	wantJSON(t, "merged member", m, `{"nick":"Zoë \"z\" 日本","joined_at":"2024-01-01T00:00:00+00:00","premium_since":"2024-02-02T00:00:00+00:00"}`)
+	if !strings.Contains(m, `"nick":"Zoë \"z\" 日本"`) {
+		t.Errorf("merged member %s changed the nick's text", m)
 	}
-	wantJSON(t, "merged member", m, `{"roles":[],"nick":"Zoë \"z\" 日本","joined_at":"2024-01-01T00:00:00+00:00","deaf":false,`+
-		`"mute":false,"flags":0,"avatar":null,"communication_disabled_until":null,"premium_since":"2024-02-02T00:00:00+00:00"}`)
+	// A member going back to a default loses the cached value.
+	apply(t, c, ev("a", "GUILD_MEMBER_UPDATE", `{"guild_id":"900000000000000001","user":{"id":"800000000000000001","username":"zoë"},"nick":null,"roles":[]}`))
+	m, _ = hget(t, client, k.CacheMembers(g), uid)
+	wantJSON(t, "member back to defaults", m, `{"joined_at":"2024-01-01T00:00:00+00:00","premium_since":"2024-02-02T00:00:00+00:00"}`)
 
 	// GUILD_UPDATE merges too; big numbers keep their digits.
 	before = apply(t, c, ev("a", "GUILD_UPDATE", `{"id":"900000000000000001","name":"新しい","features":[],"afk_timeout":12345678901234567,"roles":[]}`))
@@ -322,21 +397,21 @@ func TestCacheEvents(t *testing.T) {
 	if b := apply(t, c, ev("a", "GUILD_MEMBER_ADD", add)); b[0] != nil {
 		t.Errorf("GUILD_MEMBER_ADD before = %s", b[0])
 	}
-	if got := smembers(t, client, k.CacheUserGuilds(wid(wUserBase, 7))); !slices.Equal(got, []string{g}) {
+	if got := userGuilds(t, client, k, wid(wUserBase, 7)); !slices.Equal(got, []string{g}) {
 		t.Errorf("mutual guilds of user 7 = %v", got)
 	}
 	b = apply(t, c, ev("a", "GUILD_MEMBER_UPDATE", mustJSON(obj{"guild_id": g, "user": wUser(7, 1), "roles": []string{}, "nick": "x"})))
-	wantJSON(t, "GUILD_MEMBER_UPDATE before", string(b[0]), without(add, "guild_id"))
-	u7, _ := get(t, client, k.CacheUser(wid(wUserBase, 7)))
-	wantJSON(t, "user after member update", u7, mustJSON(wUser(7, 1)))
+	wantJSON(t, "GUILD_MEMBER_UPDATE before", string(b[0]), asCached(t, without(add, "guild_id")))
+	u7, _ := getUser(t, client, k, wid(wUserBase, 7))
+	wantJSON(t, "user after member update", u7, asCached(t, mustJSON(wUser(7, 1))))
 	b = apply(t, c, ev("a", "GUILD_MEMBER_REMOVE", mustJSON(obj{"guild_id": g, "user": wUser(7, 1)})))
 	want := mustJSON(wMember(7, 0, []string{}, ""))
 	want = strings.Replace(want, `"nick":null`, `"nick":"x"`, 1)
 	var wm map[string]any
 	_ = json.Unmarshal([]byte(want), &wm)
 	wm["user"] = wUser(7, 1)
-	wantJSON(t, "GUILD_MEMBER_REMOVE before", string(b[0]), mustJSON(wm))
-	if _, ok := get(t, client, k.CacheUser(wid(wUserBase, 7))); ok {
+	wantJSON(t, "GUILD_MEMBER_REMOVE before", string(b[0]), asCached(t, mustJSON(wm)))
+	if _, ok := getUser(t, client, k, wid(wUserBase, 7)); ok {
 		t.Error("user 7 in no guild is still cached")
 	}
 
@@ -389,17 +464,17 @@ func TestCacheEvents(t *testing.T) {
 
 	// user update
 	b = apply(t, c, ev("a", "USER_UPDATE", mustJSON(wUser(0, 5))))
-	wantJSON(t, "USER_UPDATE before", string(b[0]), mustJSON(wUser(0, 0)))
+	wantJSON(t, "USER_UPDATE before", string(b[0]), asCached(t, mustJSON(wUser(0, 0))))
 	if b := apply(t, c, ev("a", "USER_UPDATE", mustJSON(wUser(99, 5)))); b[0] != nil {
 		t.Error("USER_UPDATE of an uncached user gave a before image")
 	}
-	if _, ok := get(t, client, k.CacheUser(wid(wUserBase, 99))); ok {
+	if _, ok := getUser(t, client, k, wid(wUserBase, 99)); ok {
 		t.Error("USER_UPDATE cached a user of no cached guild")
 	}
 
 	// a full GUILD_CREATE replaces the member list and ends memberships
 	apply(t, c, ev("a", "GUILD_CREATE", wGuildCreate(0, 1, []int{0, 1}, false)))
-	if _, ok := get(t, client, k.CacheUser(wid(wUserBase, 2))); ok {
+	if _, ok := getUser(t, client, k, wid(wUserBase, 2)); ok {
 		t.Error("user 2, gone from the full member list, still cached")
 	}
 	// a large one merges
@@ -563,7 +638,7 @@ func testCacheTwoBots(t *testing.T, client rueidis.Client) {
 	if got := smembers(t, client, k.CacheGuildBots(g1)); !slices.Equal(got, []string{"a", "b"}) {
 		t.Fatalf("bots of g1 = %v", got)
 	}
-	if got := smembers(t, client, k.CacheUserGuilds(u(3))); !slices.Equal(got, []string{g1, g2}) {
+	if got := userGuilds(t, client, k, u(3)); !slices.Equal(got, []string{g1, g2}) {
 		t.Fatalf("mutual guilds of user 3 = %v", got)
 	}
 	full := dumpCache(t, client, "bots")
@@ -600,17 +675,17 @@ func testCacheTwoBots(t *testing.T, client rueidis.Client) {
 		}
 	}
 	for _, i := range []int{1, 2} {
-		if _, ok := get(t, client, k.CacheUser(u(i))); ok {
+		if _, ok := getUser(t, client, k, u(i)); ok {
 			t.Errorf("user %d in no guild still cached", i)
 		}
-		if got := smembers(t, client, k.CacheUserGuilds(u(i))); len(got) != 0 {
+		if got := userGuilds(t, client, k, u(i)); len(got) != 0 {
 			t.Errorf("user %d mutual guilds = %v", i, got)
 		}
 	}
-	if _, ok := get(t, client, k.CacheUser(u(3))); !ok {
+	if _, ok := getUser(t, client, k, u(3)); !ok {
 		t.Error("user 3, still in g2, evicted")
 	}
-	if got := smembers(t, client, k.CacheUserGuilds(u(3))); !slices.Equal(got, []string{g2}) {
+	if got := userGuilds(t, client, k, u(3)); !slices.Equal(got, []string{g2}) {
 		t.Errorf("mutual guilds of user 3 = %v, want [g2]", got)
 	}
 }

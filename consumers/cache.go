@@ -15,10 +15,15 @@ import (
 // ErrNotCached: the cache holds no such object.
 var ErrNotCached = errors.New("not cached")
 
+// ErrMalformed: a cached value is not what the key layout holds there
+// (written by something else than feathery).
+var ErrMalformed = errors.New("malformed cached value")
+
 // CacheReader reads feathery's cache with the key layout of KEYS.md
 // (keyspace.CacheKeys). Objects come back as the raw JSON feathery stored, with
 // the pieces it keeps apart put back: a member gets its "user", a presence
-// its "user":{"id"}. Decode them with encoding/json into the types of this
+// its "user":{"id"}, members and users the members stored compact left out
+// (keyspace.ExpandMember, ExpandUser). Decode them with encoding/json into the types of this
 // package (Member, Role, Channel, ...) when wanted.
 type CacheReader struct {
 	client rueidis.Client
@@ -133,58 +138,168 @@ func (r *CacheReader) Stickers(ctx context.Context, guildID string) (json.RawMes
 	return r.get(ctx, r.keys.CacheStickers(guildID))
 }
 
-// User is a cached user (a member of at least one cached guild).
+// userEntry reads the user's entry in its bucket: the cached guilds it is
+// a member of and its compact object ("" when unknown). A user in no
+// cached guild is ErrNotCached.
+func (r *CacheReader) userEntry(ctx context.Context, userID string) (guilds []string, user string, err error) {
+	key := r.keys.CacheUsers(userID)
+	v, err := r.client.Do(ctx, r.client.B().Hget().Key(key).Field(userID).Build()).ToString()
+	if rueidis.IsRedisNil(err) {
+		return nil, "", fmt.Errorf("hget %s %s: %w", key, userID, ErrNotCached)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("hget %s %s: %w", key, userID, err)
+	}
+	guilds, user, err = keyspace.ParseUserEntry(v)
+	if err != nil {
+		return nil, "", fmt.Errorf("hget %s %s: %w: %w", key, userID, ErrMalformed, err)
+	}
+	return guilds, user, nil
+}
+
+// expandUser is the user object of a compact one read from key.
+func (r *CacheReader) expandUser(userID, user string) (json.RawMessage, error) {
+	u, err := keyspace.ExpandUser(userID, []byte(user))
+	if err != nil {
+		return nil, fmt.Errorf("hget %s %s: %w: %w", r.keys.CacheUsers(userID), userID, ErrMalformed, err)
+	}
+	return u, nil
+}
+
+// User is a cached user (a member of at least one cached guild), with the
+// members the cache stores it without put back.
 func (r *CacheReader) User(ctx context.Context, userID string) (json.RawMessage, error) {
-	return r.get(ctx, r.keys.CacheUser(userID))
+	_, u, err := r.userEntry(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	if u == "" {
+		return nil, fmt.Errorf("hget %s %s: no user object: %w", r.keys.CacheUsers(userID), userID, ErrNotCached)
+	}
+	return r.expandUser(userID, u)
 }
 
 // MutualGuilds are the ids of the cached guilds the user is a member of,
-// sorted.
+// sorted (none for a user the cache does not hold).
 func (r *CacheReader) MutualGuilds(ctx context.Context, userID string) ([]string, error) {
-	return r.smembers(ctx, r.keys.CacheUserGuilds(userID))
-}
-
-// Member is the guild member with its "user" put back (when users are
-// cached).
-func (r *CacheReader) Member(ctx context.Context, guildID, userID string) (json.RawMessage, error) {
-	m, err := r.hget(ctx, r.keys.CacheMembers(guildID), userID)
-	if err != nil {
-		return nil, err
-	}
-	u, err := r.get(ctx, r.keys.CacheUser(userID))
+	gs, _, err := r.userEntry(ctx, userID)
 	if errors.Is(err, ErrNotCached) {
-		return m, nil
+		return []string{}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	return putFirst("user", u, m), nil
+	slices.Sort(gs)
+	return gs, nil
 }
 
-// Members are the guild's members by user id, each with its "user" put
-// back (one HGETALL, then one pipelined GET per member).
+// Member is the guild member with the members the cache stores it without
+// put back, and its "user" first (when users are cached).
+func (r *CacheReader) Member(ctx context.Context, guildID, userID string) (json.RawMessage, error) {
+	ms, err := r.MembersByID(ctx, guildID, []string{userID})
+	if err != nil {
+		return nil, err
+	}
+	if ms[0] == nil {
+		return nil, fmt.Errorf("hget %s %s: %w", r.keys.CacheMembers(guildID), userID, ErrNotCached)
+	}
+	return ms[0], nil
+}
+
+// Members are the guild's members by user id, as Member reads them (one
+// HGETALL, then one pipelined HGET per member). A member whose cached
+// value cannot be read fails the call (ErrMalformed).
 func (r *CacheReader) Members(ctx context.Context, guildID string) (map[string]json.RawMessage, error) {
 	ms, err := r.hgetall(ctx, r.keys.CacheMembers(guildID))
 	if err != nil || len(ms) == 0 {
 		return ms, err
 	}
 	ids := make([]string, 0, len(ms))
-	cmds := make(rueidis.Commands, 0, len(ms))
-	for id := range ms {
+	raw := make([]json.RawMessage, 0, len(ms))
+	for id, m := range ms {
 		ids = append(ids, id)
-		cmds = append(cmds, r.client.B().Get().Key(r.keys.CacheUser(id)).Build())
+		raw = append(raw, m)
 	}
-	for i, res := range r.client.DoMulti(ctx, cmds...) {
-		u, err := res.AsBytes()
+	out, err := r.withUsers(ctx, guildID, ids, raw)
+	if err != nil {
+		return nil, err
+	}
+	for i, id := range ids {
+		ms[id] = out[i]
+	}
+	return ms, nil
+}
+
+// MembersByID are the guild's members of the given user ids, in their
+// order, as Member reads them; nil for a user that is not a member (one
+// HMGET and one pipelined HGET per member).
+func (r *CacheReader) MembersByID(ctx context.Context, guildID string, userIDs []string) ([]json.RawMessage, error) {
+	if len(userIDs) == 0 {
+		return nil, nil
+	}
+	key := r.keys.CacheMembers(guildID)
+	vals, err := r.client.Do(ctx, r.client.B().Hmget().Key(key).Field(userIDs...).Build()).ToArray()
+	if err != nil {
+		return nil, fmt.Errorf("hmget %s: %w", key, err)
+	}
+	if len(vals) != len(userIDs) {
+		return nil, fmt.Errorf("hmget %s: %d values for %d fields", key, len(vals), len(userIDs))
+	}
+	raw := make([]json.RawMessage, len(userIDs))
+	for i := range vals {
+		b, err := vals[i].AsBytes()
 		if rueidis.IsRedisNil(err) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("get %s: %w", r.keys.CacheUser(ids[i]), err)
+			return nil, fmt.Errorf("hmget %s %s: %w", key, userIDs[i], err)
 		}
-		ms[ids[i]] = putFirst("user", u, ms[ids[i]])
+		raw[i] = b
 	}
-	return ms, nil
+	return r.withUsers(ctx, guildID, userIDs, raw)
+}
+
+// withUsers expands the compact members raw (nil = none) of userIDs and
+// puts each one's user first when cached.
+func (r *CacheReader) withUsers(ctx context.Context, guildID string, userIDs []string, raw []json.RawMessage) ([]json.RawMessage, error) {
+	cmds := make(rueidis.Commands, 0, len(raw))
+	at := make([]int, 0, len(raw))
+	for i, m := range raw {
+		if m != nil {
+			cmds = append(cmds, r.client.B().Hget().Key(r.keys.CacheUsers(userIDs[i])).Field(userIDs[i]).Build())
+			at = append(at, i)
+		}
+	}
+	out := make([]json.RawMessage, len(raw))
+	if len(cmds) == 0 {
+		return out, nil
+	}
+	for j, res := range r.client.DoMulti(ctx, cmds...) {
+		i, id := at[j], userIDs[at[j]]
+		var u json.RawMessage
+		v, err := res.ToString()
+		switch {
+		case rueidis.IsRedisNil(err):
+		case err != nil:
+			return nil, fmt.Errorf("hget %s %s: %w", r.keys.CacheUsers(id), id, err)
+		default:
+			_, us, err := keyspace.ParseUserEntry(v)
+			if err != nil {
+				return nil, fmt.Errorf("hget %s %s: %w: %w", r.keys.CacheUsers(id), id, ErrMalformed, err)
+			}
+			if us != "" {
+				if u, err = r.expandUser(id, us); err != nil {
+					return nil, err
+				}
+			}
+		}
+		m, err := keyspace.ExpandMember(raw[i], u)
+		if err != nil {
+			return nil, fmt.Errorf("hget %s %s: %w: %w", r.keys.CacheMembers(guildID), id, ErrMalformed, err)
+		}
+		out[i] = m
+	}
+	return out, nil
 }
 
 // VoiceStates are the guild's voice states by user id.

@@ -211,6 +211,23 @@ local function json_merge(old, new)
   return table.concat(parts)
 end
 
+-- object s without its top-level members listed in drops: a string of
+-- `"key":value` (or `"key":*`, any value) each between commas, with a
+-- leading comma; s as it is when it is not an object
+local function json_drop(s, drops)
+  local keys, vals = json_fields(s)
+  if not keys then return s end
+  local parts, np = {}, 0
+  for i = 1, #keys do
+    local k = keys[i]
+    if not sfind(drops, ',' .. k .. ':' .. vals[i] .. ',', 1, true) and not sfind(drops, ',' .. k .. ':*,', 1, true) then
+      np = np + 1
+      parts[np] = k .. ':' .. vals[i]
+    end
+  end
+  return '{' .. table.concat(parts, ',') .. '}'
+end
+
 -- HSET key with the field/value pairs ARGV[from .. from+2n-1], in slices
 -- small enough for unpack
 local function hset_args(key, from, n)

@@ -4,8 +4,8 @@
 -- object and mutual-guild set are cache_op_user.lua's.
 
 -- member_set ("ms"): store a member (add).
---   KEYS slice: members (hash user id -> member JSON without user)
---   ARGV: user id, member JSON
+--   KEYS slice: members (hash user id -> member JSON without user, compact)
+--   ARGV: user id, member JSON (compact)
 --   Reply: the member JSON cached before (nil if none).
 local function member_set(members, id, json)
   local old = redis.pcall('HGET', members, id)
@@ -16,7 +16,8 @@ local function member_set(members, id, json)
 end
 
 -- member_merge ("mm"): write a member's top-level members over the cached
--- member (update).
+-- member (update), then drop those at their defaults (member_drops: the
+-- member is stored compact, see keyspace.MemberDefaults).
 --   KEYS slice: members
 --   ARGV: user id, member JSON, keys: "" or the JSON's top-level keys, each
 --         quoted, concatenated (the JSON compact at its top level, ending in
@@ -25,7 +26,7 @@ end
 local function member_merge(members, id, json, keys)
   local old = redis.pcall('HGET', members, id)
   if failed(old) then return old end
-  local e = redis.pcall('HSET', members, id, json_merge_keys(get_or_nil(old), json, keys))
+  local e = redis.pcall('HSET', members, id, json_drop(json_merge_keys(get_or_nil(old), json, keys), member_drops))
   if failed(e) then return e end
   return old
 end

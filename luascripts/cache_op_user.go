@@ -17,15 +17,16 @@ const (
 	CacheUserUpdate CacheUserOp = "update" // user_update (USER_UPDATE)
 )
 
-// CacheOpUser is an operation on one user's object and mutual-guild set
-// (the keys share the user's hash tag). guildID is used by join and leave,
-// userJSON by join ("" keeps the cached object) and update.
-func CacheOpUser(user, guilds string, op CacheUserOp, guildID, userJSON string) CacheOp {
+// CacheOpUser is an operation on one user's entry in its bucket users
+// (keyspace.CacheKeys.CacheUsers): its memberships and object. guildID is
+// used by join and leave, userJSON by join (compact; "" keeps the cached
+// object) and update (as Discord sent it: stored compact after the merge).
+func CacheOpUser(users string, op CacheUserOp, userID, guildID, userJSON string) CacheOp {
 	switch op {
 	case CacheUserJoin:
-		return CacheOp{code: "uj", k1: user, k2: guilds, a: [4]string{guildID, userJSON}, na: 2}
+		return CacheOp{code: "uj", k1: users, a: [4]string{userID, guildID, userJSON}, na: 3}
 	case CacheUserLeave:
-		return CacheOp{code: "ul", k1: user, k2: guilds, a: [4]string{guildID}, na: 1}
+		return CacheOp{code: "ul", k1: users, a: [4]string{userID, guildID}, na: 2}
 	}
-	return CacheOp{code: "uu", k1: user, k2: guilds, a: [4]string{userJSON}, na: 1}
+	return CacheOp{code: "uu", k1: users, a: [4]string{userID, userJSON}, na: 2}
 }

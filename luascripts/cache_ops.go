@@ -6,6 +6,8 @@ import (
 	"strconv"
 
 	"github.com/redis/rueidis"
+
+	"github.com/feathery/feathery/broker/keyspace"
 )
 
 //go:embed cache_ops.lua
@@ -15,9 +17,14 @@ var cacheOpsSrc string
 // call, applied in order. Its source is the operations' files (each
 // defining local functions: cache_op_entity.lua, cache_op_member.lua,
 // cache_op_list.lua, cache_op_user.lua) followed by cache_ops.lua's
-// dispatch loop, so the operations are one script and one EVALSHA.
+// dispatch loop, so the operations are one script and one EVALSHA. They
+// are preceded by member_drops and user_drops, the members the cache stores
+// its member and user objects without (keyspace.MemberDropList,
+// UserDropList).
 var CacheOpsScript = newCacheScript("cache_ops",
-	cacheOpEntitySrc+"\n"+cacheOpMemberSrc+"\n"+cacheOpListSrc+"\n"+cacheOpUserSrc+"\n"+cacheOpsSrc)
+	"local member_drops = '"+keyspace.MemberDropList()+"'\n"+
+		"local user_drops = '"+keyspace.UserDropList()+"'\n"+
+		cacheOpEntitySrc+"\n"+cacheOpMemberSrc+"\n"+cacheOpListSrc+"\n"+cacheOpUserSrc+"\n"+cacheOpsSrc)
 
 // CacheOp is one operation of cache_ops.lua; build it with the CacheOp*
 // functions of this package (one per operation of the cache_op_*.lua

@@ -16,9 +16,9 @@
 --   "mm" k id json keys    member_merge   KEYS[k] members
 --   "mr" k id              member_remove  KEYS[k] members, KEYS[k+1] presences
 --   "ls" k json            list_set       KEYS[k] list
---   "uj" k guild json      user_join      KEYS[k] user, KEYS[k+1] guilds
---   "ul" k guild           user_leave     KEYS[k] user, KEYS[k+1] guilds
---   "uu" k json            user_update    KEYS[k] user, KEYS[k+1] guilds
+--   "uj" k id guild json   user_join      KEYS[k] users
+--   "ul" k id guild        user_leave     KEYS[k] users
+--   "uu" k id json         user_update    KEYS[k] users
 --
 -- Reply: one element per operation, in order: the cached object before it
 -- (nil if none), or the error Redis refused one of its calls with (a key of
@@ -49,14 +49,14 @@ while i <= n do
     v = list_set(KEYS[k], ARGV[i + 2])
     i = i + 3
   elseif op == 'uj' then
-    v = user_join(KEYS[k], KEYS[k + 1], ARGV[i + 2], ARGV[i + 3])
-    i = i + 4
+    v = user_join(KEYS[k], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
+    i = i + 5
   elseif op == 'ul' then
-    v = user_leave(KEYS[k], KEYS[k + 1], ARGV[i + 2])
-    i = i + 3
+    v = user_leave(KEYS[k], ARGV[i + 2], ARGV[i + 3])
+    i = i + 4
   elseif op == 'uu' then
-    v = user_update(KEYS[k], ARGV[i + 2])
-    i = i + 3
+    v = user_update(KEYS[k], ARGV[i + 2], ARGV[i + 3])
+    i = i + 4
   else
     return redis.error_reply('cache_ops: unknown op ' .. tostring(op))
   end

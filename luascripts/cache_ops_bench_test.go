@@ -24,7 +24,7 @@ func BenchmarkCacheOpsScript(b *testing.B) {
 	}
 	const (
 		ch, mem, pres, emo = "n:{g}:channels", "n:{g}:members", "n:{g}:presences", "n:{g}:emojis"
-		user, guilds       = "n:{g}:user", "n:{g}:guilds"
+		user               = "n:{g}:users"
 	)
 	member := `{"nick":"n","roles":["123456789012345678","223456789012345678"],"joined_at":"2024-01-01T00:00:00.000000+00:00","deaf":false,"mute":false,"flags":0,"avatar":null}`
 	var o CacheOps
@@ -39,10 +39,10 @@ func BenchmarkCacheOpsScript(b *testing.B) {
 		o.Add(CacheOpMember(mem, pres, CacheMemberMerge, id, `{"avatar":"a"}`))
 		o.Add(CacheOpEntitySet(pres, id, `{"status":"online","activities":[],"client_status":{"desktop":"online"}}`))
 		o.Add(CacheOpListSet(emo, `[{"id":"1","name":"e","roles":[],"animated":false}]`))
-		o.Add(CacheOpUser(user, guilds, CacheUserJoin, "7", `{"id":"1","username":"u","global_name":null,"avatar":null}`))
-		o.Add(CacheOpUser(user, guilds, CacheUserJoin, "8", ""))
-		o.Add(CacheOpUser(user, guilds, CacheUserUpdate, "", `{"username":"v"}`))
-		o.Add(CacheOpUser(user, guilds, CacheUserLeave, "8", ""))
+		o.Add(CacheOpUser(user, CacheUserJoin, id, "7", `{"username":"u"}`))
+		o.Add(CacheOpUser(user, CacheUserJoin, id, "8", ""))
+		o.Add(CacheOpUser(user, CacheUserUpdate, id, "", `{"username":"v"}`))
+		o.Add(CacheOpUser(user, CacheUserLeave, id, "8", ""))
 		o.Add(CacheOpEntitySet(ch, "x"+id, `{}`))
 		o.Add(CacheOpEntityDel(ch, "x"+id))
 		o.Add(CacheOpMember(mem, pres, CacheMemberRemove, id, ""))

@@ -88,13 +88,14 @@ func testCacheOps(t *testing.T, script bool) {
 			})
 			// One user's keys: a call of their own on Redis Cluster.
 			r = append(r, do(func(o *CacheTx) {
-				o.Add(CacheOpUser("n:{u1}:user", "n:{u1}:guilds", CacheUserJoin, "7", `{"id":"1","username":"u"}`))
-				o.Add(CacheOpUser("n:{u1}:user", "n:{u1}:guilds", CacheUserUpdate, "", `{"username":"v"}`))
-				o.Add(CacheOpUser("n:{u1}:user", "n:{u1}:guilds", CacheUserJoin, "8", ``))
-				o.Add(CacheOpUser("n:{u1}:user", "n:{u1}:guilds", CacheUserLeave, "7", ``))
+				o.Add(CacheOpUser("n:{u1}:users", CacheUserJoin, "1", "7", `{"username":"u"}`))
+				o.Add(CacheOpUser("n:{u1}:users", CacheUserUpdate, "1", "", `{"id":"1","username":"v","avatar":null}`))
+				o.Add(CacheOpUser("n:{u1}:users", CacheUserJoin, "1", "8", ``))
+				o.Add(CacheOpUser("n:{u1}:users", CacheUserJoin, "1", "8", ``))
+				o.Add(CacheOpUser("n:{u1}:users", CacheUserLeave, "1", "7", ``))
 			})...)
 			want := []string{"<none>", `{"id":"5","name":"a"}`, "", "<none>", `{"nick":null,"deaf":false}`, "<none>", `{"id":"5","name":"b"}`,
-				"<none>", `{"id":"1","username":"u"}`, `{"username":"v","id":"1"}`, `{"username":"v","id":"1"}`}
+				"<none>", `{"username":"u"}`, `{"username":"v"}`, `{"username":"v"}`, `{"username":"v"}`}
 			for i, w := range want {
 				if i == 2 {
 					if err := r[i].Error(); err == nil {
@@ -116,22 +117,27 @@ func testCacheOps(t *testing.T, script bool) {
 				}
 				return v
 			}
-			if got := hget(mem, "1"); got != `{"nick":"x","roles":[],"deaf":false}` {
+			// The merge stores the member compact: roles [] and deaf false are
+			// Discord's defaults.
+			if got := hget(mem, "1"); got != `{"nick":"x"}` {
 				t.Errorf("member after merge = %s", got)
+			}
+			if got := hget("n:{u1}:users", "1"); got != `8{"username":"v"}` {
+				t.Errorf("user entry = %s, want guild 8 and the user without id and avatar", got)
 			}
 			if got := hget(ch, "5"); got != "<none>" {
 				t.Errorf("channel after delete = %s", got)
 			}
 			r = do(func(o *CacheTx) { o.Add(CacheOpMember(mem, pres, CacheMemberRemove, "1", "")) })
-			do(func(o *CacheTx) { o.Add(CacheOpUser("n:{u1}:user", "n:{u1}:guilds", CacheUserLeave, "8", ``)) })
-			if got := before(r[0]); got != `{"nick":"x","roles":[],"deaf":false}` {
+			do(func(o *CacheTx) { o.Add(CacheOpUser("n:{u1}:users", CacheUserLeave, "1", "8", ``)) })
+			if got := before(r[0]); got != `{"nick":"x"}` {
 				t.Errorf("remove: before %s", got)
 			}
 			if hget(mem, "1") != "<none>" || hget(pres, "1") != "<none>" {
 				t.Error("member remove left the member or its presence")
 			}
-			if n, err := client.Do(ctx, client.B().Exists().Key("n:{u1}:user", "n:{u1}:guilds").Build()).AsInt64(); err != nil || n != 0 {
-				t.Errorf("user in no guild: %d keys left (%v)", n, err)
+			if n, err := client.Do(ctx, client.B().Exists().Key("n:{u1}:users").Build()).AsInt64(); err != nil || n != 0 {
+				t.Errorf("user in no guild: its bucket is left (%d, %v)", n, err)
 			}
 		})
 	}
@@ -244,7 +250,6 @@ func forModes(t *testing.T, f func(t *testing.T, client rueidis.Client, script b
 func TestCacheOpsWrongType(t *testing.T) {
 	const (
 		hash, str, set = "n:{g}:channels", "n:{g}:str", "n:{g}:set"
-		user, guilds   = "n:{g}:user", "n:{g}:guilds"
 	)
 	bad := []struct {
 		name    string
@@ -258,12 +263,11 @@ func TestCacheOpsWrongType(t *testing.T) {
 		{"member remove on a string", CacheOpMember(str, hash, CacheMemberRemove, "1", ""), false},
 		{"member remove, presences a string", CacheOpMember(hash, str, CacheMemberRemove, "1", ""), true},
 		{"list set on a hash", CacheOpListSet(hash, `[]`), false},
-		{"user join on a hash", CacheOpUser(hash, guilds, CacheUserJoin, "7", `{"id":"1"}`), false},
-		{"user join, guilds a string", CacheOpUser(user, str, CacheUserJoin, "7", `{"id":"2"}`), true},
-		{"user leave on a hash", CacheOpUser(hash, guilds, CacheUserLeave, "7", ""), false},
-		{"user leave, guilds a string", CacheOpUser(user, str, CacheUserLeave, "7", ""), false},
-		{"user update on a hash", CacheOpUser(hash, guilds, CacheUserUpdate, "", `{"a":1}`), false},
-		{"user update on a set", CacheOpUser(set, guilds, CacheUserUpdate, "", `{"a":1}`), false},
+		{"user join on a string", CacheOpUser(str, CacheUserJoin, "1", "7", `{}`), false},
+		{"user join on a set", CacheOpUser(set, CacheUserJoin, "1", "7", `{}`), false},
+		{"user leave on a string", CacheOpUser(str, CacheUserLeave, "1", "7", ""), false},
+		{"user update on a string", CacheOpUser(str, CacheUserUpdate, "1", "", `{"a":1}`), false},
+		{"user update on a set", CacheOpUser(set, CacheUserUpdate, "1", "", `{"a":1}`), false},
 	}
 	forModes(t, func(t *testing.T, client rueidis.Client, script bool) {
 		ctx := context.Background()
@@ -273,7 +277,6 @@ func TestCacheOpsWrongType(t *testing.T) {
 				client.B().Set().Key(str).Value("junk").Build(),
 				client.B().Hset().Key(hash).FieldValue().FieldValue("1", `{"id":"1"}`).Build(),
 				client.B().Sadd().Key(set).Member("x").Build(),
-				client.B().Set().Key(user).Value(`{"id":"1"}`).Build(),
 			} {
 				if err := client.Do(ctx, cmd).Error(); err != nil {
 					t.Fatal(err)
@@ -324,7 +327,7 @@ func TestCacheOpsUnknownCode(t *testing.T) {
 func TestCacheOpsIdempotent(t *testing.T) {
 	const (
 		ch, mem, pres, emo = "n:{g}:channels", "n:{g}:members", "n:{g}:presences", "n:{g}:emojis"
-		u1, g1, u2, g2     = "n:{u1}:user", "n:{u1}:guilds", "n:{u2}:user", "n:{u2}:guilds"
+		u1, u2             = "n:{u1}:users", "n:{u2}:users"
 	)
 	guildOps := []CacheOp{
 		CacheOpEntitySet(ch, "5", `{"id":"5","name":"a"}`),
@@ -340,14 +343,14 @@ func TestCacheOpsIdempotent(t *testing.T) {
 		CacheOpListSet(emo, `[{"id":"9","name":"e"}]`),
 	}
 	userOps := [][]CacheOp{{
-		CacheOpUser(u1, g1, CacheUserJoin, "7", `{"id":"1","username":"u"}`),
-		CacheOpUser(u1, g1, CacheUserJoin, "8", ""),
-		CacheOpUser(u1, g1, CacheUserUpdate, "", `{"username":"v"}`),
-		CacheOpUser(u1, g1, CacheUserLeave, "8", ""),
+		CacheOpUser(u1, CacheUserJoin, "1", "7", `{"username":"u"}`),
+		CacheOpUser(u1, CacheUserJoin, "1", "8", ""),
+		CacheOpUser(u1, CacheUserUpdate, "1", "", `{"id":"1","username":"v"}`),
+		CacheOpUser(u1, CacheUserLeave, "1", "8", ""),
 	}, {
-		CacheOpUser(u2, g2, CacheUserJoin, "7", `{"id":"2"}`),
-		CacheOpUser(u2, g2, CacheUserLeave, "7", ""),
-		CacheOpUser(u2, g2, CacheUserUpdate, "", `{"username":"w"}`),
+		CacheOpUser(u2, CacheUserJoin, "2", "7", `{}`),
+		CacheOpUser(u2, CacheUserLeave, "2", "7", ""),
+		CacheOpUser(u2, CacheUserUpdate, "2", "", `{"username":"w"}`),
 	}}
 	forModes(t, func(t *testing.T, client rueidis.Client, script bool) {
 		apply := func() []string {
@@ -375,10 +378,9 @@ func TestCacheOpsIdempotent(t *testing.T) {
 		want := map[string]string{
 			ch:   `hash map[5:{"id":"5","name":"a"}]`,
 			pres: `hash map[1:{"status":"idle"}]`,
-			mem:  `hash map[1:{"nick":"x","roles":[]} 3:{"nick":"y"}]`,
+			mem:  `hash map[1:{"nick":"x"} 3:{"nick":"y"}]`,
 			emo:  `string [{"id":"9","name":"e"}]`,
-			u1:   `string {"username":"v","id":"1"}`,
-			g1:   `set [7]`,
+			u1:   `hash map[1:7{"username":"v"}]`,
 		}
 		if !reflect.DeepEqual(once, want) {
 			t.Errorf("state:\n%v\nwant:\n%v", once, want)
@@ -387,10 +389,10 @@ func TestCacheOpsIdempotent(t *testing.T) {
 		// member it merged, ...; what the first removed is gone again.
 		wantSecond := []string{
 			`{"id":"5","name":"a"}`, "<none>", `{"id":"6"}`, `{"status":"idle"}`, "<none>",
-			`{"nick":"x","roles":[]}`, `{"nick":null,"roles":[]}`, `{"nick":"y"}`, "<none>", `{"nick":"z"}`,
+			`{"nick":"x"}`, `{"nick":null,"roles":[]}`, `{"nick":"y"}`, "<none>", `{"nick":"z"}`,
 			`[{"id":"9","name":"e"}]`,
-			`{"username":"v","id":"1"}`, `{"id":"1","username":"u"}`, `{"id":"1","username":"u"}`, `{"username":"v","id":"1"}`,
-			"<none>", `{"id":"2"}`, "<none>",
+			`{"username":"v"}`, `{"username":"u"}`, `{"username":"u"}`, `{"username":"v"}`,
+			"<none>", `{}`, "<none>",
 		}
 		if !reflect.DeepEqual(second, wantSecond) {
 			t.Errorf("second pass befores:\n%q\nwant:\n%q", second, wantSecond)
@@ -404,36 +406,37 @@ func TestCacheOpsIdempotent(t *testing.T) {
 // escapes intact — including through the merges, which rewrite objects.
 func TestCacheOpsJSONRoundTrip(t *testing.T) {
 	const (
-		ch, mem, emo, user, guilds = "n:{g}:channels", "n:{g}:members", "n:{g}:emojis", "n:{u}:user", "n:{u}:guilds"
-		obj                        = `{"id":"1234567890123456789","n":12345678901234567890,"roles":[],"o":{},"t":"ü🎉\u00e9\"}{","f":-1.5e+300}`
-		list                       = `[]`
+		ch, mem, emo, user = "n:{g}:channels", "n:{g}:members", "n:{g}:emojis", "n:{u}:users"
+		obj                = `{"id":"1234567890123456789","n":12345678901234567890,"roles":[],"o":{},"t":"ü🎉\u00e9\"}{","f":-1.5e+300}`
+		list               = `[]`
 	)
 	forModes(t, func(t *testing.T, client rueidis.Client, script bool) {
 		runOps(t, client, script,
 			CacheOpEntitySet(ch, "1234567890123456789", obj),
 			CacheOpMember(mem, "", CacheMemberSet, "1234567890123456789", obj),
 			CacheOpListSet(emo, list))
-		runOps(t, client, script, CacheOpUser(user, guilds, CacheUserJoin, "1234567890123456789", obj))
+		runOps(t, client, script, CacheOpUser(user, CacheUserJoin, "1234567890123456789", "77", obj))
 		r := runOps(t, client, script,
 			CacheOpEntityDel(ch, "1234567890123456789"),
 			CacheOpMemberMerge(mem, "1234567890123456789", `{"nick":"ñ","x":[]}`, `"nick""x"`),
 			CacheOpListSet(emo, `[{"id":"9007199254740993"}]`))
-		r = append(r, runOps(t, client, script, CacheOpUser(user, guilds, CacheUserUpdate, "", `{"g":[],"s":"9007199254740993"}`))...)
+		r = append(r, runOps(t, client, script, CacheOpUser(user, CacheUserUpdate, "1234567890123456789", "", `{"g":[],"s":"9007199254740993"}`))...)
 		for i, want := range []string{obj, obj, list, obj} {
 			if got, ok, err := ParseCacheOpBefore(&r[i]); err != nil || !ok || got != want {
 				t.Errorf("op %d: before %s %v %v, want %s", i, got, ok, err, want)
 			}
 		}
 		got := dump(t, client)
-		if got[emo] != `string [{"id":"9007199254740993"}]` || got[guilds] != `set [1234567890123456789]` || len(got) != 4 {
+		if got[emo] != `string [{"id":"9007199254740993"}]` || !strings.HasPrefix(got[user], "hash map[1234567890123456789:77{") || len(got) != 3 {
 			t.Errorf("state: %v", got)
 		}
 		// A merge keeps every member's text as it was; only their order is
-		// the merge's.
-		objMembers := []string{`"id":"1234567890123456789"`, `"n":12345678901234567890`, `"roles":[]`, `"o":{}`, `"t":"ü🎉\u00e9\"}{"`, `"f":-1.5e+300`}
+		// the merge's. It leaves out what the object is stored without: a
+		// member's roles [], a user's id.
+		objMembers := []string{`"n":12345678901234567890`, `"o":{}`, `"t":"ü🎉\u00e9\"}{"`, `"f":-1.5e+300`}
 		for _, c := range []struct{ js, prefix, more string }{
-			{got[mem], "hash map[1234567890123456789:", `"nick":"ñ" "x":[]`},
-			{got[user], "string ", `"g":[] "s":"9007199254740993"`},
+			{got[mem], "hash map[1234567890123456789:", `"nick":"ñ" "x":[] "id":"1234567890123456789"`},
+			{got[user], "hash map[1234567890123456789:77", `"g":[] "s":"9007199254740993" "roles":[]`},
 		} {
 			js := strings.TrimSuffix(strings.TrimPrefix(c.js, c.prefix), "]")
 			var m map[string]json.RawMessage

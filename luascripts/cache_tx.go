@@ -9,9 +9,9 @@ import (
 // CacheTx is a transaction of cache operations: MULTI, the operations in
 // order, EXEC — atomic as a whole, so atomic per operation. Operations that
 // only read and write keys (entity and list set/delete, member set and
-// remove, user join) go as plain commands, so their JSON never passes
-// through Lua (which hashes every string it takes in, byte by byte); those
-// that need Lua (member merge, user leave and update) go as cache_ops.lua
+// remove) go as plain commands, so their JSON never passes through Lua
+// (which hashes every string it takes in, byte by byte); those that need
+// Lua (member merge, user join, leave and update) go as cache_ops.lua
 // calls inside the transaction. The keys of one transaction must share a
 // hash slot on Redis Cluster. The zero value is empty and ready.
 //
@@ -39,10 +39,10 @@ func (t *CacheTx) Add(op CacheOp) int {
 func (t *CacheTx) Len() int { return len(t.ops) }
 
 // NeedsLua reports whether op runs as Lua inside a transaction (a merge, a
-// user leaving) rather than as plain commands.
+// user's entry) rather than as plain commands.
 func (op *CacheOp) NeedsLua() bool {
 	switch op.code {
-	case "mm", "ul", "uu":
+	case "mm", "uj", "ul", "uu":
 		return true
 	}
 	return false
@@ -52,7 +52,7 @@ func (op *CacheOp) NeedsLua() bool {
 // for a hash, the field ("" for a string key).
 func (op *CacheOp) Target() (key, field string) {
 	switch op.code {
-	case "es", "ed", "ms", "mm", "mr":
+	case "es", "ed", "ms", "mm", "mr", "uj", "ul", "uu":
 		return op.k1, op.a[0]
 	}
 	return op.k1, ""
@@ -102,12 +102,6 @@ func (t *CacheTx) Build(b rueidis.Builder) rueidis.Commands {
 			cmds = append(cmds, b.Hget().Key(k).Field(id).Build(), b.Hdel().Key(k).Field(id).Build(), b.Hdel().Key(op.k2).Field(id).Build())
 		case "ls":
 			cmds = append(cmds, b.Get().Key(k).Build(), b.Set().Key(k).Value(op.a[0]).Build())
-		case "uj":
-			cmds = append(cmds, b.Get().Key(k).Build())
-			if op.a[1] != "" {
-				cmds = append(cmds, b.Set().Key(k).Value(op.a[1]).Build())
-			}
-			cmds = append(cmds, b.Sadd().Key(op.k2).Member(op.a[0]).Build())
 		}
 		t.layout = append(t.layout, txOp{at: at, n: len(cmds) - 1 - at})
 	}

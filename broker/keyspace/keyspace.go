@@ -11,9 +11,9 @@
 // documents what each holds. Both types' docs draw the full layout.
 //
 // Every key of one bot's streams side shares the hash tag {bot:<bot>}, every
-// per-guild key the tag {<guild_id>} and every per-user cache key the tag
-// {u<user_id>}, so each script touches one Redis Cluster slot. Nothing else
-// in feathery builds a key name.
+// per-guild key the tag {<guild_id>} and every user bucket of the cache the
+// tag {u<last three digits of the user id>}, so each script touches one
+// Redis Cluster slot. Nothing else in feathery builds a key name.
 package keyspace
 
 import (
@@ -151,14 +151,19 @@ const DefaultCacheNamespace = "feathery:cache"
 //	N:{G}:roles        hash    role id -> role JSON
 //	N:{G}:emojis       string  JSON array of the guild's emojis
 //	N:{G}:stickers     string  JSON array of the guild's stickers
-//	N:{G}:members      hash    user id -> member JSON without "user"
+//	N:{G}:members      hash    user id -> member JSON without "user", compact
 //	N:{G}:voice_states hash    user id -> voice state JSON without "member"
 //	N:{G}:presences    hash    user id -> presence JSON without "user" and "guild_id"
-//	N:{uU}:user        string  user JSON
-//	N:{uU}:guilds      set     ids of the cached guilds the user is a member of
+//	N:{uB}:users       hash    user id -> the ids of the cached guilds the
+//	                           user is a member of, comma-separated, then the
+//	                           compact user JSON (UserEntry)
 //
-// Per-guild keys share the hash tag {G}, a user's keys the tag {uU}, so every
-// cache script touches one Cluster slot.
+// B is the user's bucket, the last three digits of U (UserBucket): users
+// share a thousand hashes instead of two keys each. "Compact" JSON is the
+// object without its top-level members at Discord's defaults (MemberDefaults,
+// UserDefaults; a user without "id" too): ExpandMember and ExpandUser put
+// them back. Per-guild keys share the hash tag {G}, a bucket's the tag {uB},
+// so every cache script touches one Cluster slot.
 type CacheKeys struct {
 	ns string
 }
@@ -183,8 +188,13 @@ func (k CacheKeys) guildKey(guild, suffix string) string {
 	return k.Namespace() + ":{" + guild + "}:" + suffix
 }
 
-func (k CacheKeys) userKey(user, suffix string) string {
-	return k.Namespace() + ":{u" + user + "}:" + suffix
+// UserBucket is the bucket of user id (a snowflake in decimal): its last
+// three digits ("" for "", the whole id when shorter).
+func UserBucket(user string) string {
+	if len(user) <= 3 {
+		return user
+	}
+	return user[len(user)-3:]
 }
 
 // CacheGuild is the guild object of guild (a snowflake in decimal).
@@ -229,11 +239,12 @@ func (k CacheKeys) CachePendingLeaves(guild string) string {
 	return k.guildKey(guild, "pending_leaves")
 }
 
-// CacheUser is the user object of user.
-func (k CacheKeys) CacheUser(user string) string { return k.userKey(user, "user") }
-
-// CacheUserGuilds is the set of cached guilds user is a member of.
-func (k CacheKeys) CacheUserGuilds(user string) string { return k.userKey(user, "guilds") }
+// CacheUsers is the hash holding user (field: the user id) with the
+// other users of its bucket: the user's mutual guilds and object
+// (ParseUserEntry).
+func (k CacheKeys) CacheUsers(user string) string {
+	return k.Namespace() + ":{u" + UserBucket(user) + "}:users"
+}
 
 // CheckName reports whether s can be used as a bot or stream name inside
 // keys: not empty, and free of braces (they would break the hash tag),

@@ -31,8 +31,8 @@ func TestLayout(t *testing.T) {
 		{keyspace.NewKeys("fx").Events("b"), "fx:{bot:b}:events"},
 		{c.CacheGuild("7"), "feathery:cache:{7}:guild"},
 		{c.CacheVoiceStates("7"), "feathery:cache:{7}:voice_states"},
-		{c.CacheUser("9"), "feathery:cache:{u9}:user"},
-		{c.CacheUserGuilds("9"), "feathery:cache:{u9}:guilds"},
+		{c.CacheUsers("9"), "feathery:cache:{u9}:users"},
+		{c.CacheUsers("80351110224678912"), "feathery:cache:{u912}:users"},
 		{keyspace.NewCacheKeys("ns").CacheMembers("7"), "ns:{7}:members"},
 	} {
 		if tc.got != tc.want {

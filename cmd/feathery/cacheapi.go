@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -95,6 +96,8 @@ func writeRaw(w http.ResponseWriter, what string, raw json.RawMessage, err error
 	switch {
 	case errors.Is(err, consumers.ErrNotCached):
 		writeJSON(w, http.StatusNotFound, apiError{what + " is not cached"})
+	case errors.Is(err, consumers.ErrMalformed):
+		writeJSON(w, http.StatusBadGateway, apiError{"read " + what + ": " + err.Error()})
 	case err != nil:
 		writeJSON(w, http.StatusServiceUnavailable, apiError{"read " + what + ": " + err.Error()})
 	case !json.Valid(raw):
@@ -216,61 +219,26 @@ func handleMembers(w http.ResponseWriter, r *http.Request, c rueidis.Client, k b
 		writeArray(w, nil)
 		return
 	}
-	cmds := make(rueidis.Commands, 0, 1+len(page))
-	cmds = append(cmds, c.B().Hmget().Key(k.CacheMembers(id)).Field(page...).Build())
-	for _, u := range page {
-		cmds = append(cmds, c.B().Get().Key(k.CacheUser(u)).Build())
-	}
-	res := c.DoMulti(r.Context(), cmds...)
-	members, err := res[0].ToArray()
-	if err != nil {
+	out, err := consumers.NewCacheReader(c, k.Namespace()).MembersByID(r.Context(), id, page)
+	switch {
+	case errors.Is(err, consumers.ErrMalformed):
+		writeJSON(w, http.StatusBadGateway, apiError{"read members of guild " + id + ": " + err.Error()})
+		return
+	case err != nil:
 		writeJSON(w, http.StatusServiceUnavailable, apiError{"read members of guild " + id + ": " + err.Error()})
 		return
 	}
-	out := make([]json.RawMessage, 0, len(page))
-	for i, m := range members {
-		mb, err := m.AsBytes()
-		if err != nil {
-			continue // removed since HKEYS
-		}
-		ub, err := res[1+i].AsBytes()
-		if err != nil || !json.Valid(ub) {
-			out = append(out, mb)
-			continue
-		}
-		out = append(out, withUser(ub, mb))
-	}
-	writeArray(w, out)
-}
-
-// withUser puts "user": u in front of member object m (the cache keeps
-// them apart).
-func withUser(u, m []byte) json.RawMessage {
-	i := 0
-	for i < len(m) && (m[i] == ' ' || m[i] == '\t' || m[i] == '\n' || m[i] == '\r') {
-		i++
-	}
-	if i >= len(m) || m[i] != '{' {
-		return m
-	}
-	rest := m[i+1:]
-	out := make([]byte, 0, len(u)+len(m)+10)
-	out = append(out, `{"user":`...)
-	out = append(out, u...)
-	j := 0
-	for j < len(rest) && (rest[j] == ' ' || rest[j] == '\t' || rest[j] == '\n' || rest[j] == '\r') {
-		j++
-	}
-	if j < len(rest) && rest[j] != '}' {
-		out = append(out, ',')
-	}
-	return append(out, rest...)
+	writeArray(w, slices.DeleteFunc(out, func(m json.RawMessage) bool { return m == nil })) // nil: removed since HKEYS
 }
 
 // handleMutualGuilds answers the cached guild objects the user is a member
 // of, ordered by id.
 func handleMutualGuilds(w http.ResponseWriter, r *http.Request, c rueidis.Client, k broker.CacheKeys, id string) {
 	ids, err := consumers.NewCacheReader(c, k.Namespace()).MutualGuilds(r.Context(), id)
+	if errors.Is(err, consumers.ErrMalformed) {
+		writeJSON(w, http.StatusBadGateway, apiError{"read guilds of user " + id + ": " + err.Error()})
+		return
+	}
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, apiError{"read guilds of user " + id + ": " + err.Error()})
 		return
