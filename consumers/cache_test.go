@@ -45,10 +45,16 @@ func testCacheReader(t *testing.T, client rueidis.Client) {
 		t.Fatal(err)
 	}
 	const g = "900000000000000001"
-	user1 := `{"id":"800000000000000001","username":"ann","global_name":"Ånn"}`
-	user2 := `{"id":"800000000000000002","username":"bob","global_name":null}`
-	member1 := `{"user":` + user1 + `,"roles":[],"nick":null,"joined_at":"2024-01-01T00:00:00+00:00","deaf":false,"mute":false,"flags":0}`
-	member2 := `{"user":` + user2 + `,"roles":["600000000000000001"],"nick":"b","joined_at":"2024-01-01T00:00:00+00:00","deaf":false,"mute":false,"flags":0}`
+	// Whole Discord objects: the cache stores them without their members
+	// at the defaults and hands them back with every one.
+	const userRest = `"avatar":null,"public_flags":0,"banner":null,"accent_color":null,` +
+		`"avatar_decoration_data":null,"collectibles":null,"primary_guild":null}`
+	const memberRest = `"avatar":null,"banner":null,"premium_since":null,"pending":false,` +
+		`"communication_disabled_until":null,"avatar_decoration_data":null}`
+	user1 := `{"id":"800000000000000001","username":"ann","discriminator":"0","global_name":"Ånn",` + userRest
+	user2 := `{"id":"800000000000000002","username":"bob","discriminator":"1234","global_name":null,` + userRest
+	member1 := `{"user":` + user1 + `,"roles":[],"nick":null,"joined_at":"2024-01-01T00:00:00+00:00","deaf":false,"mute":false,"flags":0,` + memberRest
+	member2 := `{"user":` + user2 + `,"roles":["600000000000000001"],"nick":"b","joined_at":"2024-01-01T00:00:00+00:00","deaf":true,"mute":false,"flags":0,` + memberRest
 	role := `{"id":"600000000000000001","name":"r","permissions":"8","position":1}`
 	channel := `{"id":"700000000000000001","type":0,"name":"general"}`
 	thread := `{"id":"500000000000000001","type":11,"parent_id":"700000000000000001","name":"t"}`
@@ -146,5 +152,46 @@ func testCacheReader(t *testing.T, client rueidis.Client) {
 	var typed consumers.Member
 	if err := json.Unmarshal(m, &typed); err != nil || typed.User == nil || typed.User.ID != "800000000000000001" {
 		t.Errorf("typed member = %+v, %v", typed, err)
+	}
+	if mg, err := r.MutualGuilds(ctx, "1"); err != nil || len(mg) != 0 {
+		t.Errorf("MutualGuilds of a stranger = %v, %v", mg, err)
+	}
+
+	// What something else wrote is a clear error, not a crash nor a
+	// wrong object.
+	k := broker.NewCacheKeys("rd")
+	for _, tc := range []struct {
+		name       string
+		key, field string
+		value      string
+		read       func() error
+	}{
+		{"user entry with a bad guild list", k.CacheUsers("800000000000000001"), "800000000000000001", `12x{"username":"a"}`, func() error {
+			_, err := r.User(ctx, "800000000000000001")
+			return err
+		}},
+		{"user object not JSON", k.CacheUsers("800000000000000001"), "800000000000000001", g + `{"username":`, func() error {
+			_, err := r.Member(ctx, g, "800000000000000001")
+			return err
+		}},
+		{"user object an array", k.CacheUsers("800000000000000002"), "800000000000000002", g + `{]`, func() error {
+			_, err := r.Members(ctx, g)
+			return err
+		}},
+		{"mutual guilds unreadable", k.CacheUsers("800000000000000002"), "800000000000000002", `,`, func() error {
+			_, err := r.MutualGuilds(ctx, "800000000000000002")
+			return err
+		}},
+		{"member not an object", k.CacheMembers(g), "800000000000000001", `[1]`, func() error {
+			_, err := r.Member(ctx, g, "800000000000000001")
+			return err
+		}},
+	} {
+		if err := client.Do(ctx, client.B().Hset().Key(tc.key).FieldValue().FieldValue(tc.field, tc.value).Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+		if err := tc.read(); !errors.Is(err, consumers.ErrMalformed) {
+			t.Errorf("%s: err = %v, want ErrMalformed", tc.name, err)
+		}
 	}
 }

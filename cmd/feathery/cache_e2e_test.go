@@ -14,6 +14,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/feathery/feathery/broker"
+	"github.com/feathery/feathery/broker/keyspace"
 	"github.com/feathery/feathery/broker/redistest"
 	"github.com/feathery/feathery/consumers"
 	"github.com/feathery/feathery/gateway/discordtest"
@@ -120,6 +121,54 @@ func normalized(t *testing.T, raw []byte, drop ...string) any {
 	return v
 }
 
+// asCachedUser is the user object raw the way the cache hands it back:
+// with every member at Discord's default it stores users without
+// (keyspace.ExpandUser).
+func asCachedUser(t *testing.T, raw []byte) json.RawMessage {
+	t.Helper()
+	var head struct{ ID string }
+	if err := json.Unmarshal(raw, &head); err != nil {
+		t.Fatalf("decode user %q: %v", raw, err)
+	}
+	u, err := keyspace.ExpandUser(head.ID, raw)
+	if err != nil {
+		t.Fatalf("expand user %q: %v", raw, err)
+	}
+	return u
+}
+
+// asCachedMember is the member object raw (with its user) the way the
+// cache hands it back (keyspace.ExpandMember; its user asCachedUser).
+func asCachedMember(t *testing.T, raw []byte) json.RawMessage {
+	t.Helper()
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("decode member %q: %v", raw, err)
+	}
+	var user []byte
+	if u, ok := m["user"]; ok {
+		user = asCachedUser(t, u)
+		delete(m, "user")
+	}
+	rest, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := keyspace.ExpandMember(rest, user)
+	if err != nil {
+		t.Fatalf("expand member %q: %v", raw, err)
+	}
+	return out
+}
+
+func asCachedAll(t *testing.T, in map[string]json.RawMessage, f func(*testing.T, []byte) json.RawMessage) map[string]json.RawMessage {
+	out := make(map[string]json.RawMessage, len(in))
+	for id, v := range in {
+		out[id] = f(t, v)
+	}
+	return out
+}
+
 // guildOnlyInCache are members feathery keeps from GUILD_CREATE that the
 // model's guild object leaves out.
 var guildOnlyInCache = []string{"joined_at", "large", "member_count", "unavailable"}
@@ -183,7 +232,7 @@ func cacheDiff(t *testing.T, r *consumers.CacheReader, rc rueidis.Client, w disc
 		sb.WriteString(diffMaps(t, "channel", must(r.Channels(ctx, id)), g.Channels))
 		sb.WriteString(diffMaps(t, "thread", must(r.Threads(ctx, id)), g.Threads))
 		sb.WriteString(diffMaps(t, "role", must(r.Roles(ctx, id)), g.Roles))
-		sb.WriteString(diffMaps(t, "member", must(r.Members(ctx, id)), g.Members))
+		sb.WriteString(diffMaps(t, "member", must(r.Members(ctx, id)), asCachedAll(t, g.Members, asCachedMember)))
 		sb.WriteString(diffMaps(t, "voice state", must(r.VoiceStates(ctx, id)), g.VoiceStates, "guild_id"))
 		sb.WriteString(diffMaps(t, "presence", must(r.Presences(ctx, id)), g.Presences))
 		emojis, err := r.Emojis(ctx, id)
@@ -214,12 +263,18 @@ func cacheDiff(t *testing.T, r *consumers.CacheReader, rc rueidis.Client, w disc
 				t.Fatal(err)
 			}
 			for _, k := range e.Elements {
-				if uid, ok := strings.CutSuffix(strings.TrimPrefix(k, broker.DefaultCacheNamespace+":{u"), "}:user"); ok && strings.HasPrefix(k, broker.DefaultCacheNamespace+":{u") {
-					u, err := r.User(ctx, uid)
+				if strings.HasPrefix(k, broker.DefaultCacheNamespace+":{u") && strings.HasSuffix(k, "}:users") {
+					uids, err := node.Do(ctx, node.B().Hkeys().Key(k).Build()).AsStrSlice()
 					if err != nil {
 						t.Fatal(err)
 					}
-					users[uid] = u
+					for _, uid := range uids {
+						u, err := r.User(ctx, uid)
+						if err != nil {
+							t.Fatal(err)
+						}
+						users[uid] = u
+					}
 				}
 				if strings.HasSuffix(k, "}:guild") {
 					guildKeys++
@@ -231,7 +286,7 @@ func cacheDiff(t *testing.T, r *consumers.CacheReader, rc rueidis.Client, w disc
 			}
 		}
 	}
-	sb.WriteString(diffMaps(t, "user", users, w.Users))
+	sb.WriteString(diffMaps(t, "user", users, asCachedAll(t, w.Users, asCachedUser)))
 	for uid, gs := range guildsOf {
 		slices.Sort(gs)
 		if got, err := r.MutualGuilds(ctx, uid); err != nil || !slices.Equal(got, gs) {
@@ -307,7 +362,9 @@ func checkBeforeImages(t *testing.T, rc rueidis.Client, fake *discordtest.Server
 				}
 				return v
 			}
-			g, w = userID(normalized(t, []byte(got))), userID(normalized(t, want))
+			g, w = userID(normalized(t, []byte(got))), userID(normalized(t, asCachedMember(t, want)))
+		case "USER_UPDATE":
+			g, w = normalized(t, []byte(got)), normalized(t, asCachedUser(t, want))
 		default:
 			g, w = normalized(t, []byte(got)), normalized(t, want)
 		}

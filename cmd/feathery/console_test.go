@@ -617,7 +617,7 @@ func TestCacheAPI(t *testing.T) {
 	for _, m := range all {
 		var id struct{ User struct{ ID string } }
 		_ = json.Unmarshal(m, &id)
-		if !jsonEqualModel(t, m, mg.Members[id.User.ID]) {
+		if !jsonEqualModel(t, m, asCachedMember(t, mg.Members[id.User.ID])) {
 			t.Errorf("member %s:\n got %s\nwant %s", id.User.ID, m, mg.Members[id.User.ID])
 		}
 	}
@@ -639,7 +639,7 @@ func TestCacheAPI(t *testing.T) {
 		t.Fatalf("the model has no user in two guilds")
 	}
 	code, body = get("/users/" + uid)
-	if code != 200 || !jsonEqualModel(t, []byte(body), w.Users[uid]) {
+	if code != 200 || !jsonEqualModel(t, []byte(body), asCachedUser(t, w.Users[uid])) {
 		t.Errorf("user %s: %d\n got %s\nwant %s", uid, code, body, w.Users[uid])
 	}
 	code, body = get("/users/" + uid + "/mutual-guilds")
