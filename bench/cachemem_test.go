@@ -86,9 +86,6 @@ func memoryByKind(tb testing.TB, client rueidis.Client) map[string]int64 {
 			if j := strings.IndexByte(kind, ':'); j >= 0 {
 				kind = kind[:j]
 			}
-			if kind == "" {
-				tb.Logf("key %q: %d bytes", k, n)
-			}
 			out[kind] += n
 			out["keys:"+kind]++
 		}

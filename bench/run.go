@@ -703,7 +703,7 @@ func (r *runner) idleShards(ctx context.Context) error {
 }
 
 // cacheEntities are the cache entities kept in the cache phase: a member,
-// its user and its mutual-guild set, and the guild it belongs to.
+// its user and its mutual guilds, and the guild it belongs to.
 var cacheEntities = []string{"guilds", "members", "users"}
 
 // cacheMemory measures Redis bytes per cached member over a generated

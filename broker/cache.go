@@ -80,7 +80,7 @@ type CacheBotConfig struct {
 	// Namespace gives the bot its own cache; "" = CacheConfig.Namespace.
 	Namespace string
 	// Entities lists what is kept (names of CacheEntities); nil = all.
-	// User objects and mutual-guild sets ("users") come from member
+	// User objects and mutual guilds ("users") come from member
 	// objects, so they need "members" too.
 	Entities []string
 }
@@ -793,13 +793,19 @@ func (c *Cache) plan(b rueidis.Builder, op *cacheOp, ev *Event) (planned, error)
 			op.joins = []luascripts.CacheField{{ID: uid, JSON: rueidis.BinaryString(u)}}
 		}
 		if kind == kMemberUpdate {
-			// The merge drops the defaults after it (a member going back to
-			// one loses the cached value).
+			// The keys of the update, defaults included, go with it: a
+			// cached member going back to a default loses its value.
 			m, err := strip(d, drop)
 			if err != nil {
 				return planned{}, err
 			}
-			return batched(luascripts.CacheOpMemberMerge(keys.CacheMembers(g), uid, string(m), quotedKeys(m))), nil
+			mk := quotedKeys(m)
+			if mk != "" {
+				if m, err = stripKV(d, compactMember(users)); err != nil {
+					return planned{}, err
+				}
+			}
+			return batched(luascripts.CacheOpMemberMerge(keys.CacheMembers(g), uid, string(m), mk)), nil
 		}
 		m, err := stripKV(d, compactMember(users))
 		if err != nil {

@@ -68,7 +68,7 @@ func usedMemory(tb testing.TB, client rueidis.Client) int64 {
 
 // BenchmarkCacheBytesPerMember loads 100 guilds × 1000 members (100,000
 // members, each with its own user) through Apply on a real redis-server and
-// reports Redis bytes per cached member (member + user + mutual-guild set,
+// reports Redis bytes per cached member (member + user + mutual guilds,
 // INFO memory used_memory delta) and the load rate.
 func BenchmarkCacheBytesPerMember(b *testing.B) {
 	srv := redistest.Start(b, redistest.Options{})

@@ -43,7 +43,7 @@ func (f *failingClient) failNth(n int32) {
 
 // TestCachePartialFailure: a batch whose member removals (GUILD_CREATE
 // without some members, GUILD_DELETE) fail after the guild's script
-// committed and before the users' mutual-guild sets were updated (or
+// committed and before the users' mutual guilds were updated (or
 // before the record of that was cleared) ends, once retried, in the cache a
 // batch that never failed leaves — on a single Redis and on Redis Cluster.
 func TestCachePartialFailure(t *testing.T) {

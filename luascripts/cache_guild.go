@@ -15,7 +15,7 @@ var CacheGuildScript = newCacheScript("cache_guild", cacheGuildSrc)
 // CacheGuildKeys are the keys of one guild; all carry the guild's hash tag.
 // cache_guild.lua and cache_guild_delete.lua take all of them, in this order.
 // PendingLeaves is the set of user ids whose leaving the guild is not yet
-// applied to their mutual-guild sets (see ParseCacheGuild).
+// applied to their mutual guilds (see ParseCacheGuild).
 type CacheGuildKeys struct {
 	Guild, Bots, Unavailable, Channels, Threads, Roles, Emojis, Stickers, Members, VoiceStates, Presences string
 
@@ -80,7 +80,7 @@ func CacheGuild(b rueidis.Builder, k CacheGuildKeys, a CacheGuildArgs) rueidis.C
 // before (ok=false if none) and the ids of users whose membership ended (a
 // full member list no longer has them, or an earlier call recorded them in
 // PendingLeaves). The caller removes the guild from those users'
-// mutual-guild sets and then the ids from PendingLeaves
+// mutual guilds and then the ids from PendingLeaves
 // (CachePendingLeavesDone), so a failure between the two is completed by
 // the next call for the guild.
 func ParseCacheGuild(r rueidis.RedisResult) (before string, ok bool, removed []string, err error) {
@@ -88,7 +88,7 @@ func ParseCacheGuild(r rueidis.RedisResult) (before string, ok bool, removed []s
 }
 
 // CachePendingLeavesDone builds the SREM that drops ids from the guild's
-// pending user leaves once their mutual-guild sets were updated.
+// pending user leaves once their mutual guilds were updated.
 func CachePendingLeavesDone(b rueidis.Builder, k CacheGuildKeys, ids []string) rueidis.Completed {
 	return b.Srem().Key(k.PendingLeaves).Member(ids...).Build()
 }

@@ -26,7 +26,7 @@
 -- Reply: array; [1] the cached guild JSON before the call ("" if none);
 -- [2..] user ids whose membership ended — because a full member list no
 -- longer has them, or earlier and still in KEYS[12] (see pending_leaves):
--- the caller removes the guild from their mutual-guild sets, then the ids
+-- the caller removes the guild from their mutual guilds, then the ids
 -- from KEYS[12].
 
 local mode, bot, guild, partial = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'

@@ -12,7 +12,7 @@
 -- Reply: array; [1] the cached guild JSON before the call ("" if none);
 -- [2..] user ids whose membership ended: when the data was deleted, the
 -- members it had, and those still in KEYS[12] (see pending_leaves); the
--- caller removes the guild from their mutual-guild sets, then the ids from
+-- caller removes the guild from their mutual guilds, then the ids from
 -- KEYS[12].
 
 local old = get_or_nil(redis.call('GET', KEYS[1]))

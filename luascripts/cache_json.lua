@@ -213,8 +213,18 @@ end
 
 -- object s without its top-level members listed in drops: a string of
 -- `"key":value` (or `"key":*`, any value) each between commas, with a
--- leading comma; s as it is when it is not an object
-local function json_drop(s, drops)
+-- leading comma; s as it is when it is not an object, or when it holds
+-- none of the texts of probes (a list: `"key":value`, `"key":` for the
+-- any-value ones), the common case, found without scanning s
+local function json_drop(s, drops, probes)
+  local hit = false
+  for i = 1, #probes do
+    if sfind(s, probes[i], 1, true) then
+      hit = true
+      break
+    end
+  end
+  if not hit then return s end
   local keys, vals = json_fields(s)
   if not keys then return s end
   local parts, np = {}, 0
@@ -270,10 +280,42 @@ local function json_merge_keys(old, new, nkeys)
   return ssub(new, 1, #new - 1) .. sep .. table.concat(kept, ',') .. '}'
 end
 
+-- old with new written over it, where nkeys names (each quoted,
+-- concatenated) every top-level key of the object new was made from, also
+-- those new was then stored without (a member's defaults): old's members
+-- named there go, the others follow new's. new is compact at its top level
+-- and ends in its closing brace; old any object (nil: new).
+local function json_merge_named(old, new, nkeys)
+  if not old then return new end
+  if sbyte(new, #new) ~= 125 then return json_merge(old, new) end
+  local kept, nk = {}, 0
+  local oclose = json_scan(old, function(ks, ke, vs, ve)
+    if not sfind(nkeys, ssub(old, ks, ke), 1, true) then
+      nk = nk + 1
+      kept[nk] = ssub(old, ks, ve)
+    end
+  end)
+  if not oclose then
+    local ok, ov = json_fields(old)
+    if not ok then return new end
+    kept, nk = {}, 0
+    for i = 1, #ok do
+      if not sfind(nkeys, ok[i], 1, true) then
+        nk = nk + 1
+        kept[nk] = ok[i] .. ':' .. ov[i]
+      end
+    end
+  end
+  if nk == 0 then return new end
+  local sep = ','
+  if #new == 2 then sep = '' end
+  return ssub(new, 1, #new - 1) .. sep .. table.concat(kept, ',') .. '}'
+end
+
 -- pending_leaves records the user ids of removed (members whose
 -- membership the call ended) in the set pending (guild slot), then replies
 -- every recorded id that is not in members now, dropping the others from
--- pending: the caller removes the guild from those users' mutual-guild sets
+-- pending: the caller removes the guild from those users' mutual guilds
 -- (other slots, another round trip) and then SREMs them from pending. An
 -- id stays recorded until that second step is done, so a batch retried
 -- after it failed completes it.

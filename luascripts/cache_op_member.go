@@ -30,10 +30,12 @@ func CacheOpMember(members, presences string, op CacheMemberOp, userID, member s
 	return CacheOp{code: "mr", k1: members, k2: presences, a: [4]string{userID}, na: 1}
 }
 
-// CacheOpMemberMerge is CacheOpMember's merge with the member JSON's
-// top-level keys given, each quoted, concatenated ("" = unknown): the merge
-// then scans only the cached member. member must be compact at its top
-// level and end with its closing brace.
+// CacheOpMemberMerge is CacheOpMember's merge with keys, the top-level
+// keys of the member JSON it was made from, each quoted, concatenated: the
+// merge then scans only the cached member, and member is stored without
+// its defaults (keyspace.MemberDefaults: keys names them when it had them),
+// compact at its top level, ending with its closing brace. keys "" =
+// unknown: member as Discord sent it, the merge drops the defaults.
 func CacheOpMemberMerge(members, userID, member, keys string) CacheOp {
 	return CacheOp{code: "mm", k1: members, a: [4]string{userID, member, keys}, na: 3}
 }

@@ -35,7 +35,10 @@ local function user_join(users, id, guild, json)
   local list, user = user_entry(get_or_nil(old))
   if list == '' then
     list = guild
-  elseif not sfind(',' .. list .. ',', ',' .. guild .. ',', 1, true) then
+  elseif sfind(',' .. list .. ',', ',' .. guild .. ',', 1, true) then
+    -- already a member: most joins (member updates) change nothing
+    if json == '' or json == user then return user or false end
+  else
     local ids, n = {}, 0
     for g in string.gmatch(list, '[^,]+') do
       n = n + 1
@@ -87,7 +90,7 @@ local function user_update(users, id, json)
   if failed(old) then return old end
   local list, user = user_entry(get_or_nil(old))
   if not user then return false end
-  local e = redis.pcall('HSET', users, id, list .. json_drop(json_merge(user, json), user_drops))
+  local e = redis.pcall('HSET', users, id, list .. json_drop(json_merge(user, json), user_drops, user_probes))
   if failed(e) then return e end
   return user or false
 end

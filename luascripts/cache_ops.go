@@ -23,8 +23,25 @@ var cacheOpsSrc string
 // UserDropList).
 var CacheOpsScript = newCacheScript("cache_ops",
 	"local member_drops = '"+keyspace.MemberDropList()+"'\n"+
+		"local member_probes = "+luaProbes(keyspace.MemberDefaults())+"\n"+
 		"local user_drops = '"+keyspace.UserDropList()+"'\n"+
+		"local user_probes = "+luaProbes(keyspace.UserDefaults(), "id")+"\n"+
 		cacheOpEntitySrc+"\n"+cacheOpMemberSrc+"\n"+cacheOpListSrc+"\n"+cacheOpUserSrc+"\n"+cacheOpsSrc)
+
+// luaProbes is a Lua table of the texts whose absence from an object
+// proves json_drop has nothing to drop: `"key":value` of each default,
+// `"key":` of each key dropped whatever its value. Keys and values are
+// keyspace's constants: no quote or backslash of Lua's.
+func luaProbes(list []keyspace.Default, any ...string) string {
+	out := "{"
+	for _, k := range any {
+		out += `'"` + k + `":',`
+	}
+	for _, d := range list {
+		out += `'"` + d.Key + `":` + d.Value + `',`
+	}
+	return out + "}"
+}
 
 // CacheOp is one operation of cache_ops.lua; build it with the CacheOp*
 // functions of this package (one per operation of the cache_op_*.lua

@@ -378,7 +378,7 @@ func TestCacheOpsIdempotent(t *testing.T) {
 		want := map[string]string{
 			ch:   `hash map[5:{"id":"5","name":"a"}]`,
 			pres: `hash map[1:{"status":"idle"}]`,
-			mem:  `hash map[1:{"nick":"x"} 3:{"nick":"y"}]`,
+			mem:  `hash map[1:{"nick":"x","roles":[]} 3:{"nick":"y"}]`,
 			emo:  `string [{"id":"9","name":"e"}]`,
 			u1:   `hash map[1:7{"username":"v"}]`,
 		}
@@ -389,7 +389,7 @@ func TestCacheOpsIdempotent(t *testing.T) {
 		// member it merged, ...; what the first removed is gone again.
 		wantSecond := []string{
 			`{"id":"5","name":"a"}`, "<none>", `{"id":"6"}`, `{"status":"idle"}`, "<none>",
-			`{"nick":"x"}`, `{"nick":null,"roles":[]}`, `{"nick":"y"}`, "<none>", `{"nick":"z"}`,
+			`{"nick":"x","roles":[]}`, `{"nick":null,"roles":[]}`, `{"nick":"y"}`, "<none>", `{"nick":"z"}`,
 			`[{"id":"9","name":"e"}]`,
 			`{"username":"v"}`, `{"username":"u"}`, `{"username":"u"}`, `{"username":"v"}`,
 			"<none>", `{}`, "<none>",
@@ -431,12 +431,11 @@ func TestCacheOpsJSONRoundTrip(t *testing.T) {
 			t.Errorf("state: %v", got)
 		}
 		// A merge keeps every member's text as it was; only their order is
-		// the merge's. It leaves out what the object is stored without: a
-		// member's roles [], a user's id.
-		objMembers := []string{`"n":12345678901234567890`, `"o":{}`, `"t":"ü🎉\u00e9\"}{"`, `"f":-1.5e+300`}
+		// the merge's. A user is stored without its id.
+		objMembers := []string{`"n":12345678901234567890`, `"roles":[]`, `"o":{}`, `"t":"ü🎉\u00e9\"}{"`, `"f":-1.5e+300`}
 		for _, c := range []struct{ js, prefix, more string }{
 			{got[mem], "hash map[1234567890123456789:", `"nick":"ñ" "x":[] "id":"1234567890123456789"`},
-			{got[user], "hash map[1234567890123456789:77", `"g":[] "s":"9007199254740993" "roles":[]`},
+			{got[user], "hash map[1234567890123456789:77", `"g":[] "s":"9007199254740993"`},
 		} {
 			js := strings.TrimSuffix(strings.TrimPrefix(c.js, c.prefix), "]")
 			var m map[string]json.RawMessage
@@ -521,4 +520,33 @@ func TestCacheOpsSource(t *testing.T) {
 	if at != len(src) {
 		t.Errorf("%d bytes after the dispatch loop", len(src)-at)
 	}
+}
+
+// TestCacheOpsMemberMergeNamed: a merge with keys drops every cached
+// member the keys name, also those the compact JSON left out as defaults,
+// whether or not the cached member can be scanned fast (a backslash sends
+// it the general way); without keys the merge drops the defaults itself.
+func TestCacheOpsMemberMergeNamed(t *testing.T) {
+	const mem = "n:{g}:members"
+	forModes(t, func(t *testing.T, client rueidis.Client, script bool) {
+		ctx := context.Background()
+		for _, c := range []struct{ old, json, keys, want string }{
+			{`{"nick":"a","deaf":true,"joined_at":"t"}`, `{}`, `"nick""deaf"`, `{"joined_at":"t"}`},
+			{`{"nick":"a\"b","deaf":true,"joined_at":"t"}`, `{"mute":true}`, `"nick""deaf""mute"`, `{"mute":true,"joined_at":"t"}`},
+			{`{"nick":"a\"b","joined_at":"t"}`, `{"nick":"c\\d"}`, `"nick"`, `{"nick":"c\\d","joined_at":"t"}`},
+			{`{"nick":"a","joined_at":"t"}`, `{"nick":null,"roles":[],"avatar":"x"}`, ``, `{"avatar":"x","joined_at":"t"}`},
+		} {
+			if err := client.Do(ctx, client.B().Hset().Key(mem).FieldValue().FieldValue("1", c.old).Build()).Error(); err != nil {
+				t.Fatal(err)
+			}
+			runOps(t, client, script, CacheOpMemberMerge(mem, "1", c.json, c.keys))
+			got, err := client.Do(ctx, client.B().Hget().Key(mem).Field("1").Build()).ToString()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != c.want {
+				t.Errorf("merge %s over %s (keys %s) = %s, want %s", c.json, c.old, c.keys, got, c.want)
+			}
+		}
+	})
 }

@@ -233,7 +233,7 @@ func (k CacheKeys) CacheVoiceStates(guild string) string { return k.guildKey(gui
 func (k CacheKeys) CachePresences(guild string) string { return k.guildKey(guild, "presences") }
 
 // CachePendingLeaves is the set of user ids that left guild (a GUILD_CREATE
-// member list without them, or GUILD_DELETE) and whose mutual-guild sets
+// member list without them, or GUILD_DELETE) and whose mutual guilds
 // still have to lose guild; feathery's own bookkeeping, usually empty.
 func (k CacheKeys) CachePendingLeaves(guild string) string {
 	return k.guildKey(guild, "pending_leaves")

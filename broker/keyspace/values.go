@@ -84,15 +84,22 @@ func UserDropList() string { return DropList(userDefaults, "id") }
 // each) put in front unless stored has the key, and every absent default
 // of list appended.
 func expand(what string, stored []byte, first [][2]string, list []Default) ([]byte, error) {
-	var have map[string]json.RawMessage
-	if err := json.Unmarshal(stored, &have); err != nil {
-		return nil, fmt.Errorf("read cached %s: %w", what, err)
+	s := trimSpace(stored)
+	if len(s) < 2 || s[0] != '{' || !json.Valid(s) {
+		return nil, fmt.Errorf("read cached %s: not a JSON object: %.80q", what, stored)
 	}
-	if have == nil {
-		return nil, fmt.Errorf("read cached %s: not a JSON object", what)
-	}
-	s := strings.TrimSpace(string(stored))
-	inner := strings.TrimSpace(s[1 : len(s)-1])
+	var have uint64 // bit i: list[i] present; bit 63: first[0] present
+	eachTopKey(s, func(k []byte) {
+		for i, d := range list {
+			if string(k) == d.Key {
+				have |= 1 << i
+			}
+		}
+		if len(first) > 0 && string(k) == first[0][0] {
+			have |= 1 << 63
+		}
+	})
+	inner := trimSpace(s[1 : len(s)-1])
 	out := make([]byte, 0, len(s)+256)
 	out = append(out, '{')
 	n := 0
@@ -106,24 +113,66 @@ func expand(what string, stored []byte, first [][2]string, list []Default) ([]by
 		out = append(out, v...)
 		n++
 	}
-	for _, kv := range first {
-		if _, ok := have[kv[0]]; !ok {
-			add(kv[0], kv[1])
-		}
+	if len(first) > 0 && have&(1<<63) == 0 {
+		add(first[0][0], first[0][1])
 	}
-	if inner != "" {
+	if len(inner) > 0 {
 		if n > 0 {
 			out = append(out, ',')
 		}
 		out = append(out, inner...)
 		n++
 	}
-	for _, d := range list {
-		if _, ok := have[d.Key]; !ok {
+	for i, d := range list {
+		if have&(1<<i) == 0 {
 			add(d.Key, d.Value)
 		}
 	}
 	return append(out, '}'), nil
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && isSpace(b[0]) {
+		b = b[1:]
+	}
+	for len(b) > 0 && isSpace(b[len(b)-1]) {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// eachTopKey calls fn with the raw text (between its quotes, escapes
+// undecoded) of every top-level key of obj, a valid JSON object. A key
+// written with escapes is not taken for the default it spells (feathery
+// and Discord write keys plainly).
+func eachTopKey(obj []byte, fn func(key []byte)) {
+	depth := 0
+	wantKey := false
+	for i := 0; i < len(obj); i++ {
+		switch c := obj[i]; c {
+		case '{', '[':
+			depth++
+			wantKey = depth == 1 && c == '{'
+		case '}', ']':
+			depth--
+		case ',':
+			wantKey = depth == 1
+		case '"':
+			j := i + 1
+			for ; j < len(obj) && obj[j] != '"'; j++ {
+				if obj[j] == '\\' {
+					j++
+				}
+			}
+			if wantKey && j < len(obj) {
+				fn(obj[i+1 : j])
+			}
+			wantKey = false
+			i = j
+		}
+	}
 }
 
 // ExpandMember returns the member object stored compact in a guild's
