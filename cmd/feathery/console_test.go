@@ -24,6 +24,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/feathery/feathery/bench"
+	"github.com/feathery/feathery/broker"
 	"github.com/feathery/feathery/broker/redistest"
 	"github.com/feathery/feathery/gateway"
 	"github.com/feathery/feathery/gateway/discordtest"
@@ -671,6 +672,18 @@ func TestCacheAPI(t *testing.T) {
 	}
 	if code, _, _ := httpDo(t, "GET", base+"/users/"+uid, ""); code != http.StatusUnauthorized {
 		t.Errorf("without token: %d, want 401 (admin.public_cache is off)", code)
+	}
+
+	// A user entry something else wrote over: 502 naming what is wrong.
+	rc := r.redis.Client(t)
+	k := broker.NewCacheKeys("")
+	if err := rc.Do(t.Context(), rc.B().Hset().Key(k.CacheUsers(uid)).FieldValue().FieldValue(uid, "x{").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/users/" + uid, "/users/" + uid + "/mutual-guilds", "/guilds/" + guildsOf[uid][0] + "/members?limit=1000"} {
+		if code, body := get(path); code != http.StatusBadGateway || !strings.Contains(body, "bad guild id") {
+			t.Errorf("GET %s over a malformed user entry: %d %s, want 502 naming the guild id", path, code, body)
+		}
 	}
 }
 
