@@ -34,7 +34,9 @@ type ShardRunner interface {
 // FleetBot is one bot a Fleet shares out.
 type FleetBot struct {
 	Name string
-	// Shards is the bot's shard count.
+	// Shards is the bot's shard count: the plan's count at the fleet's
+	// first start (see Fleet.RequestReshard); a fleet already running
+	// another count keeps its own.
 	Shards int
 	// Static, when not nil, are the only shards this node runs (shard_ids):
 	// it takes their leases when free and stands by while another node
@@ -116,6 +118,13 @@ type fleetBot struct {
 	// unowned: shard -> since when (local time) it has had no owner.
 	unowned  map[int]time.Time
 	reported map[int]bool // unowned event sent
+	// epoch is the plan epoch this node runs (Shards its count); planned
+	// once the plan was read.
+	epoch   int64
+	planned bool
+	plan    luascripts.FleetPlan // last read
+	// coord is the re-shard this node coordinates (Fleet.mu).
+	coord *coordRun
 }
 
 // FleetView is what a node knows of its fleet (GET /api/fleet).
@@ -138,8 +147,14 @@ type FleetView struct {
 
 // FleetBotView is one bot's nodes and shard owners.
 type FleetBotView struct {
-	Bot    string            `json:"bot"`
-	Nodes  []FleetNodeView   `json:"nodes"`
+	Bot string `json:"bot"`
+	// Count and Epoch are the fleet's plan: the shard count every node
+	// runs and how many re-shards it has committed.
+	Count int   `json:"shard_count"`
+	Epoch int64 `json:"epoch"`
+	// Reshard is the re-shard asked for or in progress, nil when none.
+	Reshard *FleetReshardView `json:"reshard,omitempty"`
+	Nodes   []FleetNodeView   `json:"nodes"`
 	Shards []FleetShardOwner `json:"shards"`
 }
 
@@ -392,6 +407,12 @@ func (f *Fleet) opTimeout() time.Duration { return max(f.cfg.TTL/3, time.Second)
 
 // tick is one round: for each bot, heartbeat, renew, then balance.
 func (f *Fleet) tick(ctx context.Context) {
+	f.tickLocked(ctx)
+	f.launchReshards(ctx)
+}
+
+// tickLocked is the round's part under opMu.
+func (f *Fleet) tickLocked(ctx context.Context) {
 	f.opMu.Lock()
 	defer f.opMu.Unlock()
 	if _, drained := f.Draining(); drained {
@@ -538,6 +559,10 @@ func (f *Fleet) tickBot(ctx context.Context, b *fleetBot) error {
 	if err := f.renew(rctx, ctx, b); err != nil {
 		return err
 	}
+	fp, err := f.readPlan(rctx, ctx, b)
+	if err != nil {
+		return err
+	}
 	now, leases, err := f.leases(rctx, b)
 	if err != nil {
 		return err
@@ -545,13 +570,22 @@ func (f *Fleet) tickBot(ctx context.Context, b *fleetBot) error {
 	plan := planBot(f.cfg.Node, b, now, members, leases)
 	f.publishView(b, now, members, leases, plan)
 	if f.isDraining() {
+		f.dropCoordination(ctx, b, "the node is draining")
 		return nil
 	}
 	if b.static != nil {
 		return f.tickStatic(ctx, b, now, leases)
 	}
+	if handled, err := f.tickReshard(ctx, b, fp); handled || err != nil {
+		return err
+	}
 	if err := f.acquire(ctx, b, plan.acquire...); err != nil {
 		return err
+	}
+	if rr, ok := f.cfg.Runner.(ReshardRunner); ok && rr.Resharding(b.Name) {
+		// A re-shard's sets still overlap here: its new shards move once
+		// the hand-over is done.
+		return nil
 	}
 	if plan.handOver {
 		// The highest ready shard: never one still identifying.
@@ -622,9 +656,15 @@ func (f *Fleet) acquire(ctx context.Context, b *fleetBot, shards ...int) error {
 	for i, id := range shards {
 		keys[i] = f.cfg.Keys.Lease(b.Name, id)
 	}
-	rs, err := luascripts.LeaseAcquireMany(rctx, f.c, keys, f.cfg.Node, f.cfg.TTL)
+	rs, moved, err := luascripts.LeaseAcquireInPlan(rctx, f.c, keys, f.cfg.Keys.FleetPlan(b.Name), b.epoch, f.cfg.Node, f.cfg.TTL)
 	if err != nil {
 		return fmt.Errorf("acquire leases of bot %s: %w", b.Name, err)
+	}
+	if moved {
+		// A re-shard was committed since the plan was read: the next
+		// round runs the new count.
+		f.poke()
+		return nil
 	}
 	for i, r := range rs {
 		if !r.Taken {
@@ -632,6 +672,15 @@ func (f *Fleet) acquire(ctx context.Context, b *fleetBot, shards ...int) error {
 		}
 		shard := shards[i]
 		f.setOwned(b, shard, r.Fence)
+		if shard >= b.Shards {
+			// A lease a re-shard's new set needs: fenced, not started.
+			if err := f.fenceOnly(b.Name, shard, r.Fence); err != nil {
+				f.log.Error("fence a new shard of a re-shard; releasing its lease", "bot", b.Name, "shard", shard, "err", err)
+				f.setOwned(b, shard, 0)
+				f.release(ctx, b, shard, r.Fence)
+			}
+			continue
+		}
 		if err := f.cfg.Runner.StartShard(b.Name, shard, r.Fence); err != nil {
 			f.log.Error("start shard after taking its lease; releasing it", "bot", b.Name, "shard", shard, "err", err)
 			f.setOwned(b, shard, 0)
@@ -839,7 +888,7 @@ func balanceTargets(live []member, n int) map[string]int {
 // publishView records the bot's view and reports shards without an owner
 // for longer than the TTL (and their return).
 func (f *Fleet) publishView(b *fleetBot, now int64, members []member, leases []luascripts.LeaseInfo, p botPlan) {
-	v := FleetBotView{Bot: b.Name}
+	v := FleetBotView{Bot: b.Name, Count: b.Shards, Epoch: b.epoch, Reshard: reshardView(b)}
 	owned := map[string][]int{}
 	local := time.Now()
 	var events []ControlEvent
@@ -1003,6 +1052,11 @@ func (f *Fleet) waitTaken(ctx context.Context, b *fleetBot, shard int, fence int
 func (f *Fleet) stopAll(ctx context.Context, b *fleetBot) {
 	f.opMu.Lock()
 	defer f.opMu.Unlock()
+	f.stopAllLocked(ctx, b)
+}
+
+// stopAllLocked is stopAll with opMu held.
+func (f *Fleet) stopAllLocked(ctx context.Context, b *fleetBot) {
 	owned := f.ownedSnapshot(b)
 	var wg sync.WaitGroup
 	for id := range owned {

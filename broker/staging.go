@@ -18,7 +18,7 @@ import (
 
 // stagedKey is the checkpoint of a staged shard.
 func (p *Publisher) stagedKey(bot string, shard, count int) string {
-	return p.keys.Session(bot, shard) + "/" + strconv.Itoa(count)
+	return p.keys.StagedSession(bot, shard, count)
 }
 
 // Stage sends bot's events of shard count count to staged queues until
@@ -213,6 +213,11 @@ func (b *botState) stagedShard(shard, count int) (*shardQueue, error) {
 	}
 	sq := newShardQueue(b, shard)
 	sq.ckKey = p.stagedKey(b.name, shard, count)
+	if cur := b.lookup(shard); cur != nil {
+		// In a fleet, the node re-sharding holds the lease of every shard
+		// id of both sets: the staged queue carries the same fence.
+		sq.fence.Store(cur.fence.Load())
+	}
 	next[shard] = sq
 	b.staged.Store(&next)
 	p.wg.Add(1)

@@ -109,6 +109,25 @@ func (k Keys) Lease(bot string, shard int) string {
 	return k.Prefix() + ":" + k.BotTag(bot) + ":lease:" + strconv.Itoa(shard)
 }
 
+// StagedSession is the checkpoint hash of shard of a re-shard's new set of
+// count shards while it is staged (apart from the old set's of the same
+// id).
+func (k Keys) StagedSession(bot string, shard, count int) string {
+	return k.Session(bot, shard) + "/" + strconv.Itoa(count)
+}
+
+// FleetPlan is the hash of the bot's fleet plan: the shard count every
+// node runs leases for, its epoch and a re-shard request.
+func (k Keys) FleetPlan(bot string) string {
+	return k.Prefix() + ":" + k.BotTag(bot) + ":plan"
+}
+
+// ReshardLease is the lease hash of the node coordinating a re-shard of
+// the bot in a fleet.
+func (k Keys) ReshardLease(bot string) string {
+	return k.Prefix() + ":" + k.BotTag(bot) + ":reshard"
+}
+
 // FleetMembers is the sorted set of the bot's live nodes.
 func (k Keys) FleetMembers(bot string) string {
 	return k.Prefix() + ":" + k.BotTag(bot) + ":nodes"

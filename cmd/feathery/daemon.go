@@ -33,7 +33,12 @@ var (
 
 // publisherSink is the gateway's Sink (and Flusher) over the broker's
 // Publisher.
-type publisherSink struct{ pub *broker.Publisher }
+type publisherSink struct {
+	pub *broker.Publisher
+	// commit, when set, is asked before a re-shard's new set is promoted
+	// (a fleet commits the new shard count first).
+	commit func(ctx context.Context, bot string, count int) error
+}
 
 func (s publisherSink) Publish(ctx context.Context, ev *gateway.Event) error {
 	err := s.pub.Publish(ctx, (*broker.Event)(ev))
@@ -52,6 +57,11 @@ func (s publisherSink) Stage(ctx context.Context, bot string, count int) error {
 }
 
 func (s publisherSink) Promote(ctx context.Context, bot string, count int) error {
+	if s.commit != nil {
+		if err := s.commit(ctx, bot, count); err != nil {
+			return err
+		}
+	}
 	return s.pub.Promote(ctx, bot, count)
 }
 
@@ -202,7 +212,7 @@ func runDaemon(ctx context.Context, cfg *Config, deps daemonDeps) (_ *daemon, er
 	keys := broker.NewKeys(cfg.Redis.Prefix)
 	mcfg := gateway.ManagerConfig{
 		Bots:     gatewayBots(cfg),
-		Sink:     publisherSink{d.pub},
+		Sink:     publisherSink{pub: d.pub, commit: d.commitReshard},
 		Sessions: sessionStoreAdapter{broker.NewSessionStore(d.redis.Redis(), keys), d.pub},
 		Limiter: limiterAdapter{broker.NewIdentifyLimiter(d.redis.Redis(), broker.IdentifyConfig{
 			Keys:   keys,

@@ -30,6 +30,38 @@ func (r fleetRunner) StopShard(ctx context.Context, bot string, shard int) error
 	return err
 }
 
+// FenceShard, Reshard, Resharding and AdoptCount make fleetRunner a
+// broker.ReshardRunner: a fleet re-shards on the node that gathered the
+// bot's old set.
+func (r fleetRunner) FenceShard(bot string, shard int, fence int64) error {
+	if err := r.d.pub.SetFence(bot, shard, fence); err != nil {
+		return fmt.Errorf("set fence of %s shard %d: %w", bot, shard, err)
+	}
+	return nil
+}
+
+func (r fleetRunner) Reshard(ctx context.Context, bot string, count int) error {
+	return r.d.mgr.Reshard(ctx, bot, count, nil)
+}
+
+func (r fleetRunner) Resharding(bot string) bool { return r.d.mgr.ReshardActive(bot) }
+
+func (r fleetRunner) AdoptCount(bot string, count int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return r.d.mgr.ResetShardCount(ctx, bot, count)
+}
+
+// commitReshard is asked before a re-shard's new set is promoted: in a
+// fleet, the new shard count is committed first (broker.Fleet.CommitReshard).
+func (d *daemon) commitReshard(ctx context.Context, bot string, count int) error {
+	f := d.getFleet()
+	if f == nil {
+		return nil
+	}
+	return f.CommitReshard(ctx, bot, count)
+}
+
 func (r fleetRunner) ShardReady(bot string, shard int) bool {
 	st, ok := r.d.mgr.ShardState(bot, shard)
 	return ok && st == gateway.StateReady

@@ -45,6 +45,10 @@ type leaseRig struct {
 	dir    string
 	nodes  map[string]*fleetNode
 	phases []string
+	// bot is the bot's name (fleetBot unless set before start); routes
+	// place its events (nil = one stream).
+	bot    string
+	routes []bench.Route
 }
 
 // fleetNode is one feathery process of the fleet.
@@ -72,7 +76,7 @@ func newLeaseRig(t *testing.T, bin string, fc discordtest.Config) *leaseRig {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
 	r := &leaseRig{t: t, ctx: ctx, bin: bin, shards: fc.Shards, fake: fake, rs: rs,
-		rc: redisClient(t, rs.Addr), keys: broker.NewKeys(""), dir: t.TempDir(), nodes: map[string]*fleetNode{}}
+		rc: redisClient(t, rs.Addr), keys: broker.NewKeys(""), dir: t.TempDir(), nodes: map[string]*fleetNode{}, bot: fleetBot}
 	t.Cleanup(func() {
 		for _, n := range r.nodes {
 			if n.f != nil {
@@ -110,8 +114,8 @@ func (r *leaseRig) start(id string, shardIDs []int) *fleetNode {
 		RedisURL: r.rs.URL(), RESTURL: r.fake.URL() + "/api/v10", AdminAddr: admin, AdminToken: fleetAdminToken,
 		LogLevel: "debug", IdentifyWindow: 150 * time.Millisecond, ShutdownTimeout: 30 * time.Second,
 		Publisher: bench.PublisherTuning{QueueSize: 256},
-		Bots: []bench.Bot{{Name: fleetBot, Token: testToken, Shards: r.shards, ShardIDs: shardIDs,
-			Compression: "zstd-stream", Cache: true}},
+		Bots: []bench.Bot{{Name: r.bot, Token: testToken, Shards: r.shards, ShardIDs: shardIDs,
+			Compression: "zstd-stream", Cache: true, Routes: r.routes}},
 	}.YAML()
 	if err != nil {
 		r.t.Fatal(err)
@@ -137,7 +141,7 @@ func (r *leaseRig) owners() []string {
 	r.t.Helper()
 	keys := make([]string, r.shards)
 	for i := range keys {
-		keys[i] = r.keys.Lease(fleetBot, i)
+		keys[i] = r.keys.Lease(r.bot, i)
 	}
 	now, ls, err := luascripts.LeaseState(r.ctx, r.rc, keys)
 	if err != nil {
@@ -209,7 +213,7 @@ func (r *leaseRig) settled(what string, nodes ...*fleetNode) []string {
 }
 
 // published is the number of entries on the bot's stream.
-func (r *leaseRig) published() int64 { return xlen(r.t, r.rc, r.keys.Events(fleetBot)) }
+func (r *leaseRig) published() int64 { return xlen(r.t, r.rc, r.keys.Events(r.bot)) }
 
 func (r *leaseRig) progress(what string, more int64) {
 	r.t.Helper()
@@ -267,12 +271,12 @@ func (r *leaseRig) finish(identifies int64, allowViolation func(discordtest.Viol
 	if evs := r.controlEvents(broker.ControlCheckpoint); len(evs) > 0 {
 		t.Errorf("checkpoint incidents %v: moves must find the checkpoint where the last owner left it", evs)
 	}
-	gaps := gapEvents(t, r.rc, r.keys.Control(), fleetBot)
+	gaps := gapEvents(t, r.rc, r.keys.Control(), r.bot)
 	if len(gaps) != 0 {
 		t.Errorf("gap control events %v: no session may be lost", gaps)
 	}
-	got := readEntries(t, r.rc, []string{r.keys.Events(fleetBot)})
-	checkDelivery(t, r.fake, r.shards, fleetBot, got, gaps, func(string) string { return r.keys.Events(fleetBot) })
+	got := readEntries(t, r.rc, []string{r.keys.Events(r.bot)})
+	checkDelivery(t, r.fake, r.shards, r.bot, got, gaps, func(string) string { return r.keys.Events(r.bot) })
 }
 
 // controlEvents reads the control stream's events of kind.
@@ -292,7 +296,7 @@ func (r *leaseRig) controlEvents(kind broker.ControlKind) []map[string]string {
 // published.
 func (r *leaseRig) downTimes(since time.Time) []time.Duration {
 	r.t.Helper()
-	entries := readEntries(r.t, r.rc, []string{r.keys.Events(fleetBot)})
+	entries := readEntries(r.t, r.rc, []string{r.keys.Events(r.bot)})
 	byShard := map[int][]int64{} // receive times, ms, in stream order per shard
 	for _, e := range entries {
 		byShard[e.Shard] = append(byShard[e.Shard], e.At.UnixMilli())

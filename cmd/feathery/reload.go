@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 
+	"github.com/feathery/feathery/broker"
 	"github.com/feathery/feathery/gateway"
 )
 
@@ -32,7 +33,8 @@ func (d *daemon) Reload(ctx context.Context) error {
 	if err := restartOnly(cur, next); err != nil {
 		return err
 	}
-	if err := d.fleetRefusesRuntimeBots(next); err != nil {
+	reshards, err := d.fleetRefusesRuntimeBots(next)
+	if err != nil {
 		return err
 	}
 	if d.cache == nil {
@@ -59,7 +61,19 @@ func (d *daemon) Reload(ctx context.Context) error {
 	if err := d.pub.EnsureGroups(ctx); err != nil {
 		d.log.Warn("reload: create consumer groups (retried before each bot's next batch)", "err", err)
 	}
-	if err := d.applyBots(ctx, next); err != nil {
+	if f := d.getFleet(); f != nil {
+		// A fleet re-shards through its plan: any node may ask.
+		var errs []error
+		for _, r := range reshards {
+			d.log.Info("reload: asking the fleet to re-shard bot", "bot", r.bot, "to", r.shards)
+			if err := f.RequestReshard(ctx, r.bot, r.shards, "config reload"); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("reload: %w", err)
+		}
+	} else if err := d.applyBots(ctx, next); err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
 	d.log.Info("config reloaded", "config", d.cfgPath, "bots", len(next.Bots))
@@ -138,17 +152,26 @@ func (d *daemon) applyBots(ctx context.Context, next *Config) error {
 	return errors.Join(errs...)
 }
 
-// errFleetRuntimeBots is why a fleet node refuses to add, remove, re-shard
-// or restart bots at run time: its shards are run by leases that every node
-// of the fleet must agree on, which these changes do not coordinate yet.
-var errFleetRuntimeBots = errors.New("in fleet mode bots cannot be added, removed, re-sharded or given new gateway settings at run time: roll the new config out node by node (a rolling deploy), or run with fleet.enabled: false")
+// errFleetRuntimeBots is why a fleet node refuses to add, remove or
+// restart bots at run time: its shards are run by leases that every node
+// of the fleet must agree on, which these changes do not coordinate yet. A
+// changed shard count is a fleet re-shard.
+var errFleetRuntimeBots = errors.New("in fleet mode bots cannot be added, removed or given new gateway settings at run time (a changed shard count re-shards the fleet): roll the new config out node by node (a rolling deploy), or run with fleet.enabled: false")
+
+// fleetReshard is a re-shard a reloaded config asks a fleet for.
+type fleetReshard struct {
+	bot    string
+	shards int
+}
 
 // fleetRefusesRuntimeBots refuses, in fleet mode, a config whose bots
-// differ from the running ones in anything but what the publisher and
-// cache apply live (filters, routes, groups, trimming, cache entities).
-func (d *daemon) fleetRefusesRuntimeBots(next *Config) error {
-	if d.getFleet() == nil {
-		return nil
+// differ from the running ones in anything but their shard count and what
+// the publisher and cache apply live (filters, routes, groups, trimming,
+// cache entities); it returns the re-shards the changed counts ask for.
+func (d *daemon) fleetRefusesRuntimeBots(next *Config) ([]fleetReshard, error) {
+	f := d.getFleet()
+	if f == nil {
+		return nil, nil
 	}
 	running := map[string]gateway.BotConfig{}
 	for _, b := range d.mgr.Bots() {
@@ -156,22 +179,40 @@ func (d *daemon) fleetRefusesRuntimeBots(next *Config) error {
 	}
 	want := gatewayBots(next)
 	if len(want) != len(running) {
-		return fmt.Errorf("config %s: %w", d.cfgPath, errFleetRuntimeBots)
+		return nil, fmt.Errorf("config %s: %w", d.cfgPath, errFleetRuntimeBots)
 	}
+	var out []fleetReshard
 	for _, b := range want {
 		old, ok := running[b.Name]
+		if !ok {
+			return nil, fmt.Errorf("config %s: bot %q: %w", d.cfgPath, b.Name, errFleetRuntimeBots)
+		}
+		count := d.mgr.ShardCount(b.Name)
 		old.Shards = b.Shards
-		if !ok || (b.Shards != 0 && b.Shards != d.mgr.ShardCount(b.Name)) || !gateway.SameGateway(old, b) {
-			return fmt.Errorf("config %s: bot %q: %w", d.cfgPath, b.Name, errFleetRuntimeBots)
+		if !gateway.SameGateway(old, b) {
+			return nil, fmt.Errorf("config %s: bot %q: %w", d.cfgPath, b.Name, errFleetRuntimeBots)
+		}
+		if b.Shards != 0 && b.Shards != count {
+			if b.ShardIDs != nil {
+				return nil, fmt.Errorf("config %s: bot %q: its shard count changes but it runs static shard_ids: give each process its new list and restart it", d.cfgPath, b.Name)
+			}
+			out = append(out, fleetReshard{b.Name, b.Shards})
 		}
 	}
-	return nil
+	return out, nil
 }
 
 // Reshard implements adminBackend: it re-shards bot live to shards.
 func (d *daemon) Reshard(ctx context.Context, bot string, shards int) error {
-	if d.getFleet() != nil {
-		return fmt.Errorf("%w: %w", errReshardRefused, errFleetRuntimeBots)
+	if f := d.getFleet(); f != nil {
+		if d.mgr.ShardCount(bot) == 0 {
+			return errNotFound
+		}
+		err := f.RequestReshard(ctx, bot, shards, "admin API")
+		if errors.Is(err, broker.ErrReshardRefused) {
+			return fmt.Errorf("%w: %w", errReshardRefused, err)
+		}
+		return err
 	}
 	err := d.mgr.Reshard(ctx, bot, shards, nil)
 	switch {

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/feathery/feathery/bench"
+	"github.com/feathery/feathery/broker"
+	"github.com/feathery/feathery/gateway/discordtest"
+	"github.com/feathery/feathery/gateway/testkit"
+)
+
+// TestFleet_Reshard is a re-shard inside a fleet, with real processes:
+// three feathery nodes share a bot of 4 shards with traffic flowing; POST
+// /api/bots/{bot}/reshard {"shards": 6} on one node gathers the old set on
+// the node that coordinates, re-shards there (the new set beside the old,
+// handed over guild by guild), commits the new count in Redis, and
+// balance spreads the 6 new shards over the three nodes by hand-overs.
+// Every dispatch the fake made is on the streams exactly once, judged by
+// the event itself; a guild's events stay in order; the cache equals the
+// fake's model; 4 + 6 identifies in all (every move a RESUME); no gap.
+// Figures (overlap, identifies, events de-duplicated) are logged with the
+// prefix "figure:".
+func TestFleet_Reshard(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs redis-server and feathery processes")
+	}
+	bin := buildBinary(t)
+	r := newLeaseRig(t, bin, discordtest.Config{
+		Shards: 4, HeartbeatInterval: time.Second, Guilds: 32, MembersPerGuild: 8, Seed: 53, Rate: 240, Mix: reshardMix,
+	})
+	// The bot of the cache comparison (cacheDiff).
+	r.bot = deliveryBot
+	r.routes = []bench.Route{{Events: []string{"MESSAGE_*"}, Stream: "messages", Groups: []string{"g"}}}
+	r.phase("start n1 n2 n3")
+	n1, n2, n3 := r.start("n1", nil), r.start("n2", nil), r.start("n3", nil)
+	r.settled("three nodes", n1, n2, n3)
+	progress := func(what string, more int) {
+		t.Helper()
+		base := len(readEntries(t, r.rc, r.streams()))
+		testkit.Eventually(t, 60*time.Second, what, func() bool { return len(readEntries(t, r.rc, r.streams())) >= base+more })
+	}
+	progress("traffic on three nodes", 300)
+
+	r.phase("reshard 4 -> 6 (API on n2)")
+	started := time.Now()
+	if code, body := r.post(n2, "/api/bots/"+r.bot+"/reshard", `{"shards": 6}`); code != http.StatusAccepted {
+		t.Fatalf("re-shard to 6: %d %s", code, body)
+	}
+	testkit.Eventually(t, 120*time.Second, "the fleet's plan runs 6 shards", func() bool {
+		v, err := r.rc.Do(r.ctx, r.rc.B().Hget().Key(r.keys.FleetPlan(r.bot)).Field("count").Build()).ToString()
+		return err == nil && v == "6"
+	})
+	committed := time.Since(started)
+	r.shards = 6
+	owners := r.settled("6 shards over three nodes", n1, n2, n3)
+	spread := time.Since(started)
+	t.Logf("figure: fleet re-shard 4 -> 6: committed %s after the request, spread over 3 nodes (%v) after %s",
+		committed.Round(time.Millisecond), owners, spread.Round(time.Millisecond))
+	progress("traffic after the re-shard", 300)
+
+	r.phase("stop traffic")
+	r.fake.SetRate(0)
+	if err := r.fake.WaitIdle(r.ctx); err != nil {
+		t.Fatal(err)
+	}
+	judgeReshard(t, &configRig{deliveryRig: &deliveryRig{t: t, ctx: r.ctx, fake: r.fake, rc: r.rc, keys: r.keys,
+		events: r.keys.Events(r.bot), messages: r.keys.Stream(r.bot, "messages")}}, []int{4, 6})
+
+	st := r.fake.Stats()
+	if st.Identifies != 4+6 {
+		t.Errorf("%d identifies, want %d: each set identifies once, every move RESUMEs", st.Identifies, 4+6)
+	}
+	re := regexp.MustCompile(`overlap ([0-9.a-zµ]+), guilds switched (\d+), old-set events skipped (\d+), new-set events skipped (\d+)`)
+	done := 0
+	for _, ev := range r.controlEvents(broker.ControlReshard) {
+		if m := re.FindStringSubmatch(ev["detail"]); m != nil {
+			done++
+			old, _ := strconv.Atoi(m[3])
+			nw, _ := strconv.Atoi(m[4])
+			t.Logf("figure: fleet re-shard 4 -> 6: overlap %s, identifies spent %d (4 + 6), %s guilds switched, events de-duplicated %d (old set %d, new set %d), resumes %d",
+				m[1], st.Identifies, m[2], old+nw, old, nw, st.Resumes)
+		}
+	}
+	if done != 1 {
+		t.Errorf("%d re-shard done control events, want 1", done)
+	}
+	commits := 0
+	for _, ev := range r.controlEvents(broker.ControlReshard) {
+		if strings.HasPrefix(ev["detail"], "fleet: committed: 4 -> 6") {
+			commits++
+		}
+	}
+	if commits != 1 {
+		t.Errorf("%d fleet commit control events, want 1", commits)
+	}
+	if gaps := gapEvents(t, r.rc, r.keys.Control(), r.bot); len(gaps) != 0 {
+		t.Errorf("gap control events %v: no session may be lost", gaps)
+	}
+	if evs := r.controlEvents(broker.ControlCheckpoint); len(evs) > 0 {
+		t.Errorf("checkpoint incidents %v", evs)
+	}
+	for i, v := range st.Violations {
+		if i == 10 {
+			break
+		}
+		t.Errorf("the fake saw a protocol violation: %+v", v)
+	}
+	for _, n := range []*fleetNode{n1, n2, n3} {
+		r.stop(n)
+	}
+}
+
+// streams are the bot's streams in a rig with routes.
+func (r *leaseRig) streams() []string {
+	out := []string{r.keys.Events(r.bot)}
+	for _, rt := range r.routes {
+		out = append(out, r.keys.Stream(r.bot, rt.Stream))
+	}
+	return out
+}
+
+// post sends an admin API POST to node n.
+func (r *leaseRig) post(n *fleetNode, path, body string) (int, string) {
+	r.t.Helper()
+	req, err := http.NewRequestWithContext(r.ctx, http.MethodPost, "http://"+n.admin+path, strings.NewReader(body))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+fleetAdminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		r.t.Fatalf("POST %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		k, err := resp.Body.Read(buf)
+		b.Write(buf[:k])
+		if err != nil {
+			break
+		}
+	}
+	return resp.StatusCode, b.String()
+}
