@@ -155,7 +155,7 @@ type FleetBotView struct {
 	// Reshard is the re-shard asked for or in progress, nil when none.
 	Reshard *FleetReshardView `json:"reshard,omitempty"`
 	Nodes   []FleetNodeView   `json:"nodes"`
-	Shards []FleetShardOwner `json:"shards"`
+	Shards  []FleetShardOwner `json:"shards"`
 }
 
 // FleetNodeView is one live node of a bot.

@@ -56,6 +56,10 @@ type ReshardRunner interface {
 	// AdoptCount makes count bot's shard count here; none of its shards
 	// runs.
 	AdoptCount(bot string, count int) error
+	// ShardDown reports whether shard stopped for good (close code 4011
+	// ends a shard of a set that is too small): the re-shard goes on
+	// without it, its guilds switching to the new set at their markers.
+	ShardDown(bot string, shard int) bool
 }
 
 // coordRun is a re-shard this node coordinates.
@@ -299,7 +303,7 @@ func (f *Fleet) coordinate(ctx context.Context, b *fleetBot, cr *coordRun, p lua
 	}
 	owned = f.ownedSnapshot(b)
 	for i := range l {
-		if owned[i] == 0 || i < cr.from && !f.cfg.Runner.ShardReady(b.Name, i) {
+		if owned[i] == 0 || i < cr.from && !f.cfg.Runner.ShardReady(b.Name, i) && !rr.ShardDown(b.Name, i) {
 			return nil
 		}
 	}

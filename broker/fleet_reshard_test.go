@@ -70,6 +70,8 @@ func (r *reshardRunner) StopShard(ctx context.Context, bot string, shard int) er
 
 func (r *reshardRunner) ShardReady(bot string, shard int) bool { return true }
 
+func (r *reshardRunner) ShardDown(bot string, shard int) bool { return false }
+
 func (r *reshardRunner) FenceShard(bot string, shard int, fence int64) error { return nil }
 
 func (r *reshardRunner) Reshard(ctx context.Context, bot string, count int) error {

@@ -62,6 +62,13 @@ type ManagerConfig struct {
 	// one by one (a fleet decides which this process owns). ShardIDs are
 	// then ignored.
 	OnDemand bool
+	// ReshardVia, when set, takes the re-shards the Manager would start
+	// by itself (close code 4011, autoscale): a fleet (OnDemand) re-shards
+	// through its plan. AutoscaleHere, when set, says whether this process
+	// is the one that checks bot's recommended shard count (a fleet checks
+	// on one node).
+	ReshardVia    func(ctx context.Context, bot string, count int, why string) error
+	AutoscaleHere func(bot string) bool
 	// Admit, when set, is asked before each connection of a shard; an
 	// error wrapping ErrShardRevoked stops the shard instead (another
 	// process owns it). Other errors are logged and the shard connects.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -144,4 +145,64 @@ func TestManager_Revoked(t *testing.T) {
 		t.Errorf("a shard Admit refused opened %d connections", got-conns)
 	}
 	checkViolations(t, fake)
+}
+
+// TestManager_OnDemandShardingRequired: with OnDemand and ReshardVia (a
+// fleet), close code 4011 stops the shard and asks ReshardVia for
+// Discord's recommended count instead of re-sharding here or stopping for
+// good; autoscale asks only where AutoscaleHere says so. ResetShardCount
+// then makes the new count the bot's: StartShard runs its shards.
+func TestManager_OnDemandShardingRequired(t *testing.T) {
+	t.Parallel()
+	fake := startFake(t, discordtest.Config{Shards: 2, MaxConcurrency: 2, Guilds: 6, Rate: 20, Seed: 43})
+	type ask struct {
+		count int
+		why   string
+	}
+	asks := make(chan ask, 8)
+	h := startManager(t, fake, gateway.BotConfig{}, newRecordingSink(), func(c *gateway.ManagerConfig) {
+		c.OnDemand = true
+		c.ReshardVia = func(ctx context.Context, bot string, count int, why string) error {
+			asks <- ask{count, why}
+			return nil
+		}
+	})
+	for id := range 2 {
+		if err := h.m.StartShard("main", id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.waitReady(t, 0, 1)
+	if err := fake.SetShards(5); err != nil {
+		t.Fatal(err)
+	}
+	if err := fake.CloseShard(1, 4011); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case a := <-asks:
+		if a.count != 5 || !strings.Contains(a.why, "4011") {
+			t.Errorf("ReshardVia asked for %d shards because %q, want 5 because of 4011", a.count, a.why)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("4011 did not ask ReshardVia for a re-shard")
+	}
+	testkit.Eventually(t, 15*time.Second, "shard 1 stopped", func() bool { return h.status(1).State == gateway.StateFailed })
+	if h.status(0).State != gateway.StateReady || len(h.m.Resharding()) != 0 || h.m.ShardCount("main") != 2 {
+		t.Errorf("after 4011: shard 0 %s, %d re-shards here, count %d; want shard 0 ready, no local re-shard, count 2",
+			h.status(0).State, len(h.m.Resharding()), h.m.ShardCount("main"))
+	}
+	if err := h.m.ResetShardCount(t.Context(), "main", 5); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(h.m.Status()); n != 0 || h.m.ShardCount("main") != 5 {
+		t.Fatalf("after ResetShardCount: %d shards run, count %d; want none and 5", n, h.m.ShardCount("main"))
+	}
+	if err := h.m.StartShard("main", 4); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 15*time.Second, "shard 4 of 5 ready", func() bool {
+		st := h.m.Status()
+		return len(st) == 1 && st[0].Shard == 4 && st[0].ShardCount == 5 && st[0].State == gateway.StateReady
+	})
 }

@@ -50,7 +50,9 @@ func (m *Manager) ResetShardCount(ctx context.Context, bot string, count int) er
 		return fmt.Errorf("reset shard count of bot %q: %w", bot, err)
 	}
 	if st, ok := m.cfg.Sink.(Stager); ok && staged != 0 {
-		st.Unstage(bot, staged)
+		if err := st.Unstage(ctx, bot, staged); err != nil {
+			m.log.Warn("reset shard count: end the staging of the abandoned re-shard", "bot", bot, "err", err)
+		}
 	}
 	if len(shards) > 0 {
 		m.log.Info("shard count reset", "bot", bot, "from", br.count, "to", count, "stopped", len(shards))

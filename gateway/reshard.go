@@ -389,7 +389,7 @@ func (m *Manager) autoReshard(ctx context.Context, bot string, count int, why st
 				target = count * 2
 			}
 			m.log.Warn("re-sharding", "bot", bot, "why", why, "from", count, "to", target, "recommended", info.Shards)
-			err = m.Reshard(ctx, bot, target, nil)
+			err = m.autoStart(ctx, bot, target, why)
 		}
 		if err == nil || errors.Is(err, ErrUnknownShard) {
 			return
@@ -409,9 +409,8 @@ func (m *Manager) autoReshard(ctx context.Context, bot string, count int, why st
 // AutoscaleEvery, for its recommended shard count every AutoscaleEvery,
 // and re-shards a bot that runs fewer shards.
 func (m *Manager) autoscale(ctx context.Context) {
-	if m.cfg.OnDemand {
-		// A fleet's shards follow leases; re-sharding is not coordinated
-		// across its nodes (see the Reshard refusal in cmd/).
+	if m.cfg.OnDemand && m.cfg.ReshardVia == nil {
+		// A fleet's shards follow leases: it re-shards through its plan.
 		return
 	}
 	t := time.NewTicker(time.Second)
@@ -426,7 +425,8 @@ func (m *Manager) autoscale(ctx context.Context) {
 			var due []*botRun
 			for _, br := range m.bots {
 				every := br.cfg.AutoscaleEvery
-				if br.cfg.Shards != 0 || every <= 0 || br.reshard != nil {
+				if br.cfg.Shards != 0 || every <= 0 || br.reshard != nil ||
+					m.cfg.AutoscaleHere != nil && !m.cfg.AutoscaleHere(br.cfg.Name) {
 					continue
 				}
 				at, ok := next[br.cfg.Name]
@@ -512,7 +512,16 @@ func (m *Manager) autoscaleBot(ctx context.Context, br *botRun) {
 		return
 	}
 	m.log.Info("autoscale: re-sharding", "bot", br.cfg.Name, "from", br.count, "to", target, "why", why)
-	if err := m.Reshard(rctx, br.cfg.Name, target, nil); err != nil {
+	if err := m.autoStart(rctx, br.cfg.Name, target, "autoscale: "+why); err != nil {
 		m.log.Error("autoscale: re-shard failed; checking again later", "bot", br.cfg.Name, "err", err)
 	}
+}
+
+// autoStart starts a re-shard the Manager decided on (4011, autoscale):
+// here, or through ReshardVia.
+func (m *Manager) autoStart(ctx context.Context, bot string, count int, why string) error {
+	if m.cfg.ReshardVia != nil {
+		return m.cfg.ReshardVia(ctx, bot, count, why)
+	}
+	return m.Reshard(ctx, bot, count, nil)
 }

@@ -354,8 +354,8 @@ func (s *shard) decide(ctx context.Context, err error) (time.Duration, error) {
 		switch ce.action() {
 		case actionFatal:
 			// A fleet (OnDemand) runs its shards by leases the nodes agree
-			// on; a re-shard is not coordinated there, so 4011 stays fatal.
-			if ce.Code == closeShardingRequired && s.bot.cfg.ShardIDs == nil && !s.m.cfg.OnDemand {
+			// on: 4011 re-shards only through it (ReshardVia).
+			if ce.Code == closeShardingRequired && s.bot.cfg.ShardIDs == nil && (!s.m.cfg.OnDemand || s.m.cfg.ReshardVia != nil) {
 				s.loseSession(ctx, err.Error())
 				s.m.shardingRequired(s)
 				return 0, fmt.Errorf("shard %d: %w: %w", s.id, errShardingRequired, ce)
@@ -421,7 +421,10 @@ func (s *shard) loseSession(ctx context.Context, reason string) {
 	s.resumeTry, s.resumeLoop = 0, 0
 	s.reload = false
 	s.seq.Store(0)
-	if s.m.sessions != nil {
+	// In a re-shard's new set, the saved checkpoint of this id is the old
+	// set's shard's (the new set's is staged): it stays.
+	h := s.bot.ho.Load()
+	if s.m.sessions != nil && (h == nil || h.newBot != s.bot) {
 		if err := s.m.sessions.Delete(ctx, s.bot.cfg.Name, s.id); err != nil {
 			s.log.Warn("delete saved session", "err", err)
 		}

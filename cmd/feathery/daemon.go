@@ -229,6 +229,7 @@ func runDaemon(ctx context.Context, cfg *Config, deps daemonDeps) (_ *daemon, er
 	}
 	if fleet {
 		mcfg.Admit = d.admit
+		mcfg.ReshardVia, mcfg.AutoscaleHere = d.fleetReshard, d.autoscaleHere
 	}
 	d.mgr, err = gateway.NewManager(mcfg)
 	if err != nil {

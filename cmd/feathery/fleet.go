@@ -52,6 +52,28 @@ func (r fleetRunner) AdoptCount(bot string, count int) error {
 	return r.d.mgr.ResetShardCount(ctx, bot, count)
 }
 
+func (r fleetRunner) ShardDown(bot string, shard int) bool {
+	st, ok := r.d.mgr.ShardState(bot, shard)
+	return ok && st == gateway.StateFailed
+}
+
+// fleetReshard asks the fleet for the re-shards the gateway decides on
+// (close code 4011, autoscale).
+func (d *daemon) fleetReshard(ctx context.Context, bot string, count int, why string) error {
+	f := d.getFleet()
+	if f == nil {
+		return errors.New("the fleet has not started yet")
+	}
+	return f.RequestReshard(ctx, bot, count, why)
+}
+
+// autoscaleHere: in a fleet, the node holding shard 0's lease checks a
+// bot's recommended shard count.
+func (d *daemon) autoscaleHere(bot string) bool {
+	f := d.getFleet()
+	return f != nil && f.Owns(bot, 0) != 0
+}
+
 // commitReshard is asked before a re-shard's new set is promoted: in a
 // fleet, the new shard count is committed first (broker.Fleet.CommitReshard).
 func (d *daemon) commitReshard(ctx context.Context, bot string, count int) error {

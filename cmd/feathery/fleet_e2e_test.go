@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -49,6 +50,8 @@ type leaseRig struct {
 	// place its events (nil = one stream).
 	bot    string
 	routes []bench.Route
+	// identifyWindow is feathery's (0 = the fake's 150ms).
+	identifyWindow time.Duration
 }
 
 // fleetNode is one feathery process of the fleet.
@@ -112,7 +115,7 @@ func (r *leaseRig) start(id string, shardIDs []int) *fleetNode {
 	}
 	y, err := bench.Config{
 		RedisURL: r.rs.URL(), RESTURL: r.fake.URL() + "/api/v10", AdminAddr: admin, AdminToken: fleetAdminToken,
-		LogLevel: "debug", IdentifyWindow: 150 * time.Millisecond, ShutdownTimeout: 30 * time.Second,
+		LogLevel: "debug", IdentifyWindow: cmp.Or(r.identifyWindow, 150*time.Millisecond), ShutdownTimeout: 30 * time.Second,
 		Publisher: bench.PublisherTuning{QueueSize: 256},
 		Bots: []bench.Bot{{Name: r.bot, Token: testToken, Shards: r.shards, ShardIDs: shardIDs,
 			Compression: "zstd-stream", Cache: true, Routes: r.routes}},

@@ -35,6 +35,10 @@ func TestFleet_Reshard(t *testing.T) {
 	})
 	// The bot of the cache comparison (cacheDiff).
 	r.bot = deliveryBot
+	// A new set identifies 6 shards in a burst from one process: room for
+	// a loaded machine's jitter between the limiter's slot and the
+	// IDENTIFY within the fake's 150ms window.
+	r.identifyWindow = 250 * time.Millisecond
 	r.routes = []bench.Route{{Events: []string{"MESSAGE_*"}, Stream: "messages", Groups: []string{"g"}}}
 	r.phase("start n1 n2 n3")
 	n1, n2, n3 := r.start("n1", nil), r.start("n2", nil), r.start("n3", nil)
@@ -69,7 +73,7 @@ func TestFleet_Reshard(t *testing.T) {
 		t.Fatal(err)
 	}
 	judgeReshard(t, &configRig{deliveryRig: &deliveryRig{t: t, ctx: r.ctx, fake: r.fake, rc: r.rc, keys: r.keys,
-		events: r.keys.Events(r.bot), messages: r.keys.Stream(r.bot, "messages")}}, []int{4, 6})
+		events: r.keys.Events(r.bot), messages: r.keys.Stream(r.bot, "messages")}}, []int{4, 6}, nil, nil)
 
 	st := r.fake.Stats()
 	if st.Identifies != 4+6 {
@@ -109,6 +113,16 @@ func TestFleet_Reshard(t *testing.T) {
 			break
 		}
 		t.Errorf("the fake saw a protocol violation: %+v", v)
+	}
+	if t.Failed() {
+		for _, n := range []*fleetNode{n1, n2, n3} {
+			for _, l := range strings.Split(n.f.StderrTail(64<<20), "\n") {
+				if strings.Contains(l, "re-shard") || strings.Contains(l, `"WARN"`) || strings.Contains(l, `"ERROR"`) ||
+					strings.Contains(l, `"component":"fleet"`) || strings.Contains(l, "session") {
+					t.Logf("%s: %s", n.id, l)
+				}
+			}
+		}
 	}
 	for _, n := range []*fleetNode{n1, n2, n3} {
 		r.stop(n)

@@ -3,19 +3,23 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/feathery/feathery/broker/redistest"
+	"github.com/feathery/feathery/gateway/testkit"
 )
 
-// TestReload_FleetRefusesBotChanges: a fleet node refuses a reload that
-// adds a bot or changes a shard count, and a re-shard request, with an
-// error saying how to roll such a change out; the running config stays
-// and a filter-only change still applies.
-func TestReload_FleetRefusesBotChanges(t *testing.T) {
+// TestReload_FleetBotChanges: in a fleet (one node here), a re-shard
+// request through the API and a reloaded shard count re-shard the fleet
+// through its plan; a reload that adds a bot is refused with an error
+// saying how to roll such a change out, the running config stays, and a
+// filter-only change still applies.
+func TestReload_FleetBotChanges(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{AppendOnly: true})
 	fake := startFake(t, 2, 0)
 	env := map[string]string{"TOKEN": testToken, "ADMIN": adminToken, "REST": fake.URL() + "/api/v10", "URL": srv.URL()}
@@ -54,21 +58,35 @@ bots:
 		t.Fatal("fleet mode is off with an external Redis")
 	}
 
-	if err := d.Reshard(t.Context(), "e2e", 3); !errors.Is(err, errReshardRefused) || !errors.Is(err, errFleetRuntimeBots) {
-		t.Errorf("re-shard in a fleet: got %v, want a refusal naming fleet mode", err)
+	fleetCount := func(want int) func() string {
+		return func() string {
+			v := d.getFleet().View()
+			if b := v.Bots[0]; b.Count != want || b.Reshard != nil || d.mgr.ShardCount("e2e") != want || len(d.mgr.Resharding()) > 0 {
+				return fmt.Sprintf("fleet plan %d shards (re-shard %+v), manager %d shards, want %d", b.Count, b.Reshard, d.mgr.ShardCount("e2e"), want)
+			}
+			return ""
+		}
 	}
-	write(strings.Replace(doc("TYPING_START"), "shards: 2", "shards: 3", 1))
-	if err := d.Reload(t.Context()); !errors.Is(err, errFleetRuntimeBots) || !strings.Contains(err.Error(), path) {
-		t.Errorf("reload with a new shard count: got %v, want a refusal naming the file and fleet mode", err)
+	if err := d.Reshard(t.Context(), "e2e", 3); err != nil {
+		t.Fatalf("re-shard in a fleet: %v", err)
 	}
-	write(doc("TYPING_START") + "  - {name: second, token: \"${TOKEN}\"}\n")
+	testkit.EventuallyWhy(t, 60*time.Second, fleetCount(3))
+	if err := d.Reshard(t.Context(), "nope", 3); !errors.Is(err, errNotFound) {
+		t.Errorf("re-shard of an unknown bot: %v, want not found", err)
+	}
+	write(strings.Replace(doc("TYPING_START"), "shards: 2", "shards: 4", 1))
+	if err := d.Reload(t.Context()); err != nil {
+		t.Fatalf("reload with a new shard count: %v", err)
+	}
+	testkit.EventuallyWhy(t, 60*time.Second, fleetCount(4))
+	write(strings.Replace(doc("TYPING_START"), "shards: 2", "shards: 4", 1) + "  - {name: second, token: \"${TOKEN}\"}\n")
 	if err := d.Reload(t.Context()); !errors.Is(err, errFleetRuntimeBots) {
 		t.Errorf("reload adding a bot: got %v, want a refusal naming fleet mode", err)
 	}
 	if got := d.config().Bots[0].Filters.Ignore; len(got) != 1 {
 		t.Errorf("a refused reload changed the running config: ignore = %v", got)
 	}
-	write(doc("TYPING_START, PRESENCE_UPDATE"))
+	write(strings.Replace(doc("TYPING_START, PRESENCE_UPDATE"), "shards: 2", "shards: 4", 1))
 	if err := d.Reload(t.Context()); err != nil {
 		t.Fatalf("filter-only reload in a fleet: %v", err)
 	}
