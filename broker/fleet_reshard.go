@@ -428,6 +428,9 @@ func (f *Fleet) abandon(ctx context.Context, b *fleetBot, cr *coordRun, why stri
 			f.release(ctx, b, id, fence)
 		}
 	}
+	if commitFailed {
+		why += "; the new set published since the cut-over: the old set resumes from before it, so those events may be doubled"
+	}
 	f.clearRequest(ctx, b, cr.to)
 	f.releaseCoordinator(ctx, b, cr.fence)
 	f.mu.Lock()

@@ -35,6 +35,8 @@ const DefaultStream = "events"
 //	P:{bot:<bot>}:<stream>               a bot's route stream
 //	P:{bot:<bot>}:session:<shard>        a shard's checkpoint hash
 //	                                     (session, seq, resume_url, shards, intents)
+//	P:{bot:<bot>}:session:<shard>/<n>    a re-shard's new set (n shards) checkpoint
+//	                                     while it is staged
 //	P:{bot:<bot>}:identify:bucket:<b>    identify bucket b = shard % max_concurrency
 //	                                     (exists while its window runs)
 //	P:{bot:<bot>}:identify:remaining     daily session starts left
@@ -43,7 +45,10 @@ const DefaultStream = "events"
 //	P:{bot:<bot>}:nodes                  the bot's fleet members (sorted set:
 //	                                     node id -> expiry, server ms)
 //	P:{bot:<bot>}:nodes:details          member details (hash: node id -> JSON)
-//	P:{bot:<bot>}:fleet                  pub/sub channel: lease released
+//	P:{bot:<bot>}:fleet                  pub/sub channel: lease released, plan changed
+//	P:{bot:<bot>}:plan                   the fleet's plan (count, epoch; want, reason:
+//	                                     a re-shard asked for)
+//	P:{bot:<bot>}:reshard                the re-shard coordinator's lease hash
 //	P:control                            feathery's control stream
 //	P:{<guild_id>}:prefixes:<bot>        a guild's command prefixes for a bot
 //	                                     (a SET any client may SADD/SREM)
