@@ -38,6 +38,10 @@ type FleetBot struct {
 	// first start (see Fleet.RequestReshard); a fleet already running
 	// another count keeps its own.
 	Shards int
+	// Configured is the shard count of the node's configuration, 0 for
+	// auto: a fleet found running another count keeps it and says so
+	// (a reload or Fleet.RequestReshard re-shards it).
+	Configured int
 	// Static, when not nil, are the only shards this node runs (shard_ids):
 	// it takes their leases when free and stands by while another node
 	// holds them. Nil = the bot's shards are balanced over its nodes.

@@ -189,13 +189,18 @@ func (f *Fleet) readPlan(rctx, ctx context.Context, b *fleetBot) (luascripts.Fle
 		}
 		if b.planned {
 			f.log.Info("the fleet re-sharded: running the new shard count", "bot", b.Name, "from", b.Shards, "to", p.Count, "epoch", p.Epoch)
-		} else {
-			f.log.Info("the fleet runs another shard count than the configuration; running the fleet's", "bot", b.Name, "configured", b.Shards, "fleet", p.Count, "epoch", p.Epoch)
 		}
 	}
+	first := !b.planned
 	f.mu.Lock()
 	b.Shards, b.epoch, b.planned = p.Count, p.Epoch, true
 	f.mu.Unlock()
+	if first && b.Configured != 0 && b.Configured != p.Count {
+		// Not a request: during a rolling deploy old and new nodes would
+		// ask for their counts in turn. A reload or the API re-shards.
+		f.log.Warn("the configuration gives another shard count than the fleet runs; running the fleet's: reload the config or POST /api/bots/{bot}/reshard to re-shard the fleet",
+			"bot", b.Name, "fleet", p.Count, "configured", b.Configured)
+	}
 	return p, nil
 }
 

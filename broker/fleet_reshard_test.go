@@ -156,9 +156,14 @@ func (w *reshardWorld) check(t *testing.T) {
 
 func startReshardNode(t *testing.T, c rueidis.Client, w *reshardWorld, node string, shards int, ev *fleetEvents) (*broker.Fleet, *reshardRunner) {
 	t.Helper()
-	r := &reshardRunner{w: w, node: node, count: shards}
+	return startReshardNodeBot(t, c, w, node, broker.FleetBot{Name: "b", Shards: shards}, ev)
+}
+
+func startReshardNodeBot(t *testing.T, c rueidis.Client, w *reshardWorld, node string, bot broker.FleetBot, ev *fleetEvents) (*broker.Fleet, *reshardRunner) {
+	t.Helper()
+	r := &reshardRunner{w: w, node: node, count: bot.Shards}
 	cfg := broker.FleetConfig{
-		Keys: broker.NewKeys("t"), Node: node, TTL: fleetTTL, Bots: []broker.FleetBot{{Name: "b", Shards: shards}},
+		Keys: broker.NewKeys("t"), Node: node, TTL: fleetTTL, Bots: []broker.FleetBot{bot},
 		Runner: r, Version: "test", OnEvent: ev.add,
 	}
 	f, err := broker.NewFleet(c, cfg)
@@ -385,4 +390,34 @@ func TestFleet_ReshardScripts(t *testing.T) {
 	if _, moved, _ := luascripts.LeaseAcquireInPlan(ctx, c, []string{k.Lease("b", 2)}, k.FleetPlan("b"), 0, "y", time.Minute); !moved {
 		t.Error("a node still at epoch 0 took a lease after the commit")
 	}
+}
+
+// TestFleet_PlanOverConfig: a node joining a fleet of 4 shards with a
+// configuration of 6 runs the fleet's 4 (a start is no re-shard request:
+// in a rolling deploy old and new nodes would undo each other's).
+func TestFleet_PlanOverConfig(t *testing.T) {
+	t.Parallel()
+	c := redistest.Start(t, redistest.Options{}).Client(t)
+	w := &reshardWorld{count: 4, running: map[int]string{}}
+	ev := &fleetEvents{}
+	startReshardNodeBot(t, c, w, "a", broker.FleetBot{Name: "b", Shards: 4, Configured: 4}, ev)
+	testkit.EventuallyWhy(t, 30*time.Second, func() string {
+		_, counts := w.state()
+		return balanced(counts, []string{"a"}, 4)
+	})
+	fb, rb := startReshardNodeBot(t, c, w, "b", broker.FleetBot{Name: "b", Shards: 6, Configured: 6}, ev)
+	testkit.EventuallyWhy(t, 30*time.Second, func() string {
+		_, counts := w.state()
+		return balanced(counts, []string{"a", "b"}, 4)
+	})
+	rb.mu.Lock()
+	count := rb.count
+	rb.mu.Unlock()
+	if v := fb.View().Bots[0]; count != 4 || v.Count != 4 || v.Reshard != nil {
+		t.Errorf("node b runs %d shards, its view %d (re-shard %+v); want the fleet's 4 and no request", count, v.Count, v.Reshard)
+	}
+	if p := readPlan(t, c); p.Count != 4 || p.Epoch != 0 || p.Want != 0 {
+		t.Errorf("plan: %+v, want 4 shards at epoch 0 and no request", p)
+	}
+	w.check(t)
 }

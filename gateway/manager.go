@@ -297,7 +297,8 @@ func (m *Manager) newBotRun(ctx context.Context, b BotConfig) (*botRun, error) {
 		br.count = max(info.Shards, 1)
 	}
 	br.limits = m.limitsOf(info)
-	if saved := m.savedCount(ctx, b); saved > 0 && saved != br.count {
+	// OnDemand (a fleet): the fleet's plan decides the count and re-shards.
+	if saved := m.savedCount(ctx, b); !m.cfg.OnDemand && saved > 0 && saved != br.count {
 		// The saved sessions were made with another count: resume them
 		// and re-shard live, rather than drop them and lose what Discord
 		// would replay.

@@ -95,6 +95,9 @@ func (d *daemon) startFleet() error {
 	var bots []broker.FleetBot
 	for _, b := range d.cfg.Bots {
 		fb := broker.FleetBot{Name: b.Name, Shards: d.mgr.ShardCount(b.Name)}
+		if b.ShardIDs == nil {
+			fb.Configured = int(b.Shards)
+		}
 		if b.ShardIDs != nil {
 			fb.Static = append([]int{}, b.ShardIDs...)
 		}
