@@ -70,8 +70,8 @@ type coordRun struct {
 	reason   string
 	since    time.Time
 	// launch: every old shard runs here; the tick starts the local
-	// re-shard once it released opMu. started: it did.
-	launch, started bool
+	// re-shard once it released opMu (launching), started: it did.
+	launch, launching, started bool
 	// failed is why the re-shard cannot go on, "" while it can;
 	// commitFailed: the commit was refused after the local cut-over.
 	failed       string
@@ -318,32 +318,46 @@ func (f *Fleet) coordinate(ctx context.Context, b *fleetBot, cr *coordRun, p lua
 	return nil
 }
 
-// launchReshards starts the local re-shards whose old set is gathered.
-// Called without opMu: the gateway's cut-over calls CommitReshard, which
-// takes it.
+// launchReshards starts the local re-shards whose old set is gathered,
+// each on its own goroutine (the loop goes on renewing the leases while
+// the gateway asks Discord and launches the new set; its cut-over calls
+// CommitReshard, which takes opMu).
 func (f *Fleet) launchReshards(ctx context.Context) {
 	for _, b := range f.bots {
 		f.mu.Lock()
 		cr := b.coord
-		go1 := cr != nil && cr.launch && !cr.started && cr.failed == ""
+		launch := cr != nil && cr.launch && !cr.launching && cr.failed == ""
+		if launch {
+			cr.launching = true
+		}
 		f.mu.Unlock()
-		if !go1 {
+		if !launch {
 			continue
 		}
 		f.log.Info("the old set runs here: re-sharding", "bot", b.Name, "from", cr.from, "to", cr.to, "gathering", time.Since(cr.since).Round(time.Millisecond).String())
-		rctx, cancel := context.WithTimeout(ctx, time.Minute)
-		err := f.cfg.Runner.(ReshardRunner).Reshard(rctx, b.Name, cr.to)
-		cancel()
-		f.mu.Lock()
-		if err != nil {
-			cr.failed = "start the re-shard: " + err.Error()
-		} else {
-			cr.started = true
-		}
-		f.mu.Unlock()
-		if err != nil {
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			f.opMu.Lock()
+			f.mu.Lock()
+			gone := b.coord != cr
+			f.mu.Unlock()
+			f.opMu.Unlock()
+			if gone {
+				return
+			}
+			rctx, cancel := context.WithTimeout(ctx, time.Minute)
+			err := f.cfg.Runner.(ReshardRunner).Reshard(rctx, b.Name, cr.to)
+			cancel()
+			f.mu.Lock()
+			if err != nil {
+				cr.failed = "start the re-shard: " + err.Error()
+			} else {
+				cr.started = true
+			}
+			f.mu.Unlock()
 			f.poke()
-		}
+		}()
 	}
 }
 

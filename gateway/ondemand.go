@@ -49,9 +49,16 @@ func (m *Manager) ResetShardCount(ctx context.Context, bot string, count int) er
 	if err := m.stopShards(ctx, shards); err != nil {
 		return fmt.Errorf("reset shard count of bot %q: %w", bot, err)
 	}
-	if st, ok := m.cfg.Sink.(Stager); ok && staged != 0 {
-		if err := st.Unstage(ctx, bot, staged); err != nil {
-			m.log.Warn("reset shard count: end the staging of the abandoned re-shard", "bot", bot, "err", err)
+	if st, ok := m.cfg.Sink.(Stager); ok {
+		// A re-shard running, or one cut over without its promotion (a
+		// fleet refused its commit): its new set's staging ends.
+		for _, c := range []int{staged, br.count} {
+			if c == 0 {
+				continue
+			}
+			if err := st.Unstage(ctx, bot, c); err != nil {
+				m.log.Warn("reset shard count: end the staging of an abandoned re-shard", "bot", bot, "err", err)
+			}
 		}
 	}
 	if len(shards) > 0 {

@@ -40,6 +40,7 @@ func TestFleet_Reshard(t *testing.T) {
 	// IDENTIFY within the fake's 150ms window.
 	r.identifyWindow = 250 * time.Millisecond
 	r.routes = []bench.Route{{Events: []string{"MESSAGE_*"}, Stream: "messages", Groups: []string{"g"}}}
+	t.Cleanup(r.logReshardOnFailure)
 	r.phase("start n1 n2 n3")
 	n1, n2, n3 := r.start("n1", nil), r.start("n2", nil), r.start("n3", nil)
 	r.settled("three nodes", n1, n2, n3)
@@ -86,6 +87,7 @@ func TestFleet_ShardingRequired(t *testing.T) {
 	r.bot = deliveryBot
 	r.identifyWindow = 250 * time.Millisecond
 	r.routes = []bench.Route{{Events: []string{"MESSAGE_*"}, Stream: "messages", Groups: []string{"g"}}}
+	t.Cleanup(r.logReshardOnFailure)
 	r.phase("start n1 n2")
 	n1, n2 := r.start("n1", nil), r.start("n2", nil)
 	r.settled("two nodes", n1, n2)
@@ -169,18 +171,24 @@ func (r *leaseRig) judgeFleetReshard(what string, identifies int64, extra int64,
 		}
 		t.Errorf("the fake saw a protocol violation: %+v", v)
 	}
-	if t.Failed() {
-		for _, n := range nodes {
-			for _, l := range strings.Split(n.f.StderrTail(64<<20), "\n") {
-				if strings.Contains(l, "re-shard") || strings.Contains(l, `"WARN"`) || strings.Contains(l, `"ERROR"`) ||
-					strings.Contains(l, `"component":"fleet"`) || strings.Contains(l, "session") {
-					t.Logf("%s: %s", n.id, l)
-				}
-			}
-		}
-	}
 	for _, n := range nodes {
 		r.stop(n)
+	}
+}
+
+// logReshardOnFailure logs, when the test failed, the nodes' log lines
+// about the fleet, the re-shard, sessions, warnings and errors.
+func (r *leaseRig) logReshardOnFailure() {
+	if !r.t.Failed() {
+		return
+	}
+	for id, n := range r.nodes {
+		for _, l := range strings.Split(n.f.StderrTail(64<<20), "\n") {
+			if strings.Contains(l, "re-shard") || strings.Contains(l, `"WARN"`) || strings.Contains(l, `"ERROR"`) ||
+				strings.Contains(l, `"component":"fleet"`) || strings.Contains(l, "session") {
+				r.t.Logf("%s: %s", id, l)
+			}
+		}
 	}
 }
 
