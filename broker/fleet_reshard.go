@@ -221,8 +221,15 @@ func (f *Fleet) tickReshard(ctx context.Context, b *fleetBot, p luascripts.Fleet
 		}
 		return true, f.coordinate(ctx, b, cr, p)
 	case held && co.Node != me:
-		// Another node gathers the old set: hand every shard over.
+		// Another node gathers the old set: hand every shard over, for a
+		// round's time at most (the leases not yet handed over are renewed
+		// next round).
+		until := time.Now().Add(f.interval())
 		for id := range f.ownedSnapshot(b) {
+			if time.Now().After(until) {
+				f.poke()
+				break
+			}
 			f.handOver(ctx, b, id)
 		}
 		return true, nil

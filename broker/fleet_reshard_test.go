@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,8 +26,11 @@ type reshardWorld struct {
 	violations []string
 	// hang: the next re-shard started never reaches its cut-over (its
 	// node dies first).
-	hang     bool
-	reshards []string // nodes that started a local re-shard
+	hang bool
+	// beforeCommit, when set, runs before the next commit.
+	beforeCommit func()
+	commitErrs   []error
+	reshards     []string // nodes that started a local re-shard
 	wg       sync.WaitGroup
 }
 
@@ -96,6 +100,13 @@ func (r *reshardRunner) Reshard(ctx context.Context, bot string, count int) erro
 	go func() {
 		defer w.wg.Done()
 		time.Sleep(200 * time.Millisecond)
+		w.mu.Lock()
+		before := w.beforeCommit
+		w.beforeCommit = nil
+		w.mu.Unlock()
+		if before != nil {
+			before()
+		}
 		err := r.f.CommitReshard(context.Background(), bot, count)
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -103,7 +114,7 @@ func (r *reshardRunner) Reshard(ctx context.Context, bot string, count int) erro
 		defer r.mu.Unlock()
 		r.local = false
 		if err != nil {
-			r.violate("commit: %v", err)
+			w.commitErrs = append(w.commitErrs, err)
 			return
 		}
 		w.count, r.count = count, count
@@ -151,6 +162,9 @@ func (w *reshardWorld) check(t *testing.T) {
 	defer w.mu.Unlock()
 	for _, v := range w.violations {
 		t.Error(v)
+	}
+	for _, err := range w.commitErrs {
+		t.Errorf("commit: %v", err)
 	}
 }
 
@@ -419,5 +433,71 @@ func TestFleet_PlanOverConfig(t *testing.T) {
 	if p := readPlan(t, c); p.Count != 4 || p.Epoch != 0 || p.Want != 0 {
 		t.Errorf("plan: %+v, want 4 shards at epoch 0 and no request", p)
 	}
+	w.check(t)
+}
+
+// TestFleet_ReshardCommitRefused: the coordinator lost a lease of the old
+// set while its new set ran (another node took it: a pause past the TTL).
+// The commit is refused and writes nothing; the coordinator stops the
+// bot's shards and gives the re-shard up (the request is cleared, a
+// control event says why); the fleet runs the old count again, spread
+// over the nodes.
+func TestFleet_ReshardCommitRefused(t *testing.T) {
+	t.Parallel()
+	c := redistest.Start(t, redistest.Options{}).Client(t)
+	k := broker.NewKeys("t")
+	w := &reshardWorld{count: 4, running: map[int]string{}}
+	w.beforeCommit = func() {
+		// Another owner takes shard 2's lease (a new fence) for a moment.
+		if err := c.Do(context.Background(), c.B().Eval().Script(
+			"redis.call('HINCRBY', KEYS[1], 'fence', 1) "+
+				"local t = redis.call('TIME') "+
+				"redis.call('HSET', KEYS[1], 'node', 'thief', 'expires', string.format('%d', tonumber(t[1]) * 1000 + 500)) return 1").
+			Numkeys(1).Key(k.Lease("b", 2)).Build()).Error(); err != nil {
+			t.Error(err)
+		}
+	}
+	ev := &fleetEvents{}
+	nodes := []string{"a", "b"}
+	fleets := map[string]*broker.Fleet{}
+	for _, n := range nodes {
+		fleets[n], _ = startReshardNode(t, c, w, n, 4, ev)
+	}
+	testkit.EventuallyWhy(t, 30*time.Second, func() string {
+		_, counts := w.state()
+		return balanced(counts, nodes, 4)
+	})
+	if err := fleets["a"].RequestReshard(t.Context(), "b", 6, "test"); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 30*time.Second, "the commit refused", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return len(w.commitErrs) > 0
+	})
+	testkit.EventuallyWhy(t, 30*time.Second, func() string {
+		got, counts := w.state()
+		if got != 4 {
+			return fmt.Sprintf("the world runs %d shards, want the old 4", got)
+		}
+		if p := readPlan(t, c); p.Count != 4 || p.Epoch != 0 || p.Want != 0 || p.Coordinator.Node != "" {
+			return fmt.Sprintf("plan %+v, want 4 shards at epoch 0, no request, no coordinator", p)
+		}
+		return balanced(counts, nodes, 4)
+	})
+	abandoned := false
+	ev.mu.Lock()
+	for _, e := range ev.evs {
+		if e.Kind == broker.ControlReshard && strings.HasPrefix(e.Detail, "fleet: abandoned") && strings.Contains(e.Err, "doubled") {
+			abandoned = true
+		}
+	}
+	ev.mu.Unlock()
+	if !abandoned {
+		t.Error("no \"fleet: abandoned\" re-shard event saying the new set's events may be doubled")
+	}
+	w.mu.Lock()
+	w.commitErrs = nil
+	w.mu.Unlock()
 	w.check(t)
 }
