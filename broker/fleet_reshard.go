@@ -319,6 +319,10 @@ func (f *Fleet) coordinate(ctx context.Context, b *fleetBot, cr *coordRun, p lua
 			return nil
 		}
 	}
+	if rr.Resharding(b.Name) {
+		// The last re-shard's hand-over is finishing here.
+		return nil
+	}
 	f.mu.Lock()
 	cr.launch = true
 	f.mu.Unlock()
