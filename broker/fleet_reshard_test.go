@@ -31,7 +31,7 @@ type reshardWorld struct {
 	beforeCommit func()
 	commitErrs   []error
 	reshards     []string // nodes that started a local re-shard
-	wg       sync.WaitGroup
+	wg           sync.WaitGroup
 }
 
 type reshardRunner struct {
