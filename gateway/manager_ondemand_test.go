@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -205,4 +206,57 @@ func TestManager_OnDemandShardingRequired(t *testing.T) {
 		st := h.m.Status()
 		return len(st) == 1 && st[0].Shard == 4 && st[0].ShardCount == 5 && st[0].State == gateway.StateReady
 	})
+}
+
+// TestManager_OnDemandAutoscale: with OnDemand and ReshardVia, autoscale
+// checks a bot with shards auto only while AutoscaleHere says this process
+// is the one, and asks ReshardVia for Discord's recommended count.
+func TestManager_OnDemandAutoscale(t *testing.T) {
+	t.Parallel()
+	fake := startFake(t, discordtest.Config{Shards: 2, MaxConcurrency: 2, Guilds: 4, Rate: 5, Seed: 47})
+	var here atomic.Bool
+	consulted := make(chan struct{}, 1)
+	asks := make(chan int, 8)
+	h := startManager(t, fake, gateway.BotConfig{AutoscaleEvery: time.Second}, newRecordingSink(), func(c *gateway.ManagerConfig) {
+		c.OnDemand = true
+		c.ReshardVia = func(ctx context.Context, bot string, count int, why string) error {
+			asks <- count
+			return nil
+		}
+		c.AutoscaleHere = func(bot string) bool {
+			select {
+			case consulted <- struct{}{}:
+			default:
+			}
+			return here.Load()
+		}
+	})
+	if n := h.m.ShardCount("main"); n != 2 {
+		t.Fatalf("shard count %d, want 2 (auto)", n)
+	}
+	if err := fake.SetShards(3); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-consulted:
+	case <-time.After(30 * time.Second):
+		t.Fatal("autoscale never asked AutoscaleHere")
+	}
+	select {
+	case n := <-asks:
+		t.Fatalf("autoscale asked for %d shards while AutoscaleHere said no", n)
+	default:
+	}
+	here.Store(true)
+	select {
+	case n := <-asks:
+		if n != 3 {
+			t.Errorf("autoscale asked for %d shards, want Discord's 3", n)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("autoscale did not ask ReshardVia once AutoscaleHere said yes")
+	}
+	if len(h.m.Resharding()) != 0 || h.m.ShardCount("main") != 2 {
+		t.Errorf("autoscale re-sharded here: %v, count %d", h.m.Resharding(), h.m.ShardCount("main"))
+	}
 }
