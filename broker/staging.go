@@ -50,6 +50,15 @@ func (p *Publisher) Unstage(ctx context.Context, bot string, count int) error {
 	return nil
 }
 
+// EndStaging ends a staging without promoting it, in memory only: what it
+// left in Redis stays for DropStaged (a fleet's node that gave a re-shard
+// up, while another node may already be staging).
+func (p *Publisher) EndStaging(bot string, count int) {
+	if b := (*p.bots.Load())[bot]; b != nil {
+		b.staging.CompareAndSwap(int64(count), 0)
+	}
+}
+
 // Promote makes the staged queues of bot's count shards its shards: each
 // is flushed, then writes the shard's own checkpoint from its next batch
 // on (without expecting what the old set left there). The old set must
@@ -105,14 +114,17 @@ func (p *Publisher) Promote(ctx context.Context, bot string, count int) error {
 }
 
 // moveStagedScript moves a staged checkpoint (KEYS[1]) to the shard's own
-// (KEYS[2]) unless that already holds the staged session (a promoted
-// batch wrote it, with a seq at least as high), and deletes it.
+// (KEYS[2]) unless that already holds the staged session at a seq at least
+// as high (a promoted batch wrote it), and deletes it. (A fleet's commit
+// copied it there already, at a seq the staged queue may have passed
+// since.)
 var moveStagedScript = rueidis.NewLuaScript(`
 local st = redis.call('HGETALL', KEYS[1])
 if #st == 0 then return 0 end
 local h = {}
 for i = 1, #st, 2 do h[st[i]] = st[i+1] end
-if redis.call('HGET', KEYS[2], 'session') ~= h['session'] then
+local own = redis.call('HMGET', KEYS[2], 'session', 'seq')
+if own[1] ~= h['session'] or (tonumber(own[2]) or 0) < (tonumber(h['seq']) or 0) then
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[2], unpack(st))
 end

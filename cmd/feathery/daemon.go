@@ -38,6 +38,10 @@ type publisherSink struct {
 	// commit, when set, is asked before a re-shard's new set is promoted
 	// (a fleet commits the new shard count first).
 	commit func(ctx context.Context, bot string, count int) error
+	// fleet: a re-shard abandoned here ends its staging in memory only;
+	// what it left in Redis is cleared by the fleet's next coordinator
+	// (another node may be staging by then).
+	fleet bool
 }
 
 func (s publisherSink) Publish(ctx context.Context, ev *gateway.Event) error {
@@ -66,6 +70,10 @@ func (s publisherSink) Promote(ctx context.Context, bot string, count int) error
 }
 
 func (s publisherSink) Unstage(ctx context.Context, bot string, count int) error {
+	if s.fleet {
+		s.pub.EndStaging(bot, count)
+		return nil
+	}
 	return s.pub.Unstage(ctx, bot, count)
 }
 
@@ -212,7 +220,7 @@ func runDaemon(ctx context.Context, cfg *Config, deps daemonDeps) (_ *daemon, er
 	keys := broker.NewKeys(cfg.Redis.Prefix)
 	mcfg := gateway.ManagerConfig{
 		Bots:     gatewayBots(cfg),
-		Sink:     publisherSink{pub: d.pub, commit: d.commitReshard},
+		Sink:     publisherSink{pub: d.pub, commit: d.commitReshard, fleet: fleet},
 		Sessions: sessionStoreAdapter{broker.NewSessionStore(d.redis.Redis(), keys), d.pub},
 		Limiter: limiterAdapter{broker.NewIdentifyLimiter(d.redis.Redis(), broker.IdentifyConfig{
 			Keys:   keys,
@@ -255,7 +263,12 @@ func runDaemon(ctx context.Context, cfg *Config, deps daemonDeps) (_ *daemon, er
 	}()
 	d.startConsole(mctx)
 
+	// In a fleet another node may be re-sharding: the fleet's next
+	// coordinator clears an abandoned re-shard instead (fleetRunner.Reshard).
 	for _, b := range cfg.Bots {
+		if fleet {
+			break
+		}
 		if err := d.dropStaged(ctx, b.Name); err != nil {
 			return nil, err
 		}

@@ -41,6 +41,12 @@ func (r fleetRunner) FenceShard(bot string, shard int, fence int64) error {
 }
 
 func (r fleetRunner) Reshard(ctx context.Context, bot string, count int) error {
+	// This node holds the bot's re-shard lease: what an earlier
+	// coordinator's abandoned re-shard left is cleared (its new set's
+	// sessions reported as gaps) before this one stages.
+	if err := r.d.dropStaged(ctx, bot); err != nil {
+		return err
+	}
 	return r.d.mgr.Reshard(ctx, bot, count, nil)
 }
 
