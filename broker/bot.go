@@ -70,6 +70,7 @@ type botState struct {
 	staged  atomic.Pointer[map[int]*shardQueue]
 
 	userID atomic.Pointer[string] // bot user id for mentions
+	w      *pubWriter             // sends the shards' publish calls
 	// groupsFrom0: Redis lost its data, so the groups are created from the
 	// streams' start (what other shards published since is not missed).
 	groupsFrom0 atomic.Bool
@@ -91,6 +92,7 @@ type botConf struct {
 func newBotState(p *Publisher, cfg BotConfig) *botState {
 	cfg.Name = strings.Clone(cfg.Name)
 	b := &botState{p: p, name: cfg.Name}
+	b.w = newPubWriter(b)
 	b.setConfig(cfg)
 	shards := []*shardQueue{}
 	b.shards.Store(&shards)

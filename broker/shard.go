@@ -79,7 +79,8 @@ type shardQueue struct {
 	shard int
 	ckKey string // checkpoint hash
 	lease string // lease hash
-	q     chan *item
+	q     *itemQueue
+	call  pubCall // the batch handed to the bot's writer
 
 	// fence is the fencing number batches carry (0 = no fleet); fencedAt
 	// the fence the publish script refused (batches under it are dropped).
@@ -140,7 +141,7 @@ type checkpoint struct {
 
 func newShardQueue(b *botState, shard int) *shardQueue {
 	return &shardQueue{b: b, shard: shard, ckKey: b.p.keys.Session(b.name, shard), lease: b.p.keys.Lease(b.name, shard),
-		q: make(chan *item, b.p.tuning().QueueSize)}
+		q: newItemQueue(b.p.tuning().QueueSize), call: pubCall{done: make(chan struct{}, 1)}}
 }
 
 // isFenced reports whether the current fence was refused.
@@ -195,24 +196,23 @@ func (sq *shardQueue) enqueue(ctx context.Context, ev *Event) error {
 	it.info = ti
 	it.gen = gen
 	it.fence = sq.fence.Load()
-	select {
-	case sq.q <- it:
-		sq.enq.Add(1)
-		return nil
-	default:
-	}
-	select {
-	case sq.q <- it:
-		sq.enq.Add(1)
-		return nil
-	case <-ctx.Done():
-		sq.bytes.Add(-size)
-		putItem(it)
-		return ctx.Err()
-	case <-sq.b.p.ctx.Done():
-		sq.bytes.Add(-size)
-		putItem(it)
-		return ErrClosed
+	for {
+		ok, space := sq.q.push(it)
+		if ok {
+			sq.enq.Add(1)
+			return nil
+		}
+		select {
+		case <-space:
+		case <-ctx.Done():
+			sq.bytes.Add(-size)
+			putItem(it)
+			return ctx.Err()
+		case <-sq.b.p.ctx.Done():
+			sq.bytes.Add(-size)
+			putItem(it)
+			return ErrClosed
+		}
 	}
 }
 
@@ -291,9 +291,13 @@ func (sq *shardQueue) run(ctx context.Context) {
 		var first *item
 		if sq.carry != nil {
 			first, sq.carry = sq.carry, nil
-		} else {
+		}
+		for first == nil {
+			if first = sq.q.pop(); first != nil {
+				break
+			}
 			select {
-			case first = <-sq.q:
+			case <-sq.q.ready:
 			case <-ctx.Done():
 				return
 			}
@@ -306,14 +310,12 @@ func (sq *shardQueue) run(ctx context.Context) {
 		// gains nothing from waiting and flushes at once. MaxDelay bounds
 		// the whole wait, counted from the batch's first event: one timer
 		// per batch, started when the queue first runs dry.
-		busy := len(sq.q) > 0 || sq.lastBatch > 1
+		busy := sq.q.len() > 0 || sq.lastBatch > 1
 		lingering, expired := false, cfg.MaxDelay <= 0 || !busy
 	collect:
 		for len(batch) < cfg.MaxBatch {
-			var it *item
-			select {
-			case it = <-sq.q:
-			default:
+			it := sq.q.pop()
+			if it == nil {
 				if expired {
 					break collect
 				}
@@ -326,7 +328,8 @@ func (sq *shardQueue) run(ctx context.Context) {
 					}
 				}
 				select {
-				case it = <-sq.q:
+				case <-sq.q.ready:
+					continue
 				case <-sq.timer.C:
 					expired = true
 					continue
@@ -608,10 +611,9 @@ func actionDecision(a action) decision {
 	return decPublish
 }
 
-// attempt resolves pending prefix checks, applies the cache and runs the
-// publish script once.
+// attempt resolves pending prefix checks, then has the bot's writer apply
+// the cache and run the publish script once.
 func (sq *shardQueue) attempt(ctx context.Context, run []*item) (luascripts.PublishResult, error) {
-	p := sq.b.p
 	sc := &sq.sc
 	if !sc.resolved {
 		if err := sq.resolvePrefixes(ctx, run); err != nil {
@@ -634,19 +636,11 @@ func (sq *shardQueue) attempt(ctx context.Context, run []*item) (luascripts.Publ
 	for range sc.evs {
 		sc.before = append(sc.before, nil)
 	}
-	if p.cfg.Cache != nil && len(sc.evs) > 0 {
-		if err := p.cfg.Cache.Apply(ctx, sc.evs, sc.before); err != nil {
-			return luascripts.PublishResult{}, err
-		}
-	}
-	if err := sc.conf.ensureGroups(ctx, p.c); err != nil {
-		return luascripts.PublishResult{}, err
-	}
 	sc.expect = sq.expectation(run)
-	sq.build(run, time.Now(), sc.expect)
-	t0 := time.Now()
-	res, err := luascripts.Publish(ctx, p.c, &sc.args)
-	sc.rtt = time.Since(t0)
+	// The bot's writer applies the cache, builds the arguments (sq.build)
+	// and publishes, with the batches of the bot's other shards.
+	res, rtt, err := sq.b.w.submit(ctx, sq, run)
+	sc.rtt = rtt
 	return res, err
 }
 
@@ -782,7 +776,7 @@ func (sq *shardQueue) failed(err error) {
 		sq.lastLog = time.Now()
 		sq.b.p.log.Warn("publish batch failed, retrying", slog.String("bot", sq.b.name),
 			slog.Int("shard", sq.shard), slog.Int("attempts", sq.failing),
-			slog.Int("queue_depth", len(sq.q)), slog.Any("err", err))
+			slog.Int("queue_depth", sq.q.len()), slog.Any("err", err))
 	}
 }
 

@@ -52,7 +52,7 @@ func (p *Publisher) Stats() PublisherStats {
 		for _, sq := range b.all() {
 			s := ShardStats{
 				Bot: b.name, Shard: sq.shard,
-				QueueDepth: len(sq.q), QueueCap: cap(sq.q), QueueBytes: sq.bytes.Load(),
+				QueueDepth: sq.q.len(), QueueCap: sq.q.limit, QueueBytes: sq.bytes.Load(),
 				Accepted: sq.enq.Load(), Handled: sq.done.Load(),
 				Published: sq.published.Load(), Duplicates: sq.duplicates.Load(),
 				Batches: sq.batches.Load(), Errors: sq.errCount.Load(),

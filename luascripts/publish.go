@@ -296,35 +296,131 @@ func (e *FencedError) Error() string {
 
 func (e *FencedError) Unwrap() error { return ErrFenced }
 
-// Publish runs the publish script with the arguments in a (see Build). A
-// refused batch returns a *RefusedError, a fenced one a *FencedError.
+// Publish runs the publish script with the arguments in a (see Build), as a
+// call of one section. A refused batch returns a *RefusedError, a fenced
+// one a *FencedError.
 func Publish(ctx context.Context, c rueidis.Client, a *PublishArgs) (PublishResult, error) {
+	n := len(a.Args)
+	a.Args = append(a.Args, a.itoa(int64(len(a.Keys))), a.itoa(int64(n)), "1")
 	vals, err := publishScript.Exec(ctx, c, a.Keys, a.Args).ToArray()
+	a.Args = a.Args[:n]
 	if err != nil {
 		return PublishResult{}, fmt.Errorf("run publish script: %w", err)
 	}
-	if len(vals) != 5 {
-		return PublishResult{}, fmt.Errorf("run publish script: reply has %d values, want 5", len(vals))
+	var out [1]PublishOutcome
+	if _, err := decodePublishReply(len(vals), func(i int) replyValue { return &vals[i] }, a.Keys[:1], out[:0]); err != nil {
+		return PublishResult{}, err
 	}
-	added, err1 := vals[0].AsInt64()
-	skipped, err2 := vals[1].AsInt64()
-	status, err3 := vals[2].ToString()
-	if err := errors.Join(err1, err2, err3); err != nil {
-		return PublishResult{}, fmt.Errorf("run publish script: bad reply: %w", err)
+	return out[0].Result, out[0].Err
+}
+
+// PublishBatch is the argument buffer of a call of several sections: shard
+// batches (PublishArgs) whose keys all hash to one Redis Cluster slot, as
+// the keys of one bot do. Keep one per goroutine and Reset it between
+// calls: it then builds calls without allocating.
+type PublishBatch struct {
+	Keys []string
+	Args []string
+	toc  []string // key and argument count of each section
+	ck   []string // checkpoint key of each section
+	nums PublishArgs
+}
+
+// Reset empties b.
+func (b *PublishBatch) Reset() {
+	b.Keys, b.Args, b.toc, b.ck = b.Keys[:0], b.Args[:0], b.toc[:0], b.ck[:0]
+	b.nums.num = b.nums.num[:0]
+}
+
+// Add appends a's section; the strings are shared with a, which must stay
+// unchanged until the call returns.
+func (b *PublishBatch) Add(a *PublishArgs) {
+	b.Keys = append(b.Keys, a.Keys...)
+	b.Args = append(b.Args, a.Args...)
+	b.toc = append(b.toc, b.nums.itoa(int64(len(a.Keys))), b.nums.itoa(int64(len(a.Args))))
+	b.ck = append(b.ck, a.Keys[0])
+}
+
+// Len is the number of sections.
+func (b *PublishBatch) Len() int { return len(b.ck) }
+
+// PublishOutcome is one section's result: Err is a *RefusedError or a
+// *FencedError for a refused section, nil when it was written.
+type PublishOutcome struct {
+	Result PublishResult
+	Err    error
+}
+
+// PublishMulti runs the publish script once for every section of b; each
+// section is checked and written on its own, in order (see publish.lua). It
+// appends one outcome per section to out. The error is the call's (Redis
+// unreachable, a bad reply): then no outcome is appended, and sections may
+// or may not have been written, as for a Publish whose reply was lost.
+func PublishMulti(ctx context.Context, c rueidis.Client, b *PublishBatch, out []PublishOutcome) ([]PublishOutcome, error) {
+	if len(b.ck) == 0 {
+		return out, nil
 	}
-	seq, _ := vals[4].ToString()
-	if status == "fenced" {
-		fe := &FencedError{Node: seq}
-		fe.Fence, _ = vals[3].ToString()
-		return PublishResult{}, fe
-	}
-	if CheckpointStatus(status) != StatusOK {
-		sess, _ := vals[3].ToString()
-		return PublishResult{}, &RefusedError{Key: a.Keys[0], Status: CheckpointStatus(status), StoredSession: sess, StoredSeq: seq}
-	}
-	n, err := strconv.ParseInt(seq, 10, 64)
+	n := len(b.Args)
+	b.Args = append(b.Args, b.toc...)
+	b.Args = append(b.Args, b.nums.itoa(int64(len(b.ck))))
+	vals, err := publishScript.Exec(ctx, c, b.Keys, b.Args).ToArray()
+	b.Args = b.Args[:n]
 	if err != nil {
-		return PublishResult{}, fmt.Errorf("run publish script: bad checkpoint seq in reply: %w", err)
+		return out, fmt.Errorf("run publish script: %w", err)
 	}
-	return PublishResult{Added: added, Skipped: skipped, Seq: n}, nil
+	return decodePublishReply(len(vals), func(i int) replyValue { return &vals[i] }, b.ck, out)
+}
+
+// replyValue is one value of the script's reply, as decodePublishReply
+// reads it (*rueidis.RedisMessage).
+type replyValue interface {
+	AsInt64() (int64, error)
+	ToString() (string, error)
+}
+
+// decodePublishReply decodes the reply of a call with one section per
+// checkpoint key in cks (nvals values, the i-th at(i)), appending one
+// outcome per section to out. A reply not as the script writes it is an
+// error naming what was wrong; out is then returned as it came.
+func decodePublishReply(nvals int, at func(int) replyValue, cks []string, out []PublishOutcome) ([]PublishOutcome, error) {
+	if nvals != 5*len(cks) {
+		return out, fmt.Errorf("run publish script: reply has %d values, want %d (5 for each of %d sections)", nvals, 5*len(cks), len(cks))
+	}
+	base := len(out)
+	for s, key := range cks {
+		o, err := decodeSection(s, at, key)
+		if err != nil {
+			return out[:base], err
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+func decodeSection(s int, at func(int) replyValue, key string) (PublishOutcome, error) {
+	v := 5 * s
+	added, err1 := at(v).AsInt64()
+	skipped, err2 := at(v + 1).AsInt64()
+	status, err3 := at(v + 2).ToString()
+	x, err4 := at(v + 3).ToString()
+	y, err5 := at(v + 4).ToString()
+	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
+		return PublishOutcome{}, fmt.Errorf("run publish script: bad reply for section %d: %w", s+1, err)
+	}
+	switch st := CheckpointStatus(status); {
+	case status == "fenced":
+		return PublishOutcome{Err: &FencedError{Fence: x, Node: y}}, nil
+	case st.Repairable():
+		return PublishOutcome{Err: &RefusedError{Key: key, Status: st, StoredSession: x, StoredSeq: y}}, nil
+	case st != StatusOK:
+		return PublishOutcome{}, fmt.Errorf("run publish script: bad reply for section %d: unknown status %q", s+1, status)
+	}
+	if added < 0 || skipped < 0 {
+		return PublishOutcome{}, fmt.Errorf("run publish script: bad reply for section %d: negative count (added %d, skipped %d)", s+1, added, skipped)
+	}
+	seq, err := strconv.ParseInt(y, 10, 64)
+	if err != nil || seq < 0 {
+		return PublishOutcome{}, fmt.Errorf("run publish script: bad checkpoint seq %q in reply for section %d", y, s+1)
+	}
+	return PublishOutcome{Result: PublishResult{Added: added, Skipped: skipped, Seq: seq}}, nil
 }

@@ -1,6 +1,17 @@
--- publish: append one batch of a shard's dispatches to their streams and
--- advance the shard's checkpoint, atomically.
+-- publish: append batches of shards' dispatches to their streams and
+-- advance each shard's checkpoint, atomically: one call carries one section
+-- per shard batch (all keys of a bot share its {bot:B} hash tag, so the
+-- sections of one bot's shards go in one call, also on Redis Cluster).
 --
+-- The call: KEYS are the sections' keys one after the other; ARGV the
+-- sections' arguments one after the other, then the table of contents:
+-- per section i its key count and argument count, then the number of
+-- sections N:  sec1 args .. secN args, nk1, na1, .. nkN, naN, N.
+-- Each section is checked (fence, checkpoint expectation) and written on
+-- its own, in order: a refused section writes nothing and does not stop
+-- the others. Reply: the sections' five values one after the other (5 × N).
+--
+-- One section, with its keys and arguments numbered from 1:
 -- KEYS[1]      the shard's checkpoint hash (fields session, seq, resume_url,
 --              shards, intents)
 -- KEYS[2..S+1] the route streams of this batch
@@ -63,173 +74,193 @@
 -- another node took it. A lease that does not exist at all (Redis lost its
 -- data; taking a lease always writes it) is nobody else's: the batch goes.
 --
--- Reply: {added, skipped, status, session, seq}: status "ok" (also after a
--- repair) with the checkpoint as written, or the refusal with what the
--- checkpoint held ("" for absent fields and a key of another type);
--- {0, 0, "fenced", lease fence, lease node} when fenced.
-local fence = ARGV[16]
-if fence ~= '' then
-  local lease = redis.call('HMGET', KEYS[#KEYS], 'fence', 'node')
-  if lease[1] and lease[1] ~= fence then
-    return {0, 0, 'fenced', lease[1], lease[2] or ''}
-  end
-end
+-- A section's reply: added, skipped, status, session, seq: status "ok"
+-- (also after a repair) with the checkpoint as written, or the refusal with
+-- what the checkpoint held ("" for absent fields and a key of another
+-- type); 0, 0, "fenced", lease fence, lease node when fenced.
 
-local ck = KEYS[1]
-local session = ARGV[1]
-local expect = ARGV[12]
-local expseq = tonumber(ARGV[13]) or 0
-local status = 'ok'
-local ssess, sseq = '', ''
-local cur = redis.pcall('HMGET', ck, 'session', 'seq')
-if cur.err then
-  status = 'wrongtype'
-else
-  ssess, sseq = cur[1] or '', cur[2] or ''
-  if (cur[1] and (ssess == '' or not cur[2])) or (cur[2] and (not cur[1] or not string.match(sseq, '^%d+$') or #sseq > 18)) then
-    status = 'garbage'
-  elseif expect ~= '' and expseq > 0 then
-    if not cur[1] then
-      if ARGV[14] == 'w' then status = 'gone' end
-    elseif ssess ~= expect then
-      status = 'behind'
-    else
-      local s = tonumber(sseq)
-      if s < expseq then
-        status = 'behind'
-      elseif s > expseq and s > tonumber(ARGV[2]) and ARGV[14] == 'w' then
-        -- Up to this batch's own last seq it may be this very batch, sent
-        -- before by a call whose reply was lost.
-        status = 'ahead'
-      end
-    end
-  end
-end
-local repair = false
-if status ~= 'ok' then
-  if status ~= ARGV[15] then
-    return {0, 0, status, ssess, sseq}
-  end
-  repair = true
-  local found = status
-  status = 'ok'
-  if found == 'wrongtype' or found == 'garbage' then
-    redis.call('DEL', ck)
-  end
-end
-local same = ssess == session
-local ckseq = -1
-if repair then
-  if expect == session then ckseq = expseq end
-elseif same then
-  ckseq = tonumber(sseq) or -1
-end
-
-local nstreams = tonumber(ARGV[8])
-local nentries = tonumber(ARGV[10])
-local stride = 5
-if nstreams > 1 then stride = 6 end
-local base = 17 + 2 * nstreams
-local n = #ARGV
-local bpos = base + stride * nentries
-local nextb = -1
-if bpos < n then nextb = tonumber(ARGV[bpos]) end
-
--- Ascending seqs whose first is above the checkpoint are all new: no
--- per-entry check.
-local check = true
-if ARGV[11] == '1' and nentries > 0 then
-  local first = base
-  if stride == 6 then first = base + 1 end
-  if tonumber(ARGV[first]) > ckseq then check = false end
-end
-
-local last = ckseq
-local added, skipped = 0, 0
--- One argument table, reused: the fields common to the batch are set once,
--- the per-entry values are overwritten in place.
+-- One argument table, reused by every XADD of the call: the fields common
+-- to a run of entries are set once, the per-entry values overwritten in place.
 local args = {'XADD'}
-local cur_si = -1
-local fixed = 0 -- index of the last common argument
-local i = base
-for e = 1, nentries do
-  local si = 1
-  if stride == 6 then
-    si = tonumber(ARGV[i])
-    i = i + 1
-  end
-  -- ARGV[i] seq, [i+1] t, [i+2] d, [i+3] guild, [i+4] at
-  local before = nil
-  if nextb == e then
-    before = ARGV[bpos + 1]
-    bpos = bpos + 2
-    nextb = -1
-    if bpos < n then nextb = tonumber(ARGV[bpos]) end
-  end
-  local new = true
-  if check then
-    local seq = tonumber(ARGV[i])
-    if seq <= last then
-      new = false
-    else
-      last = seq
+
+-- publish runs one section: its keys are KEYS[kb+1..kb+nk], its arguments
+-- ARGV[ab+1..ab+na]; it returns the section's five reply values.
+local function publish(kb, ab, nk, na)
+  local fence = ARGV[ab + 16]
+  if fence ~= '' then
+    local lease = redis.call('HMGET', KEYS[kb + nk], 'fence', 'node')
+    if lease[1] and lease[1] ~= fence then
+      return 0, 0, 'fenced', lease[1], lease[2] or ''
     end
   end
-  if not new then
-    skipped = skipped + 1
+
+  local ck = KEYS[kb + 1]
+  local session = ARGV[ab + 1]
+  local expect = ARGV[ab + 12]
+  local expseq = tonumber(ARGV[ab + 13]) or 0
+  local status = 'ok'
+  local ssess, sseq = '', ''
+  local cur = redis.pcall('HMGET', ck, 'session', 'seq')
+  if cur.err then
+    status = 'wrongtype'
   else
-    if si ~= cur_si then
-      cur_si = si
-      local k = 2
-      args[k] = KEYS[1 + si]
-      local kind = ARGV[15 + 2 * si]
-      if kind ~= '' then
-        args[k + 1] = kind
-        args[k + 2] = '~'
-        args[k + 3] = ARGV[16 + 2 * si]
-        k = k + 3
+    ssess, sseq = cur[1] or '', cur[2] or ''
+    if (cur[1] and (ssess == '' or not cur[2])) or (cur[2] and (not cur[1] or not string.match(sseq, '^%d+$') or #sseq > 18)) then
+      status = 'garbage'
+    elseif expect ~= '' and expseq > 0 then
+      if not cur[1] then
+        if ARGV[ab + 14] == 'w' then status = 'gone' end
+      elseif ssess ~= expect then
+        status = 'behind'
+      else
+        local s = tonumber(sseq)
+        if s < expseq then
+          status = 'behind'
+        elseif s > expseq and s > tonumber(ARGV[ab + 2]) and ARGV[ab + 14] == 'w' then
+          -- Up to this batch's own last seq it may be this very batch, sent
+          -- before by a call whose reply was lost.
+          status = 'ahead'
+        end
       end
-      args[k + 1] = '*'
-      args[k + 2] = 'v'
-      args[k + 3] = ARGV[9]
-      args[k + 4] = 't'
-      args[k + 6] = 'd'
-      args[k + 8] = 'bot'
-      args[k + 9] = ARGV[6]
-      args[k + 10] = 'shard'
-      args[k + 11] = ARGV[7]
-      args[k + 12] = 'session'
-      args[k + 13] = session
-      args[k + 14] = 'seq'
-      fixed = k
     end
-    local k = fixed
-    args[k + 5] = ARGV[i + 1]
-    args[k + 7] = ARGV[i + 2]
-    args[k + 15] = ARGV[i]
-    k = k + 15
-    if ARGV[i + 3] ~= '' then
-      args[k + 1] = 'guild'
-      args[k + 2] = ARGV[i + 3]
-      k = k + 2
-    end
-    if before then
-      args[k + 1] = 'before'
-      args[k + 2] = before
-      k = k + 2
-    end
-    args[k + 1] = 'at'
-    args[k + 2] = ARGV[i + 4]
-    redis.call(unpack(args, 1, k + 2))
-    added = added + 1
   end
-  i = i + 5
+  local repair = false
+  if status ~= 'ok' then
+    if status ~= ARGV[ab + 15] then
+      return 0, 0, status, ssess, sseq
+    end
+    repair = true
+    local found = status
+    status = 'ok'
+    if found == 'wrongtype' or found == 'garbage' then
+      redis.call('DEL', ck)
+    end
+  end
+  local same = ssess == session
+  local ckseq = -1
+  if repair then
+    if expect == session then ckseq = expseq end
+  elseif same then
+    ckseq = tonumber(sseq) or -1
+  end
+
+  local nstreams = tonumber(ARGV[ab + 8])
+  local nentries = tonumber(ARGV[ab + 10])
+  local stride = 5
+  if nstreams > 1 then stride = 6 end
+  local base = 17 + 2 * nstreams
+  local n = na
+  local bpos = base + stride * nentries
+  local nextb = -1
+  if bpos < n then nextb = tonumber(ARGV[ab + bpos]) end
+
+  -- Ascending seqs whose first is above the checkpoint are all new: no
+  -- per-entry check.
+  local check = true
+  if ARGV[ab + 11] == '1' and nentries > 0 then
+    local first = base
+    if stride == 6 then first = base + 1 end
+    if tonumber(ARGV[ab + first]) > ckseq then check = false end
+  end
+
+  local last = ckseq
+  local added, skipped = 0, 0
+  local cur_si = -1
+  local fixed = 0 -- index of the last common argument
+  local i = base
+  for e = 1, nentries do
+    local si = 1
+    if stride == 6 then
+      si = tonumber(ARGV[ab + i])
+      i = i + 1
+    end
+    -- ARGV[ab + i] seq, [i+1] t, [i+2] d, [i+3] guild, [i+4] at
+    local before = nil
+    if nextb == e then
+      before = ARGV[ab + bpos + 1]
+      bpos = bpos + 2
+      nextb = -1
+      if bpos < n then nextb = tonumber(ARGV[ab + bpos]) end
+    end
+    local new = true
+    if check then
+      local seq = tonumber(ARGV[ab + i])
+      if seq <= last then
+        new = false
+      else
+        last = seq
+      end
+    end
+    if not new then
+      skipped = skipped + 1
+    else
+      if si ~= cur_si then
+        cur_si = si
+        local k = 2
+        args[k] = KEYS[kb + 1 + si]
+        local kind = ARGV[ab + 15 + 2 * si]
+        if kind ~= '' then
+          args[k + 1] = kind
+          args[k + 2] = '~'
+          args[k + 3] = ARGV[ab + 16 + 2 * si]
+          k = k + 3
+        end
+        args[k + 1] = '*'
+        args[k + 2] = 'v'
+        args[k + 3] = ARGV[ab + 9]
+        args[k + 4] = 't'
+        args[k + 6] = 'd'
+        args[k + 8] = 'bot'
+        args[k + 9] = ARGV[ab + 6]
+        args[k + 10] = 'shard'
+        args[k + 11] = ARGV[ab + 7]
+        args[k + 12] = 'session'
+        args[k + 13] = session
+        args[k + 14] = 'seq'
+        fixed = k
+      end
+      local k = fixed
+      args[k + 5] = ARGV[ab + i + 1]
+      args[k + 7] = ARGV[ab + i + 2]
+      args[k + 15] = ARGV[ab + i]
+      k = k + 15
+      if ARGV[ab + i + 3] ~= '' then
+        args[k + 1] = 'guild'
+        args[k + 2] = ARGV[ab + i + 3]
+        k = k + 2
+      end
+      if before then
+        args[k + 1] = 'before'
+        args[k + 2] = before
+        k = k + 2
+      end
+      args[k + 1] = 'at'
+      args[k + 2] = ARGV[ab + i + 4]
+      redis.call(unpack(args, 1, k + 2))
+      added = added + 1
+    end
+    i = i + 5
+  end
+
+  local newseq = ARGV[ab + 2]
+  if same and not repair and tonumber(newseq) < ckseq then
+    newseq = sseq
+  end
+  redis.call('HSET', ck, 'session', session, 'seq', newseq,
+    'resume_url', ARGV[ab + 3], 'shards', ARGV[ab + 4], 'intents', ARGV[ab + 5])
+  return added, skipped, status, session, newseq
 end
 
-local newseq = ARGV[2]
-if same and not repair and tonumber(newseq) < ckseq then
-  newseq = sseq
+local nsec = tonumber(ARGV[#ARGV])
+local toc = #ARGV - 2 * nsec - 1
+local reply = {}
+local kb, ab = 0, 0
+for s = 1, nsec do
+  local nk = tonumber(ARGV[toc + 2 * s - 1])
+  local na = tonumber(ARGV[toc + 2 * s])
+  local r1, r2, r3, r4, r5 = publish(kb, ab, nk, na)
+  local o = 5 * (s - 1)
+  reply[o + 1], reply[o + 2], reply[o + 3], reply[o + 4], reply[o + 5] = r1, r2, r3, r4, r5
+  kb, ab = kb + nk, ab + na
 end
-redis.call('HSET', ck, 'session', session, 'seq', newseq,
-  'resume_url', ARGV[3], 'shards', ARGV[4], 'intents', ARGV[5])
-return {added, skipped, status, session, newseq}
+return reply
