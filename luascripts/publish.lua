@@ -88,9 +88,10 @@ local args = {'XADD'}
 local function publish(kb, ab, nk, na)
   local fence = ARGV[ab + 16]
   if fence ~= '' then
-    local lease = redis.call('HMGET', KEYS[kb + nk], 'fence', 'node')
-    if lease[1] and lease[1] ~= fence then
-      return 0, 0, 'fenced', lease[1], lease[2] or ''
+    local lease = KEYS[kb + nk]
+    local held = redis.call('HGET', lease, 'fence')
+    if held and held ~= fence then
+      return 0, 0, 'fenced', held, redis.call('HGET', lease, 'node') or ''
     end
   end
 
@@ -100,7 +101,9 @@ local function publish(kb, ab, nk, na)
   local expseq = tonumber(ARGV[ab + 13]) or 0
   local status = 'ok'
   local ssess, sseq = '', ''
-  local cur = redis.pcall('HMGET', ck, 'session', 'seq')
+  -- The checkpoint's other fields are read too: only the ones that change
+  -- are written back.
+  local cur = redis.pcall('HMGET', ck, 'session', 'seq', 'resume_url', 'shards', 'intents')
   if cur.err then
     status = 'wrongtype'
   else
@@ -134,6 +137,7 @@ local function publish(kb, ab, nk, na)
     status = 'ok'
     if found == 'wrongtype' or found == 'garbage' then
       redis.call('DEL', ck)
+      cur = {}
     end
   end
   local same = ssess == session
@@ -246,8 +250,21 @@ local function publish(kb, ab, nk, na)
   if same and not repair and tonumber(newseq) < ckseq then
     newseq = sseq
   end
-  redis.call('HSET', ck, 'session', session, 'seq', newseq,
-    'resume_url', ARGV[ab + 3], 'shards', ARGV[ab + 4], 'intents', ARGV[ab + 5])
+  if cur.err then cur = {} end
+  local hset = {'HSET', ck, 'seq', newseq}
+  if cur[1] ~= session then
+    hset[#hset + 1], hset[#hset + 2] = 'session', session
+  end
+  if cur[3] ~= ARGV[ab + 3] then
+    hset[#hset + 1], hset[#hset + 2] = 'resume_url', ARGV[ab + 3]
+  end
+  if cur[4] ~= ARGV[ab + 4] then
+    hset[#hset + 1], hset[#hset + 2] = 'shards', ARGV[ab + 4]
+  end
+  if cur[5] ~= ARGV[ab + 5] then
+    hset[#hset + 1], hset[#hset + 2] = 'intents', ARGV[ab + 5]
+  end
+  redis.call(unpack(hset))
   return added, skipped, status, session, newseq
 end
 
