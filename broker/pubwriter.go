@@ -10,96 +10,121 @@ import (
 )
 
 // pubWriter sends the publish calls of one bot. A shard's flusher prepares
-// its batch (filters, prefixes, expectation), hands it here and waits; a
-// writer lane takes every batch waiting when it is free, applies them to
-// the cache in one Cache.Apply and publishes them in one script call, one
-// section per shard, each section with its own checkpoint and fence check
-// and its own verdict (see publish.lua). All keys of a bot carry its
-// {bot:B} hash tag, so one call fits one Redis Cluster slot.
+// its batch (filters, prefixes, expectation) and hands it here; one round
+// then applies every batch waiting to the cache in one Cache.Apply and
+// publishes them in one script call, one section per shard, each section
+// with its own checkpoint and fence check and its own verdict (see
+// publish.lua). All keys of a bot carry its {bot:B} hash tag, so one call
+// fits one Redis Cluster slot.
 //
-// There is no gathering window: a lane sends what is waiting as soon as it
-// is free, so a lone event goes at once, and while a call is in flight the
-// batches of other shards pile up for the next one. The first lane takes
-// any amount; further lanes start a call beside one in flight only when at
-// least laneThreshold events wait, so calls overlap (pipelining) only under
-// load, where each is full anyway.
+// Rounds are run by the flushers themselves (group commit), not by a
+// goroutine of their own: a flusher that hands in a batch while no round
+// is running leads one at once, with whatever is waiting, its own batch
+// included; batches handed in during a round wait for the next, which the
+// first of them leads when the round ends. So a lone event costs no more
+// hand-offs than a call of its own, and the batches of many shards share a
+// call as soon as calls overlap. There is no gathering window: nothing
+// waits for company. A round beside one in flight (pipelining, at most
+// pubLanes) starts only when at least laneThreshold events wait, where
+// every call is full anyway.
 type pubWriter struct {
 	b *botState
 
 	mu       sync.Mutex
-	pending  []*shardQueue // flushers waiting for their call, in arrival order
+	pending  []*shardQueue // batches waiting for a round, in arrival order
 	events   int           // events of the pending batches
-	inflight int           // lanes in a call
-	started  bool
-	wake     chan struct{} // cap 1: pending or inflight changed
+	inflight int           // rounds running
+
+	free []*writerLane // the states of finished rounds, for the next ones
 
 	// Counters for benchmarks and stats.
 	calls    atomic.Uint64 // script calls made
 	sections atomic.Uint64 // shard batches they carried
 }
 
-// pubLanes is the number of calls of one bot in flight at most.
+// pubLanes is the number of rounds of one bot running at most.
 const pubLanes = 4
 
 func newPubWriter(b *botState) *pubWriter {
-	return &pubWriter{b: b, wake: make(chan struct{}, 1)}
+	return &pubWriter{b: b}
 }
+
+// The states of a batch handed to the writer.
+const (
+	callPending = iota // in pending
+	callTaken          // in a round
+	callDone           // outcome set
+)
 
 // pubCall is a shard's batch handed to its bot's writer, and the outcome.
 type pubCall struct {
-	run  []*item
-	size int // Data bytes of run
-	out  luascripts.PublishOutcome
-	err  error // the call's error (Redis, cache), nil when out holds the verdict
-	rtt  time.Duration
-	done chan struct{} // cap 1: the writer finished with the batch
+	run   []*item
+	size  int // Data bytes of run
+	n     int // events counted in pubWriter.events
+	state int // guarded by pubWriter.mu
+	out   luascripts.PublishOutcome
+	err   error // the call's error (Redis, cache), nil when out holds the verdict
+	rtt   time.Duration
+	// wake has a token when the batch is done or its flusher should lead
+	// a round.
+	wake chan struct{}
 }
 
-func (w *pubWriter) signal() {
+func signal(ch chan struct{}) {
 	select {
-	case w.wake <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
 
-// submit hands sq's prepared batch run to the writer and waits for its
-// outcome. When ctx ends first the batch is withdrawn, or, if a lane took
-// it already, waited for (the lane's calls end with ctx): the flusher owns
-// its scratch again when submit returns.
+// submit hands sq's prepared batch run to the writer and returns its
+// outcome, leading rounds when it is the flusher's turn. When ctx ends
+// first, a pending batch is withdrawn and one in a round waited for (the
+// round's calls end with ctx): the flusher owns its scratch again when
+// submit returns.
 func (w *pubWriter) submit(ctx context.Context, sq *shardQueue, run []*item) (luascripts.PublishResult, time.Duration, error) {
 	c := &sq.call
 	c.run, c.size = run, 0
 	for _, it := range run {
 		c.size += len(it.ev.Data)
 	}
-	n := len(sq.sc.evs)
-	if n == 0 {
-		n = 1 // a section of checkpoint only still costs a call
+	c.n = max(len(sq.sc.evs), 1) // a section of checkpoint only still costs a call
+	select {
+	case <-c.wake: // a token left by a round finished while this flusher led another
+	default:
 	}
 	w.mu.Lock()
-	if !w.started {
-		w.started = true
-		p := w.b.p
-		for range pubLanes {
-			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
-				w.lane(p.ctx)
-			}()
-		}
-	}
+	c.state = callPending
 	w.pending = append(w.pending, sq)
-	w.events += n
-	w.mu.Unlock()
-	w.signal()
-	select {
-	case <-c.done:
-	case <-ctx.Done():
-		if w.withdraw(sq, n) {
+	w.events += c.n
+	for c.state != callDone {
+		if c.state == callPending && w.canLead() {
+			w.lead(ctx, sq)
+			continue
+		}
+		w.mu.Unlock()
+		select {
+		case <-c.wake:
+		case <-ctx.Done():
+			w.mu.Lock()
+			if c.state == callPending {
+				w.withdraw(sq)
+				w.mu.Unlock()
+				c.run = nil
+				return luascripts.PublishResult{}, 0, ctx.Err()
+			}
+			for c.state != callDone {
+				w.mu.Unlock()
+				<-c.wake
+				w.mu.Lock()
+			}
+			w.mu.Unlock()
+			c.run = nil
 			return luascripts.PublishResult{}, 0, ctx.Err()
 		}
-		<-c.done
+		w.mu.Lock()
 	}
+	w.mu.Unlock()
 	c.run = nil
 	if c.err != nil {
 		return luascripts.PublishResult{}, c.rtt, c.err
@@ -107,82 +132,80 @@ func (w *pubWriter) submit(ctx context.Context, sq *shardQueue, run []*item) (lu
 	return c.out.Result, c.rtt, c.out.Err
 }
 
-// withdraw takes sq out of the pending batches; false when a lane has it.
-func (w *pubWriter) withdraw(sq *shardQueue, n int) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+// withdraw takes sq out of the pending batches; w.mu is held.
+func (w *pubWriter) withdraw(sq *shardQueue) {
 	for i, q := range w.pending {
 		if q == sq {
 			w.pending = append(w.pending[:i], w.pending[i+1:]...)
-			w.events -= n
-			return true
-		}
-	}
-	return false
-}
-
-// laneThreshold is how many events must wait before a lane starts a call
-// beside one in flight.
-func laneThreshold(cfg *PublisherConfig) int { return max(cfg.MaxBatch/4, 1) }
-
-// take waits for batches a lane may send and takes them: at most MaxBatch
-// events and MaxBatchBytes bytes (at least one batch). Nil when ctx ended.
-func (w *pubWriter) take(ctx context.Context, into []*shardQueue) []*shardQueue {
-	for {
-		cfg := w.b.p.tuning()
-		w.mu.Lock()
-		if len(w.pending) > 0 && (w.inflight == 0 || w.events >= laneThreshold(cfg)) {
-			events, size, k := 0, 0, 0
-			for _, sq := range w.pending {
-				n := max(len(sq.sc.evs), 1)
-				if k > 0 && (events+n > cfg.MaxBatch || size+sq.call.size > cfg.MaxBatchBytes) {
-					break
-				}
-				events += n
-				size += sq.call.size
-				k++
-			}
-			into = append(into, w.pending[:k]...)
-			rest := copy(w.pending, w.pending[k:])
-			clear(w.pending[rest:])
-			w.pending = w.pending[:rest]
-			w.events -= events
-			w.inflight++
-			more := rest > 0
-			w.mu.Unlock()
-			if more {
-				w.signal() // another lane may take the rest
-			}
-			return into
-		}
-		w.mu.Unlock()
-		select {
-		case <-w.wake:
-		case <-ctx.Done():
-			return nil
-		}
-	}
-}
-
-// lane is one writer goroutine of the bot; it runs until ctx ends.
-func (w *pubWriter) lane(ctx context.Context) {
-	var l writerLane
-	for {
-		batch := w.take(ctx, l.batch[:0])
-		if batch == nil {
+			w.events -= sq.call.n
 			return
 		}
-		l.batch = batch
-		l.round(ctx, w)
-		clear(l.batch)
-		w.mu.Lock()
-		w.inflight--
-		pending := len(w.pending) > 0
-		w.mu.Unlock()
-		if pending {
-			w.signal()
+	}
+}
+
+// laneThreshold is how many events must wait before a round starts beside
+// one in flight.
+func laneThreshold(cfg *PublisherConfig) int { return max(cfg.MaxBatch/4, 1) }
+
+// canLead reports whether a round may start now; w.mu is held.
+func (w *pubWriter) canLead() bool {
+	return len(w.pending) > 0 && w.inflight < pubLanes && (w.inflight == 0 || w.events >= laneThreshold(w.b.p.tuning()))
+}
+
+// lead runs one round with the batches waiting, oldest first: at most
+// MaxBatch events and MaxBatchBytes bytes (at least one batch). w.mu is
+// held on entry and on return, not during the round. self is the leading
+// flusher's queue. When batches are left waiting and may go, the first of
+// them is woken to lead the next round.
+func (w *pubWriter) lead(ctx context.Context, self *shardQueue) {
+	cfg := w.b.p.tuning()
+	l := w.takeLane()
+	events, size, k := 0, 0, 0
+	for _, sq := range w.pending {
+		if k > 0 && (events+sq.call.n > cfg.MaxBatch || size+sq.call.size > cfg.MaxBatchBytes) {
+			break
+		}
+		events += sq.call.n
+		size += sq.call.size
+		sq.call.state = callTaken
+		k++
+	}
+	l.batch = append(l.batch[:0], w.pending[:k]...)
+	rest := copy(w.pending, w.pending[k:])
+	clear(w.pending[rest:])
+	w.pending = w.pending[:rest]
+	w.events -= events
+	w.inflight++
+	if w.canLead() {
+		signal(w.pending[0].call.wake)
+	}
+	w.mu.Unlock()
+
+	l.round(ctx, w)
+
+	w.mu.Lock()
+	for _, sq := range l.batch {
+		sq.call.state = callDone
+		if sq != self {
+			signal(sq.call.wake)
 		}
 	}
+	clear(l.batch)
+	w.inflight--
+	w.free = append(w.free, l)
+	if w.canLead() {
+		signal(w.pending[0].call.wake)
+	}
+}
+
+// takeLane returns a round's state to reuse; w.mu is held.
+func (w *pubWriter) takeLane() *writerLane {
+	if n := len(w.free); n > 0 {
+		l := w.free[n-1]
+		w.free = w.free[:n-1]
+		return l
+	}
+	return new(writerLane)
 }
 
 // writerLane is a lane's reusable state.
@@ -196,7 +219,7 @@ type writerLane struct {
 }
 
 // round applies the batches to the cache, publishes them in one call and
-// hands every flusher its outcome.
+// sets every batch's outcome.
 func (l *writerLane) round(ctx context.Context, w *pubWriter) {
 	p := w.b.p
 	if p.cfg.Cache != nil {
@@ -208,7 +231,7 @@ func (l *writerLane) round(ctx context.Context, w *pubWriter) {
 			l.before = append(l.before[:0], make([][]byte, len(l.evs))...)
 			if err := p.cfg.Cache.Apply(ctx, l.evs, l.before); err != nil {
 				for _, sq := range l.batch {
-					finish(sq, err, 0)
+					sq.call.err, sq.call.rtt = err, 0
 				}
 				clear(l.evs)
 				return
@@ -226,7 +249,7 @@ func (l *writerLane) round(ctx context.Context, w *pubWriter) {
 	l.live = l.live[:0]
 	for _, sq := range l.batch {
 		if err := sq.sc.conf.ensureGroups(ctx, p.c); err != nil {
-			finish(sq, err, 0)
+			sq.call.err, sq.call.rtt = err, 0
 			continue
 		}
 		sq.build(sq.call.run, now, sq.sc.expect)
@@ -246,21 +269,14 @@ func (l *writerLane) round(ctx context.Context, w *pubWriter) {
 		// referencing the batches' buffers: give them to the GC.
 		l.multi = luascripts.PublishBatch{}
 		for _, sq := range l.live {
-			finish(sq, err, rtt)
+			sq.call.err, sq.call.rtt = err, rtt
 		}
 	} else {
 		for i, sq := range l.live {
-			sq.call.out = outs[i]
-			finish(sq, nil, rtt)
+			sq.call.out, sq.call.err, sq.call.rtt = outs[i], nil, rtt
 		}
 		clear(outs)
 		l.outs = outs[:0]
 	}
 	clear(l.live)
-}
-
-// finish hands sq its outcome.
-func finish(sq *shardQueue, err error, rtt time.Duration) {
-	sq.call.err, sq.call.rtt = err, rtt
-	sq.call.done <- struct{}{}
 }

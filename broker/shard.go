@@ -141,7 +141,7 @@ type checkpoint struct {
 
 func newShardQueue(b *botState, shard int) *shardQueue {
 	return &shardQueue{b: b, shard: shard, ckKey: b.p.keys.Session(b.name, shard), lease: b.p.keys.Lease(b.name, shard),
-		q: newItemQueue(b.p.tuning().QueueSize), call: pubCall{done: make(chan struct{}, 1)}}
+		q: newItemQueue(b.p.tuning().QueueSize), call: pubCall{wake: make(chan struct{}, 1)}}
 }
 
 // isFenced reports whether the current fence was refused.
