@@ -45,6 +45,8 @@ type PublisherTuning struct {
 	QueueSize int
 	MaxBatch  int
 	MaxDelay  time.Duration
+	// GatherDelay is publisher.gather_delay.
+	GatherDelay time.Duration
 }
 
 // Bot is one entry of bots.
@@ -145,6 +147,9 @@ func (c Config) YAML() ([]byte, error) {
 	}
 	if c.Publisher.MaxDelay > 0 {
 		pub["max_delay"] = c.Publisher.MaxDelay.String()
+	}
+	if c.Publisher.GatherDelay > 0 {
+		pub["gather_delay"] = c.Publisher.GatherDelay.String()
 	}
 	if len(pub) > 0 {
 		doc["publisher"] = pub

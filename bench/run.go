@@ -65,6 +65,9 @@ type Options struct {
 	CacheGuilds, CacheMembers int
 	// Consumers is the number of group readers; default 4.
 	Consumers int
+	// GatherDelay is feathery's publisher.gather_delay in the traffic
+	// phase (0 = its default).
+	GatherDelay time.Duration
 	// PlainReader reads the streams with XREAD (consumers.Tail) instead of
 	// a consumer group, to take the group reader's per-entry XACK out of
 	// the measurement.
@@ -308,6 +311,7 @@ func (r *runner) launch(name string, fake Fake, bot Bot) (*phase, error) {
 		IdentifyWindow:  r.opts.IdentifyWindow,
 		ShutdownTimeout: 20 * time.Second,
 		Bots:            []Bot{bot},
+		Publisher:       PublisherTuning{GatherDelay: r.opts.GatherDelay},
 	}
 	path := filepath.Join(dir, "feathery.yaml")
 	if err := WriteConfig(path, cfg); err != nil {

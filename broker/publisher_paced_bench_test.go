@@ -17,18 +17,23 @@ import (
 // moderate traffic do (5,000 events/s in all, over 4 busy shards or 64
 // quiet ones), and reports the CPU spent per event by this process
 // (Publisher, client) and by redis-server, and the mean batch size, for
-// several MaxDelay values (0: never wait). Below full speed every
-// batch costs wake-ups and round trips of its own, so fewer, larger batches
-// cost less per event; quiet shards do not wait, so MaxDelay changes
-// nothing for them.
+// several MaxDelay values (0: never wait) and GatherDelay values. Below
+// full speed every batch costs wake-ups and round trips of its own, so
+// fewer, larger batches cost less per event; quiet shards do not wait, so
+// MaxDelay changes nothing for them, while GatherDelay puts the batches of
+// many quiet shards in one call.
 func BenchmarkPublishPaced(b *testing.B) {
 	const rate = 5000.0
+	type tune struct{ delay, gather time.Duration }
+	tunes := []tune{{0, 0}, {500 * time.Microsecond, 0}, {time.Millisecond, 0}, {2 * time.Millisecond, 0},
+		{0, 500 * time.Microsecond}, {0, time.Millisecond}, {0, 2 * time.Millisecond}}
 	for _, shards := range []int{4, 64} {
-		for _, delay := range []time.Duration{0, 500 * time.Microsecond, time.Millisecond, 2 * time.Millisecond} {
-			b.Run(fmt.Sprintf("shards=%d/max_delay=%s", shards, delay), func(b *testing.B) {
+		for _, tn := range tunes {
+			delay := tn.delay
+			b.Run(fmt.Sprintf("shards=%d/max_delay=%s/gather=%s", shards, delay, tn.gather), func(b *testing.B) {
 				srv := redistest.Start(b, redistest.Options{})
 				c := srv.Client(b)
-				p, err := NewPublisher(c, PublisherConfig{MaxDelay: delay, Bots: []BotConfig{{Name: "b", Default: StreamConfig{MaxLen: 100000}}}})
+				p, err := NewPublisher(c, PublisherConfig{MaxDelay: delay, GatherDelay: tn.gather, Bots: []BotConfig{{Name: "b", Default: StreamConfig{MaxLen: 100000}}}})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -56,6 +61,9 @@ func BenchmarkPublishPaced(b *testing.B) {
 				b.ReportMetric((pacedWakeups()-wake0)/n, "wakeups/event")
 				if batches > 0 {
 					b.ReportMetric(n/float64(batches), "events/batch")
+				}
+				if bs, _ := p.bot("b"); bs.w.calls.Load() > 0 {
+					b.ReportMetric(n/float64(bs.w.calls.Load()), "events/call")
 				}
 				b.ReportMetric(0, "ns/op")
 			})

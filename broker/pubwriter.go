@@ -23,8 +23,9 @@ import (
 // included; batches handed in during a round wait for the next, which the
 // first of them leads when the round ends. So a lone event costs no more
 // hand-offs than a call of its own, and the batches of many shards share a
-// call as soon as calls overlap. There is no gathering window: nothing
-// waits for company. A round beside one in flight (pipelining, at most
+// call as soon as calls overlap. With GatherDelay set, a round that would
+// start while no other runs first waits until its oldest batch is that
+// old, for company. A round beside one in flight (pipelining, at most
 // pubLanes) starts only when at least laneThreshold events wait, where
 // every call is full anyway.
 type pubWriter struct {
@@ -59,9 +60,11 @@ const (
 // pubCall is a shard's batch handed to its bot's writer, and the outcome.
 type pubCall struct {
 	run   []*item
-	size  int // Data bytes of run
-	n     int // events counted in pubWriter.events
-	state int // guarded by pubWriter.mu
+	size  int         // Data bytes of run
+	n     int         // events counted in pubWriter.events
+	state int         // guarded by pubWriter.mu
+	since time.Time   // when the batch was handed in
+	timer *time.Timer // the gathering wait of a round this flusher leads
 	out   luascripts.PublishOutcome
 	err   error // the call's error (Redis, cache), nil when out holds the verdict
 	rtt   time.Duration
@@ -89,6 +92,7 @@ func (w *pubWriter) submit(ctx context.Context, sq *shardQueue, run []*item) (lu
 		c.size += len(it.ev.Data)
 	}
 	c.n = max(len(sq.sc.evs), 1) // a section of checkpoint only still costs a call
+	c.since = time.Now()
 	select {
 	case <-c.wake: // a token left by a round finished while this flusher led another
 	default:
@@ -159,6 +163,32 @@ func (w *pubWriter) canLead() bool {
 // them is woken to lead the next round.
 func (w *pubWriter) lead(ctx context.Context, self *shardQueue) {
 	cfg := w.b.p.tuning()
+	if cfg.GatherDelay > 0 && w.inflight == 0 && w.events < laneThreshold(cfg) {
+		if wait := cfg.GatherDelay - time.Since(w.pending[0].call.since); wait > 0 {
+			// Gather: the wait counts as a round in flight, so batches
+			// handed in meanwhile join this one (or, once enough wait,
+			// start one beside it).
+			w.inflight++
+			w.mu.Unlock()
+			t := self.call.timer
+			if t == nil {
+				t = time.NewTimer(wait)
+				self.call.timer = t
+			} else {
+				t.Reset(wait)
+			}
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
+			w.mu.Lock()
+			w.inflight--
+			if len(w.pending) == 0 {
+				return // taken by a round beside this wait, or withdrawn
+			}
+		}
+	}
 	l := w.takeLane()
 	events, size, k := 0, 0, 0
 	for _, sq := range w.pending {

@@ -202,3 +202,44 @@ func TestItemQueue(t *testing.T) {
 		t.Errorf("an emptied queue keeps %d slots, want them given back (> %d)", q.slots(), queueKeep)
 	}
 }
+
+// TestPubWriter_GatherDelay: with GatherDelay, a call that would go alone
+// first waits for the batches of the bot's other shards: one event on each
+// of 16 shards, handed in together, goes in one call.
+func TestPubWriter_GatherDelay(t *testing.T) {
+	c := redistest.Start(t, redistest.Options{}).Client(t)
+	p, err := NewPublisher(c, PublisherConfig{GatherDelay: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = p.Close(ctx)
+	})
+	ctx := t.Context()
+	const shards = 16
+	publish := func(seq int64) {
+		for s := range shards {
+			if err := p.Publish(ctx, &Event{Bot: "b", Shard: s, ShardCount: shards, Session: "s", Seq: seq,
+				Type: "MESSAGE_CREATE", Data: []byte(`{}`)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for s := range shards {
+			if err := p.Flush(ctx, "b", s); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	publish(1) // groups, script load
+	b, _ := p.bot("b")
+	calls0 := b.w.calls.Load()
+	publish(2)
+	if got := b.w.calls.Load() - calls0; got != 1 {
+		t.Errorf("%d calls for one event on each of %d shards handed in together, want 1", got, shards)
+	}
+	if n, _ := c.Do(ctx, c.B().Xlen().Key(p.Keys().Events("b")).Build()).AsInt64(); n != 2*shards {
+		t.Errorf("%d entries, want %d", n, 2*shards)
+	}
+}

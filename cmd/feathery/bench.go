@@ -32,6 +32,7 @@ func (m *Main) runBench(ctx context.Context, g globalFlags, args []string) error
 	fs.IntVar(&o.CacheGuilds, "cache-guilds", 100, "guilds of the cache-memory phase (negative skips)")
 	fs.IntVar(&o.CacheMembers, "cache-members", 1000, "members per guild of the cache-memory phase")
 	fs.IntVar(&o.Consumers, "consumers", 4, "consumer-group readers verifying the streams")
+	fs.DurationVar(&o.GatherDelay, "gather-delay", 0, "feathery's publisher.gather_delay in the traffic phase (0 = its default)")
 	reader := fs.String("reader", "group", "how the streams are read: group (consumer group, XREADGROUP + XACK) or xread (plain XREAD, nothing acknowledged)")
 	fs.IntVar(&o.BenchRequests, "bench-requests", 200000, "redis-benchmark requests (-n); negative skips")
 	fs.Int64Var(&o.Seed, "seed", 1, "seed of the fake worlds")

@@ -56,6 +56,7 @@ type PublisherTuning struct {
 	MaxBatch      int      `yaml:"max_batch"`
 	MaxBatchBytes int      `yaml:"max_batch_bytes"`
 	MaxDelay      Duration `yaml:"max_delay"`
+	GatherDelay   Duration `yaml:"gather_delay"`
 	PrefixTTL     Duration `yaml:"prefix_ttl"`
 	ControlMaxLen int64    `yaml:"control_max_len"`
 }

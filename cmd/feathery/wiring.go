@@ -38,6 +38,7 @@ func publisherConfig(cfg *Config, clientCaching bool, log *slog.Logger) broker.P
 		MaxBatch:          t.MaxBatch,
 		MaxBatchBytes:     t.MaxBatchBytes,
 		MaxDelay:          t.MaxDelay.D(),
+		GatherDelay:       t.GatherDelay.D(),
 		PrefixTTL:         t.PrefixTTL.D(),
 		ControlMaxLen:     t.ControlMaxLen,
 		ClientSideCaching: clientCaching,

@@ -12,7 +12,7 @@ import (
 func TestWiring(t *testing.T) {
 	doc := `
 redis: {url: "redis://:pw@localhost:6379/1", prefix: fx, username: u, dial_timeout: 2s}
-publisher: {queue_size: 64, max_delay: 5ms}
+publisher: {queue_size: 64, max_delay: 5ms, gather_delay: 2ms}
 bots:
   - name: a
     token: tok-a-123456
@@ -59,7 +59,7 @@ bots:
 	if err := pc.Validate(); err != nil {
 		t.Fatalf("the broker rejects the mapped config: %v", err)
 	}
-	if pc.Prefix != "fx" || pc.QueueSize != 64 || pc.MaxDelay != 5*time.Millisecond {
+	if pc.Prefix != "fx" || pc.QueueSize != 64 || pc.MaxDelay != 5*time.Millisecond || pc.GatherDelay != 2*time.Millisecond {
 		t.Errorf("publisher: %+v", pc)
 	}
 	a := pc.Bots[0]
