@@ -28,10 +28,13 @@ type CacheWriter interface {
 // entries of Redis streams, in order, once, and advances the shard's
 // checkpoint in the same atomic step.
 //
-// Each (bot, shard) has a bounded queue and one flusher goroutine that
-// sends micro-batches: filters, then Cache.Apply, then one publish script.
-// While Redis fails the flusher retries with backoff; the queue fills and
-// Publish blocks — backpressure for the shard.
+// Each (bot, shard) has a bounded queue (grown on demand) and one flusher
+// goroutine that takes micro-batches off it and filters them; the batches
+// of a bot's shards then go to Redis together: one Cache.Apply and one
+// publish script call with a section per shard batch, each section checked
+// (checkpoint, fence) and answered on its own (see pubWriter). While Redis
+// fails the flushers retry with backoff; the queues fill and Publish
+// blocks — backpressure for the shard.
 type Publisher struct {
 	c    rueidis.Client
 	cfg  PublisherConfig
