@@ -38,7 +38,7 @@ type pubWriter struct {
 
 	free []*writerLane // the states of finished rounds, for the next ones
 
-	// Counters for benchmarks and stats.
+	// Counters, read by tests and benchmarks.
 	calls    atomic.Uint64 // script calls made
 	sections atomic.Uint64 // shard batches they carried
 }
@@ -238,7 +238,7 @@ func (w *pubWriter) takeLane() *writerLane {
 	return new(writerLane)
 }
 
-// writerLane is a lane's reusable state.
+// writerLane is the reusable state of a round.
 type writerLane struct {
 	batch  []*shardQueue
 	live   []*shardQueue // the batches in the script call
