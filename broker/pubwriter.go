@@ -27,7 +27,9 @@ import (
 // start while no other runs first waits until its oldest batch is that
 // old, for company. A round beside one in flight (pipelining, at most
 // pubLanes) starts only when at least laneThreshold events wait, where
-// every call is full anyway.
+// every call is full anyway, or when the oldest batch has waited roundWait:
+// one slow round (a burst's cache work) does not hold up the bot's other
+// shards for longer.
 type pubWriter struct {
 	b *botState
 
@@ -35,6 +37,7 @@ type pubWriter struct {
 	pending  []*shardQueue // batches waiting for a round, in arrival order
 	events   int           // events of the pending batches
 	inflight int           // rounds running
+	taken    int           // batches in the rounds running
 
 	free []*writerLane // the states of finished rounds, for the next ones
 
@@ -65,6 +68,7 @@ type pubCall struct {
 	state int         // guarded by pubWriter.mu
 	since time.Time   // when the batch was handed in
 	timer *time.Timer // the gathering wait of a round this flusher leads
+	hold  *time.Timer // the longest wait behind a round in flight
 	out   luascripts.PublishOutcome
 	err   error // the call's error (Redis, cache), nil when out holds the verdict
 	rtt   time.Duration
@@ -106,9 +110,28 @@ func (w *pubWriter) submit(ctx context.Context, sq *shardQueue, run []*item) (lu
 			w.lead(ctx, sq)
 			continue
 		}
+		// A pending batch does not wait behind a slow round (a burst's
+		// cache work, a slow Redis) for longer than roundWait: then it
+		// starts a round beside it.
+		var hold <-chan time.Time
+		if c.state == callPending && w.inflight < pubLanes {
+			// (With every lane busy, the first round to end wakes the
+			// oldest batch.)
+			d := max(roundWait, w.b.p.tuning().GatherDelay) - time.Since(c.since)
+			if d <= 0 {
+				d = time.Microsecond
+			}
+			if c.hold == nil {
+				c.hold = time.NewTimer(d)
+			} else {
+				c.hold.Reset(d)
+			}
+			hold = c.hold.C
+		}
 		w.mu.Unlock()
 		select {
 		case <-c.wake:
+		case <-hold:
 		case <-ctx.Done():
 			w.mu.Lock()
 			if c.state == callPending {
@@ -125,6 +148,9 @@ func (w *pubWriter) submit(ctx context.Context, sq *shardQueue, run []*item) (lu
 			w.mu.Unlock()
 			c.run = nil
 			return luascripts.PublishResult{}, 0, ctx.Err()
+		}
+		if hold != nil {
+			c.hold.Stop()
 		}
 		w.mu.Lock()
 	}
@@ -151,9 +177,20 @@ func (w *pubWriter) withdraw(sq *shardQueue) {
 // one in flight.
 func laneThreshold(cfg *PublisherConfig) int { return max(cfg.MaxBatch/4, 1) }
 
+// roundWait is the longest a batch waits behind rounds in flight (at least
+// GatherDelay) before it starts a round beside them.
+const roundWait = 2 * time.Millisecond
+
 // canLead reports whether a round may start now; w.mu is held.
 func (w *pubWriter) canLead() bool {
-	return len(w.pending) > 0 && w.inflight < pubLanes && (w.inflight == 0 || w.events >= laneThreshold(w.b.p.tuning()))
+	if len(w.pending) == 0 || w.inflight >= pubLanes {
+		return false
+	}
+	if w.inflight == 0 {
+		return true
+	}
+	cfg := w.b.p.tuning()
+	return w.events >= laneThreshold(cfg) || time.Since(w.pending[0].call.since) >= max(roundWait, cfg.GatherDelay)
 }
 
 // lead runs one round with the batches waiting, oldest first: at most
@@ -206,6 +243,7 @@ func (w *pubWriter) lead(ctx context.Context, self *shardQueue) {
 	w.pending = w.pending[:rest]
 	w.events -= events
 	w.inflight++
+	w.taken += k
 	if w.canLead() {
 		signal(w.pending[0].call.wake)
 	}
@@ -220,6 +258,7 @@ func (w *pubWriter) lead(ctx context.Context, self *shardQueue) {
 			signal(sq.call.wake)
 		}
 	}
+	w.taken -= len(l.batch)
 	clear(l.batch)
 	w.inflight--
 	w.free = append(w.free, l)

@@ -24,7 +24,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // TestPubWriter_OneCallForManyShards: while a publish call of a bot is in
 // flight, the batches of its other shards wait and then go together, in
-// one script call with one section per shard; every event lands once and
+// a few script calls with one section per shard; every event lands once and
 // every shard's checkpoint is its own.
 func TestPubWriter_OneCallForManyShards(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
@@ -76,10 +76,12 @@ func TestPubWriter_OneCallForManyShards(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "every other shard's batch waiting", func() bool {
+	// Batches waiting longer than roundWait start rounds beside it, up
+	// to pubLanes; the rest wait.
+	waitFor(t, "every shard's batch in a round or waiting", func() bool {
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		return len(w.pending) == shards-1
+		return len(w.pending)+w.taken == shards
 	})
 	resume()
 	for s := range shards {
@@ -87,8 +89,8 @@ func TestPubWriter_OneCallForManyShards(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := w.calls.Load() - calls0; got != 2 {
-		t.Errorf("%d script calls for %d shard batches, want 2 (one in flight, then the rest together)", got, shards)
+	if got := w.calls.Load() - calls0; got > 2*pubLanes {
+		t.Errorf("%d script calls for %d shard batches, want at most %d (%d in flight, then the rest together)", got, shards, 2*pubLanes, pubLanes)
 	}
 	if got := w.sections.Load(); got != shards+1 {
 		t.Errorf("%d sections, want %d", got, shards+1)
