@@ -15,29 +15,6 @@ import (
 	"github.com/feathery/feathery/broker/redistest"
 )
 
-// redisCPUMicros is redis-server's CPU time so far (INFO cpu, user + system) in
-// microseconds.
-func redisCPUMicros(tb testing.TB, client rueidis.Client) float64 {
-	tb.Helper()
-	info, err := client.Do(context.Background(), client.B().Info().Section("cpu").Build()).ToString()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var total float64
-	for _, line := range strings.Split(info, "\r\n") {
-		for _, f := range []string{"used_cpu_user:", "used_cpu_sys:"} {
-			if v, ok := strings.CutPrefix(line, f); ok {
-				x, err := strconv.ParseFloat(v, 64)
-				if err != nil {
-					tb.Fatalf("read INFO cpu %q: %v", line, err)
-				}
-				total += x
-			}
-		}
-	}
-	return total * 1e6
-}
-
 // commandUsec sums usec over INFO commandstats (the time Redis spent
 // executing commands, scripts' inner calls counted inside their EVALSHA).
 func commandUsec(tb testing.TB, client rueidis.Client) (usec float64, calls map[string]int64) {
@@ -204,13 +181,13 @@ func BenchmarkRedisPerEvent(b *testing.B) {
 			if err := c.Do(ctx, c.B().ConfigResetstat().Build()).Error(); err != nil {
 				b.Fatal(err)
 			}
-			cpu0 := redisCPUMicros(b, c)
+			cpu0 := float64(redistest.ServerCPU(b, c).Microseconds())
 			b.ReportAllocs()
 			b.ResetTimer()
 			run(max(b.N/shards, 1))
 			b.StopTimer()
 			n := float64(shards * max(b.N/shards, 1))
-			cpu := redisCPUMicros(b, c) - cpu0
+			cpu := float64(redistest.ServerCPU(b, c).Microseconds()) - cpu0
 			usec, calls := commandUsec(b, c)
 			if testing.Verbose() {
 				info, _ := c.Do(ctx, c.B().Info().Section("commandstats").Build()).ToString()
@@ -243,7 +220,7 @@ func BenchmarkRedisPerEventCacheOnly(b *testing.B) {
 	for i := range 64 {
 		batch(i)
 	}
-	cpu0 := redisCPUMicros(b, c)
+	cpu0 := float64(redistest.ServerCPU(b, c).Microseconds())
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
@@ -251,6 +228,6 @@ func BenchmarkRedisPerEventCacheOnly(b *testing.B) {
 	}
 	b.StopTimer()
 	n := float64(b.N * 128)
-	b.ReportMetric((redisCPUMicros(b, c)-cpu0)/n, "redis-µs/event")
+	b.ReportMetric((float64(redistest.ServerCPU(b, c).Microseconds())-cpu0)/n, "redis-µs/event")
 	b.ReportMetric(n/b.Elapsed().Seconds(), "events/s")
 }

@@ -4,13 +4,10 @@ import (
 	"context"
 	"fmt"
 	"runtime/metrics"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/feathery/feathery/broker/redistest"
-	"github.com/redis/rueidis"
 )
 
 // BenchmarkPublishPaced publishes at a fixed rate, as shards receiving
@@ -39,7 +36,7 @@ func BenchmarkPublishPaced(b *testing.B) {
 				}
 				defer p.Close(context.Background())
 				interval := time.Duration(float64(time.Second) * float64(shards) / rate)
-				cpu0, rcpu0, wake0 := pacedProcessCPU(b), pacedRedisCPU(b, c), pacedWakeups()
+				cpu0, rcpu0, wake0 := redistest.ProcessCPU(b), redistest.ServerCPU(b, c), pacedWakeups()
 				b.ReportAllocs()
 				b.ResetTimer()
 				per := max(b.N/shards, 1)
@@ -56,8 +53,8 @@ func BenchmarkPublishPaced(b *testing.B) {
 				for _, ss := range st.Shards {
 					batches += ss.Batches
 				}
-				b.ReportMetric(float64(pacedProcessCPU(b)-cpu0)/n/1e3, "cpu-µs/event")
-				b.ReportMetric(float64(pacedRedisCPU(b, c)-rcpu0)/n/1e3, "redis-cpu-µs/event")
+				b.ReportMetric(float64(redistest.ProcessCPU(b)-cpu0)/n/1e3, "cpu-µs/event")
+				b.ReportMetric(float64(redistest.ServerCPU(b, c)-rcpu0)/n/1e3, "redis-cpu-µs/event")
 				b.ReportMetric((pacedWakeups()-wake0)/n, "wakeups/event")
 				if batches > 0 {
 					b.ReportMetric(n/float64(batches), "events/batch")
@@ -84,27 +81,4 @@ func pacedWakeups() float64 {
 		}
 	}
 	return float64(n) * 8
-}
-
-// pacedProcessCPU is this process's user+system CPU time.
-func pacedProcessCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// pacedRedisCPU is redis-server's user+system CPU time (INFO cpu).
-func pacedRedisCPU(b *testing.B, c rueidis.Client) time.Duration {
-	info, err := c.Do(context.Background(), c.B().Info().Section("cpu").Build()).ToString()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var user, sys float64
-	for _, line := range strings.Split(info, "\n") {
-		fmt.Sscanf(line, "used_cpu_user:%f", &user)
-		fmt.Sscanf(line, "used_cpu_sys:%f", &sys)
-	}
-	return time.Duration((user + sys) * float64(time.Second))
 }

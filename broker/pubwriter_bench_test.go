@@ -42,7 +42,7 @@ func BenchmarkPublishTick(b *testing.B) {
 	tick(1)
 	bs, _ := p.bot("b")
 	calls0, sec0 := bs.w.calls.Load(), bs.w.sections.Load()
-	wake0, cpu0, rcpu0 := pacedWakeups(), pacedProcessCPU(b), pacedRedisCPU(b, c)
+	wake0, cpu0, rcpu0 := pacedWakeups(), redistest.ProcessCPU(b), redistest.ServerCPU(b, c)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
@@ -53,6 +53,6 @@ func BenchmarkPublishTick(b *testing.B) {
 	b.ReportMetric(float64(bs.w.calls.Load()-calls0)/n, "calls/event")
 	b.ReportMetric(float64(bs.w.sections.Load()-sec0)/n, "sections/event")
 	b.ReportMetric((pacedWakeups()-wake0)/n, "wakeups/event")
-	b.ReportMetric(float64(pacedProcessCPU(b)-cpu0)/n/1e3, "cpu-µs/event")
-	b.ReportMetric(float64(pacedRedisCPU(b, c)-rcpu0)/n/1e3, "redis-cpu-µs/event")
+	b.ReportMetric(float64(redistest.ProcessCPU(b)-cpu0)/n/1e3, "cpu-µs/event")
+	b.ReportMetric(float64(redistest.ServerCPU(b, c)-rcpu0)/n/1e3, "redis-cpu-µs/event")
 }

@@ -4,14 +4,11 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/feathery/feathery/broker/redistest"
 	"github.com/feathery/feathery/luascripts"
-	"github.com/redis/rueidis"
 )
 
 // BenchmarkPublishSections publishes one event on each of 64 shards per
@@ -85,7 +82,7 @@ func BenchmarkPublishSections(b *testing.B) {
 				}
 			}
 			tick(1)
-			cpu0, rcpu0 := processCPU(b), redisCPU(b, c)
+			cpu0, rcpu0 := redistest.ProcessCPU(b), redistest.ServerCPU(b, c)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
@@ -93,31 +90,8 @@ func BenchmarkPublishSections(b *testing.B) {
 			}
 			b.StopTimer()
 			n := float64(b.N * shards)
-			b.ReportMetric(float64(processCPU(b)-cpu0)/n/1e3, "cpu-µs/event")
-			b.ReportMetric(float64(redisCPU(b, c)-rcpu0)/n/1e3, "redis-cpu-µs/event")
+			b.ReportMetric(float64(redistest.ProcessCPU(b)-cpu0)/n/1e3, "cpu-µs/event")
+			b.ReportMetric(float64(redistest.ServerCPU(b, c)-rcpu0)/n/1e3, "redis-cpu-µs/event")
 		})
 	}
-}
-
-// processCPU is this process's user+system CPU time.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// redisCPU is redis-server's user+system CPU time (INFO cpu).
-func redisCPU(b *testing.B, c rueidis.Client) time.Duration {
-	info, err := c.Do(context.Background(), c.B().Info().Section("cpu").Build()).ToString()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var user, sys float64
-	for _, line := range strings.Split(info, "\n") {
-		fmt.Sscanf(line, "used_cpu_user:%f", &user)
-		fmt.Sscanf(line, "used_cpu_sys:%f", &sys)
-	}
-	return time.Duration((user + sys) * float64(time.Second))
 }
