@@ -91,6 +91,7 @@ func TestRun_Short(t *testing.T) {
 		CacheGuilds:    4,
 		CacheMembers:   50,
 		BenchRequests:  20000,
+		Floor:          true,
 		WorkDir:        t.TempDir(),
 		Progress:       &lineWriter{t: t},
 	})
@@ -131,6 +132,20 @@ func TestRun_Short(t *testing.T) {
 		t.Errorf("traffic start-up: got %+v, want 2 shards, 1 window, seconds > 0", s)
 	}
 
+	// The commandstats split: every event went through feathery's publish
+	// script, and the group readers read and acknowledged.
+	if rc := tp.RedisCommands; rc == nil || rc.ScriptCalls <= 0 || rc.ScriptMicrosPerEvent <= 0 || rc.EventsPerScriptCall <= 0 || rc.ReaderCalls <= 0 || rc.ReaderMicrosPerEvent <= 0 {
+		t.Errorf("redis commands: got %+v, want script and reader calls and time > 0", rc)
+	}
+	// The floor: `feathery receive` got the same traffic (2000/s for 3s)
+	// and dropped it.
+	if f := rep.Floor; f == nil || f.Events < 1000 || f.CPUSecondsPerMillion <= 0 || f.RSS <= 0 || f.Seconds < 2.9 {
+		t.Errorf("floor: got %+v, want >= 1000 dispatches received over ~3s with CPU and RSS > 0", f)
+	}
+	if !strings.Contains(text.String(), "floor ") {
+		t.Errorf("the text report lacks the floor line")
+	}
+
 	rb := rep.RedisBenchmark
 	if rb == nil || rb.OpsPerSecond <= 0 || !strings.Contains(rb.Command, "XADD") {
 		t.Fatalf("redis-benchmark: got %+v, want an XADD rate", rb)
@@ -162,7 +177,7 @@ func TestRun_Short(t *testing.T) {
 	if err := rep.WriteJSON(&js); err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{`"events_per_second"`, `"p99_ms"`, `"cpu_seconds_per_million"`, `"bytes_per_shard"`, `"bytes_per_member"`, `"bound_seconds"`, `"ops_per_second"`, `"ratio_to_redis_benchmark"`} {
+	for _, key := range []string{`"floor"`, `"script_us_per_event"`, `"events_per_second"`, `"p99_ms"`, `"cpu_seconds_per_million"`, `"bytes_per_shard"`, `"bytes_per_member"`, `"bound_seconds"`, `"ops_per_second"`, `"ratio_to_redis_benchmark"`} {
 		if !strings.Contains(js.String(), key) {
 			t.Errorf("JSON report lacks %s", key)
 		}

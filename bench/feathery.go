@@ -34,6 +34,9 @@ type FeatheryOptions struct {
 	Args []string
 	// Env is added to the process's environment.
 	Env []string
+	// Command is the subcommand run with the config: "run" (default) or
+	// "receive" (the gateway alone, every dispatch dropped).
+	Command string
 }
 
 // Feathery is a `feathery run` child process. Its methods are safe for
@@ -82,7 +85,11 @@ func (f *Feathery) start() error {
 		stdout.Close()
 		return fmt.Errorf("start feathery: %w", err)
 	}
-	args := append(append([]string{}, f.opts.Args...), "run", "-c", f.opts.Config)
+	command := f.opts.Command
+	if command == "" {
+		command = "run"
+	}
+	args := append(append([]string{}, f.opts.Args...), command, "-c", f.opts.Config)
 	cmd := exec.Command(f.opts.Binary, args...)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.Env = append(os.Environ(), f.opts.Env...)
@@ -291,6 +298,25 @@ func (f *Feathery) WaitReady(ctx context.Context, shards int) (time.Duration, er
 		case <-t.C:
 		}
 	}
+}
+
+// Received asks `feathery receive` for the dispatches it received so far
+// (GET /api/received).
+func (f *Feathery) Received(ctx context.Context) (int64, error) {
+	resp, b, err := f.getAdmin(ctx, "received", "/api/received", 1<<10)
+	if err != nil {
+		return 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("received: %s", resp.Status)
+	}
+	var v struct {
+		Events *int64 `json:"events"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil || v.Events == nil {
+		return 0, fmt.Errorf("received: want {\"events\": N}, got %.100q", b)
+	}
+	return *v.Events, nil
 }
 
 // Status fetches GET /api/status as raw JSON.

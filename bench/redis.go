@@ -79,3 +79,37 @@ func UsedMemory(ctx context.Context, c rueidis.Client) (int64, error) {
 	}
 	return n, nil
 }
+
+// CommandStat is one command's line of INFO commandstats.
+type CommandStat struct {
+	Calls int64
+	Usec  int64
+}
+
+// CommandStats reads INFO commandstats: per command (lower case, "|"
+// subcommands kept) its calls and microseconds.
+func CommandStats(ctx context.Context, c rueidis.Client) (map[string]CommandStat, error) {
+	info, err := RedisInfo(ctx, c, "commandstats")
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]CommandStat, len(info))
+	for k, v := range info {
+		name, ok := strings.CutPrefix(k, "cmdstat_")
+		if !ok {
+			continue
+		}
+		var st CommandStat
+		for _, f := range strings.Split(v, ",") {
+			key, val, _ := strings.Cut(f, "=")
+			switch key {
+			case "calls":
+				st.Calls, _ = strconv.ParseInt(val, 10, 64)
+			case "usec":
+				st.Usec, _ = strconv.ParseInt(val, 10, 64)
+			}
+		}
+		out[name] = st
+	}
+	return out, nil
+}

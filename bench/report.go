@@ -23,6 +23,61 @@ type Report struct {
 	Ratio     float64    `json:"ratio_to_redis_benchmark,omitempty"`
 	IdleShard *IdleShard `json:"idle_shards,omitempty"`
 	Cache     *CacheMem  `json:"cache_memory,omitempty"`
+	// Floor is the receive-only run after the traffic phase (Options.Floor).
+	Floor *Floor `json:"floor,omitempty"`
+}
+
+// Floor is `feathery receive` on the traffic phase's fake at the traffic
+// phase's rate: the gateway alone, every dispatch dropped.
+type Floor struct {
+	Seconds float64 `json:"seconds"`
+	// Events are the dispatches the receiving process got in the window.
+	Events int64 `json:"events"`
+	// CPUSecondsPerMillion is the receiving process's user+system CPU in
+	// the window per million dispatches.
+	CPUSecondsPerMillion float64 `json:"cpu_seconds_per_million"`
+	RSS                  int64   `json:"rss_bytes"`
+}
+
+// RedisCommands splits redis-server's time over the traffic window (INFO
+// commandstats, after minus before) per event: feathery's scripts
+// (EVALSHA, EVAL, FCALL, with the commands they run) and the verifying
+// readers' XREADGROUP, XREAD and XACK. The rest of redis-server's CPU is
+// feathery's other calls, the network and the event loop.
+type RedisCommands struct {
+	ScriptCalls          int64   `json:"script_calls"`
+	EventsPerScriptCall  float64 `json:"events_per_script_call"`
+	ScriptMicrosPerEvent float64 `json:"script_us_per_event"`
+	ReaderCalls          int64   `json:"reader_calls"`
+	ReaderMicrosPerEvent float64 `json:"reader_us_per_event"`
+}
+
+var (
+	scriptCommands = []string{"evalsha", "eval", "evalsha_ro", "eval_ro", "fcall", "fcall_ro"}
+	readerCommands = []string{"xreadgroup", "xread", "xack"}
+)
+
+// splitCommands is RedisCommands from two INFO commandstats readings.
+func splitCommands(before, after map[string]CommandStat, events int64) *RedisCommands {
+	sum := func(names []string) (calls, usec int64) {
+		for _, n := range names {
+			calls += after[n].Calls - before[n].Calls
+			usec += after[n].Usec - before[n].Usec
+		}
+		return calls, usec
+	}
+	rc := &RedisCommands{}
+	var su, ru int64
+	rc.ScriptCalls, su = sum(scriptCommands)
+	rc.ReaderCalls, ru = sum(readerCommands)
+	if events > 0 {
+		rc.ScriptMicrosPerEvent = float64(su) / float64(events)
+		rc.ReaderMicrosPerEvent = float64(ru) / float64(events)
+	}
+	if rc.ScriptCalls > 0 {
+		rc.EventsPerScriptCall = float64(events) / float64(rc.ScriptCalls)
+	}
+	return rc
 }
 
 // Machine describes the host.
@@ -81,6 +136,9 @@ type Throughput struct {
 	// BenchCPUSecondsPerMillion is the benchmark process itself (the
 	// in-process fake and the verifying readers), which shares the machine.
 	BenchCPUSecondsPerMillion float64 `json:"bench_cpu_seconds_per_million"`
+	// RedisCommands splits redis-server's time in commands (nil when INFO
+	// commandstats could not be read).
+	RedisCommands *RedisCommands `json:"redis_commands,omitempty"`
 	// RSS is feathery's resident memory at the end of the window.
 	RSS int64 `json:"rss_bytes"`
 	// PayloadBytes is the mean size of the window's events' d.
@@ -189,6 +247,19 @@ func (r *Report) WriteText(w io.Writer) error {
 			b.WriteString(")")
 		}
 		b.WriteString("\n")
+		if rc := t.RedisCommands; rc != nil {
+			fmt.Fprintf(&b, "  redis commands   per event: feathery's scripts %.1f µs (%d calls, %.1f events per call), readers' XREADGROUP/XACK %.1f µs (%d calls)",
+				rc.ScriptMicrosPerEvent, rc.ScriptCalls, rc.EventsPerScriptCall, rc.ReaderMicrosPerEvent, rc.ReaderCalls)
+			if t.RedisCPUSecondsPerMillion > 0 {
+				fmt.Fprintf(&b, ", the rest %.1f µs (feathery's other calls, network, event loop)",
+					t.RedisCPUSecondsPerMillion-rc.ScriptMicrosPerEvent-rc.ReaderMicrosPerEvent)
+			}
+			b.WriteString("\n")
+		}
+		if f := r.Floor; f != nil && f.CPUSecondsPerMillion > 0 {
+			fmt.Fprintf(&b, "  floor            %.1f µs per event: `feathery receive` (the gateway alone, every dispatch dropped), same fake and rate, %d dispatches received in %.1fs; feathery = %.1f × the floor\n",
+				f.CPUSecondsPerMillion, f.Events, f.Seconds, t.CPUSecondsPerMillion/f.CPUSecondsPerMillion)
+		}
 		fmt.Fprintf(&b, "  payload          mean d %d bytes\n", t.PayloadBytes)
 		fmt.Fprintf(&b, "  start-up         %s\n", t.Startup.text())
 	}

@@ -74,6 +74,11 @@ type Options struct {
 	PlainReader bool
 	// BenchRequests is redis-benchmark's -n; default 200000; negative skips.
 	BenchRequests int
+	// Floor runs, after the traffic phase, `feathery receive` on the same
+	// fake at the rate the traffic phase carried: the gateway alone (read,
+	// inflate, frame, peek; every dispatch dropped), the floor under
+	// feathery's CPU per event.
+	Floor bool
 	// Seed of the fake worlds; default 1.
 	Seed int64
 	// DrainTimeout bounds the wait for the last events after traffic stops
@@ -293,6 +298,12 @@ type phase struct {
 
 // launch writes the config of a phase and starts feathery.
 func (r *runner) launch(name string, fake Fake, bot Bot) (*phase, error) {
+	return r.launchCommand(name, "run", fake, bot)
+}
+
+// launchCommand writes the config of a phase and starts `feathery command`
+// with it.
+func (r *runner) launchCommand(name, command string, fake Fake, bot Bot) (*phase, error) {
 	admin, err := FreeAddr()
 	if err != nil {
 		return nil, err
@@ -317,7 +328,7 @@ func (r *runner) launch(name string, fake Fake, bot Bot) (*phase, error) {
 	if err := WriteConfig(path, cfg); err != nil {
 		return nil, err
 	}
-	p.f, err = StartFeathery(FeatheryOptions{Binary: r.opts.Binary, Config: path, AdminAddr: admin})
+	p.f, err = StartFeathery(FeatheryOptions{Binary: r.opts.Binary, Config: path, AdminAddr: admin, Command: command})
 	if err != nil {
 		return nil, err
 	}
@@ -440,6 +451,7 @@ func (r *runner) traffic(ctx context.Context) (err error) {
 		ru0, _ = ReadProcUsage(r.own.PID())
 	}
 	self0, _ := ReadProcUsage(os.Getpid())
+	cs0, _ := CommandStats(ctx, r.client)
 	rate := o.Rate
 	paced := rate <= 0
 	if paced {
@@ -505,6 +517,7 @@ loop:
 		ru1, _ = ReadProcUsage(r.own.PID())
 	}
 	self1, _ := ReadProcUsage(os.Getpid())
+	cs1, _ := CommandStats(ctx, r.client)
 	t.RSS = u1.RSS
 	if err := r.drain(ctx, fake, v, p); err != nil {
 		r.progress("traffic: %v", err) // the verdict counts what is missing
@@ -541,13 +554,114 @@ loop:
 			t.RedisCPUSecondsPerMillion = (ru1.CPU - ru0.CPU).Seconds() / float64(w.Events) * 1e6
 		}
 		t.BenchCPUSecondsPerMillion = (self1.CPU - self0.CPU).Seconds() / float64(w.Events) * 1e6
+		if cs0 != nil && cs1 != nil {
+			t.RedisCommands = splitCommands(cs0, cs1, w.Events)
+		}
 	}
 	if len(st.Violations) > 0 {
 		vi := st.Violations[0]
 		t.Verdict.Problems = append(t.Verdict.Problems, fmt.Sprintf("fake saw %d protocol violations; first: shard %d %s: %s", len(st.Violations), vi.Shard, vi.Kind, vi.Detail))
 	}
 	r.report.Throughput = t
+	if o.Floor {
+		rate := o.Rate
+		if rate <= 0 {
+			rate = t.EventsPerSecond
+		}
+		if err := r.floor(ctx, fake, shards, maxConc, rate); err != nil {
+			return fmt.Errorf("floor: %w", err)
+		}
+	}
 	return nil
+}
+
+// floor runs `feathery receive` (the gateway alone, every dispatch dropped)
+// on the traffic phase's fake at rate for the traffic phase's duration and
+// measures its CPU per dispatch sent.
+func (r *runner) floor(ctx context.Context, fake Fake, shards, maxConc int, rate float64) error {
+	o := r.opts
+	p, err := r.launchCommand("floor", "receive", fake, Bot{Shards: shards, Compression: o.Compression})
+	if err != nil {
+		return err
+	}
+	defer p.f.Kill()
+	rctx, cancel := context.WithTimeout(ctx, r.readyTimeout(shards, maxConc))
+	_, err = p.f.WaitReady(rctx, shards)
+	cancel()
+	if err != nil {
+		return err
+	}
+	// The new sessions' start-up dispatches (READY, GUILD_CREATE) first:
+	// the fake sends nothing else at rate 0. (The fake also queues
+	// dispatches for the traffic phase's sessions, still resumable: what
+	// counts is what the floor process received.)
+	if _, err := r.quiet(ctx, fake); err != nil {
+		return err
+	}
+	got0, err := p.f.Received(ctx)
+	if err != nil {
+		return err
+	}
+	u0, err := p.f.Usage()
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if err := fake.SetRate(rate); err != nil {
+		return fmt.Errorf("set fake rate: %w", err)
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(o.Duration):
+	}
+	if err := fake.SetRate(0); err != nil {
+		return fmt.Errorf("set fake rate: %w", err)
+	}
+	t1 := time.Now()
+	u1, err := p.f.Usage()
+	if err != nil {
+		return err
+	}
+	got1, err := p.f.Received(ctx)
+	if err != nil {
+		return err
+	}
+	fl := &Floor{Seconds: t1.Sub(t0).Seconds(), Events: got1 - got0, RSS: u1.RSS}
+	if fl.Events > 0 {
+		fl.CPUSecondsPerMillion = (u1.CPU - u0.CPU).Seconds() / float64(fl.Events) * 1e6
+	}
+	r.report.Floor = fl
+	r.progress("floor: %d dispatches received and dropped in %.1fs, %.1f µs CPU each", fl.Events, fl.Seconds, fl.CPUSecondsPerMillion)
+	return p.stop()
+}
+
+// quiet waits until the fake has sent nothing new for half a second and
+// returns its dispatch count.
+func (r *runner) quiet(ctx context.Context, fake Fake) (int64, error) {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(r.opts.DrainTimeout)
+	last, since := int64(-1), time.Now()
+	for {
+		st, err := fake.Stats()
+		if err != nil {
+			return 0, fmt.Errorf("fake stats: %w", err)
+		}
+		if n := totalSent(st); n != last {
+			last, since = n, time.Now()
+		} else if time.Since(since) >= 500*time.Millisecond {
+			return n, nil
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("the fake kept sending start-up dispatches for %s", r.opts.DrainTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-tick.C:
+		}
+	}
 }
 
 // drain waits until the reader has read as many entries as the fake sent,

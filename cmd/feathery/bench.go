@@ -34,6 +34,7 @@ func (m *Main) runBench(ctx context.Context, g globalFlags, args []string) error
 	fs.IntVar(&o.Consumers, "consumers", 4, "consumer-group readers verifying the streams")
 	fs.DurationVar(&o.GatherDelay, "gather-delay", 0, "feathery's publisher.gather_delay in the traffic phase (0 = its default)")
 	reader := fs.String("reader", "group", "how the streams are read: group (consumer group, XREADGROUP + XACK) or xread (plain XREAD, nothing acknowledged)")
+	fs.BoolVar(&o.Floor, "floor", true, "after the traffic phase, measure `feathery receive` (the gateway alone, every dispatch dropped) on the same fake at the same rate")
 	fs.IntVar(&o.BenchRequests, "bench-requests", 200000, "redis-benchmark requests (-n); negative skips")
 	fs.Int64Var(&o.Seed, "seed", 1, "seed of the fake worlds")
 	fs.StringVar(&o.Binary, "binary", "", "feathery binary to benchmark (default: this one)")

@@ -54,6 +54,7 @@ func commands() []command {
 		{"new", "write a consumer (go, node, python) or a whole project to start from", (*Main).runNew},
 		{"demo", "fake Discord + embedded Redis + the gateway, events visible", (*Main).runDemo},
 		{"fakediscord", "serve the fake Discord gateway and REST API", (*Main).runFakeDiscord},
+		{"receive", "connect the config's shards and drop every dispatch (the floor of bench: the gateway alone)", (*Main).runReceive},
 		{"tail", "print a stream's entries live", (*Main).runTail},
 		{"bench", "benchmark the pipeline end to end against the fake Discord and redis-benchmark", (*Main).runBench},
 		{"version", "print the version", (*Main).runVersion},
