@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -298,6 +299,60 @@ func (f *Feathery) WaitReady(ctx context.Context, shards int) (time.Duration, er
 		case <-t.C:
 		}
 	}
+}
+
+// GoMem is the Go runtime's memory of a feathery process, as
+// /debug/pprof/heap?debug=1 reports it (runtime.MemStats).
+type GoMem struct {
+	// HeapInuse is the bytes in in-use heap spans (live objects and the
+	// garbage not yet collected); Stack the goroutine stacks.
+	HeapInuse int64
+	Stack     int64
+}
+
+// GoMem reads the process's runtime memory statistics from the admin API;
+// gc first runs a garbage collection.
+func (f *Feathery) GoMem(ctx context.Context, gc bool) (GoMem, error) {
+	path := "/debug/pprof/heap?debug=1"
+	if gc {
+		path += "&gc=1"
+	}
+	resp, b, err := f.getAdmin(ctx, "memstats", path, 64<<20)
+	if err != nil {
+		return GoMem{}, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return GoMem{}, fmt.Errorf("memstats: %s", resp.Status)
+	}
+	return parseGoMem(b)
+}
+
+// parseGoMem reads "# HeapInuse = N" and "# Stack = N / M" from the text
+// heap profile.
+func parseGoMem(b []byte) (GoMem, error) {
+	var m GoMem
+	var heap, stack bool
+	for _, line := range strings.Split(string(b), "\n") {
+		name, val, ok := strings.Cut(strings.TrimPrefix(line, "# "), " = ")
+		if !ok {
+			continue
+		}
+		val, _, _ = strings.Cut(val, " ")
+		n, err := strconv.ParseInt(val, 10, 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "HeapInuse":
+			m.HeapInuse, heap = n, true
+		case "Stack":
+			m.Stack, stack = n, true
+		}
+	}
+	if !heap || !stack {
+		return m, errors.New("memstats: no HeapInuse or Stack line in /debug/pprof/heap?debug=1")
+	}
+	return m, nil
 }
 
 // Received asks `feathery receive` for the dispatches it received so far

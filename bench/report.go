@@ -176,7 +176,13 @@ type IdleShard struct {
 	BaselineRSS   int64   `json:"baseline_rss_bytes"`
 	RSS           int64   `json:"rss_bytes"`
 	BytesPerShard float64 `json:"bytes_per_shard"`
-	Startup       Startup `json:"startup"`
+	// HeapBytesPerShard and StackBytesPerShard split it on the Go side
+	// (runtime.MemStats HeapInuse and Stack, N shards minus 1, per shard);
+	// the rest of the RSS is heap the runtime keeps for the next GC cycle
+	// and pages not yet returned.
+	HeapBytesPerShard  float64 `json:"heap_bytes_per_shard"`
+	StackBytesPerShard float64 `json:"stack_bytes_per_shard"`
+	Startup            Startup `json:"startup"`
 }
 
 // CacheMem is Redis memory per cached member.
@@ -277,8 +283,8 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 	if is := r.IdleShard; is != nil {
-		fmt.Fprintf(&b, "  idle shards      %.1f KiB per connected idle shard (%d shards: RSS %s, 1 shard: %s)\n",
-			is.BytesPerShard/1024, is.Shards, mib(is.RSS), mib(is.BaselineRSS))
+		fmt.Fprintf(&b, "  idle shards      %.1f KiB per connected idle shard (%d shards: RSS %s, 1 shard: %s); Go heap in use %.1f KiB, stacks %.1f KiB of it\n",
+			is.BytesPerShard/1024, is.Shards, mib(is.RSS), mib(is.BaselineRSS), is.HeapBytesPerShard/1024, is.StackBytesPerShard/1024)
 		fmt.Fprintf(&b, "  start-up         %s\n", is.Startup.text())
 	}
 	if c := r.Cache; c != nil {

@@ -28,3 +28,16 @@ func TestSplitCommands(t *testing.T) {
 		t.Errorf("no events, no change: got %+v, want zeros", *z)
 	}
 }
+
+func TestParseGoMem(t *testing.T) {
+	text := "heap profile: 1: 2 [3: 4] @ heap/1048576\n# runtime.MemStats\n# Alloc = 123\n# HeapInuse = 40411136\n# Stack = 13434880 / 13434880\n# NumGC = 13\n"
+	m, err := parseGoMem([]byte(text))
+	if err != nil || m.HeapInuse != 40411136 || m.Stack != 13434880 {
+		t.Errorf("parseGoMem: got %+v, %v; want HeapInuse 40411136, Stack 13434880", m, err)
+	}
+	for _, bad := range []string{"", "# HeapInuse = 1\n", "# Stack = 1 / 1\n", "# HeapInuse = x\n# Stack = 1 / 1\n"} {
+		if _, err := parseGoMem([]byte(bad)); err == nil {
+			t.Errorf("parseGoMem(%q): got no error, want one naming the missing line", bad)
+		}
+	}
+}

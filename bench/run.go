@@ -757,6 +757,10 @@ func (r *runner) redisBenchmark(ctx context.Context) error {
 	return nil
 }
 
+// idleSettle is how long idle shards run after the start-up's garbage is
+// collected before their RSS is read.
+const idleSettle = 10 * time.Second
+
 // idleShards measures feathery's RSS with one and with IdleShards
 // connected idle shards.
 func (r *runner) idleShards(ctx context.Context) error {
@@ -771,27 +775,44 @@ func (r *runner) idleShards(ctx context.Context) error {
 		return err
 	}
 	defer fake.Close()
-	measure := func(name string, shards int) (ProcUsage, time.Duration, error) {
+	type reading struct {
+		ProcUsage
+		mem GoMem
+	}
+	measure := func(name string, shards int) (reading, time.Duration, error) {
 		p, err := r.launch(name, fake, Bot{Shards: shards, Compression: o.Compression, Cache: true})
 		if err != nil {
-			return ProcUsage{}, 0, err
+			return reading{}, 0, err
 		}
 		defer p.f.Kill()
 		rctx, cancel := context.WithTimeout(ctx, r.readyTimeout(shards, o.MaxConcurrency))
 		took, err := p.f.WaitReady(rctx, shards)
 		cancel()
 		if err != nil {
-			return ProcUsage{}, 0, err
+			return reading{}, 0, err
 		}
-		// Let start-up garbage be collected and returned: the figure is the
-		// steady state of idle shards.
+		// The steady state of idle shards: the start-up's garbage collected
+		// (a GC asked through /debug/pprof/heap?gc=1 3 s after READY), then
+		// idle running for idleSettle (heartbeats, status snapshots) before
+		// the reading.
 		select {
 		case <-ctx.Done():
-			return ProcUsage{}, 0, ctx.Err()
+			return reading{}, 0, ctx.Err()
 		case <-time.After(3 * time.Second):
 		}
-		u, err := p.f.Usage()
-		if err != nil {
+		if _, err := p.f.GoMem(ctx, true); err != nil {
+			return reading{}, 0, fmt.Errorf("collect start-up garbage: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return reading{}, 0, ctx.Err()
+		case <-time.After(idleSettle):
+		}
+		var u reading
+		if u.ProcUsage, err = p.f.Usage(); err != nil {
+			return u, 0, err
+		}
+		if u.mem, err = p.f.GoMem(ctx, false); err != nil {
 			return u, 0, err
 		}
 		return u, took, p.stop()
@@ -814,6 +835,8 @@ func (r *runner) idleShards(ctx context.Context) error {
 	}
 	if n > 1 {
 		is.BytesPerShard = float64(full.RSS-base.RSS) / float64(n-1)
+		is.HeapBytesPerShard = float64(full.mem.HeapInuse-base.mem.HeapInuse) / float64(n-1)
+		is.StackBytesPerShard = float64(full.mem.Stack-base.mem.Stack) / float64(n-1)
 	}
 	r.progress("idle shards: %d shards ready in %.2fs, RSS %s", n, took.Seconds(), mib(full.RSS))
 	r.report.IdleShard = is
