@@ -161,6 +161,10 @@ func TestRun_Short(t *testing.T) {
 	if is.Shards != 50 || is.BaselineRSS <= 0 || is.RSS <= is.BaselineRSS || is.BytesPerShard <= 0 || is.BytesPerShard > 10<<20 {
 		t.Errorf("idle shards: got %+v, want 50 shards costing between 0 and 10 MiB each", is)
 	}
+	// Every shard adds at least its connection's goroutine.
+	if is.StackBytesPerShard < 2048 || is.HeapBytesPerShard == 0 {
+		t.Errorf("idle shards, Go side: got heap %.0f, stacks %.0f bytes per shard; want stacks >= 2 KiB and a heap reading", is.HeapBytesPerShard, is.StackBytesPerShard)
+	}
 	if s := is.Startup; s.Shards != 50 || s.Seconds <= 0 || s.BoundWindows != 1 {
 		t.Errorf("idle start-up: got %+v", s)
 	}
