@@ -162,6 +162,21 @@ func TestFilters_Messages(t *testing.T) {
 	if n := len(readStream(t, c, "feathery:{bot:open}:events")); n != len(msgs) {
 		t.Errorf("unfiltered bot: %d entries, want %d", n, len(msgs))
 	}
+	// The gauges polled every second agree with Stats.
+	gauges := p.AppendGauges(nil)
+	if len(gauges) != 2 {
+		t.Fatalf("gauges: got %+v, want one per shard queue (b/0, open/0)", gauges)
+	}
+	for _, g := range gauges {
+		st := shardStats(p, g.Bot, g.Shard)
+		var filtered uint64
+		for _, n := range st.Filtered {
+			filtered += n
+		}
+		if g.Published != st.Published || g.Filtered != filtered || g.QueueDepth != st.QueueDepth {
+			t.Errorf("gauge %+v, want published %d, filtered %d, depth %d as in Stats", g, st.Published, filtered, st.QueueDepth)
+		}
+	}
 }
 
 // A configured bot user id is used without READY.

@@ -86,3 +86,36 @@ func (p *Publisher) Stats() PublisherStats {
 	st.ControlErrors = w.errCount.Load()
 	return st
 }
+
+// ShardGauge is one shard queue's depth and totals: the part of ShardStats
+// a caller polling every second needs, without its maps.
+type ShardGauge struct {
+	Bot        string
+	Shard      int
+	QueueDepth int
+	Published  uint64
+	Filtered   uint64 // every filter's count
+}
+
+// AppendGauges appends a ShardGauge per shard queue to dst (bot by bot, in
+// no particular order) and returns it.
+func (p *Publisher) AppendGauges(dst []ShardGauge) []ShardGauge {
+	gauge := func(b *botState, sq *shardQueue) {
+		g := ShardGauge{Bot: b.name, Shard: sq.shard, QueueDepth: sq.q.len(), Published: sq.published.Load()}
+		for i := range sq.filtered {
+			g.Filtered += sq.filtered[i].Load()
+		}
+		dst = append(dst, g)
+	}
+	for _, b := range *p.bots.Load() {
+		for _, sq := range *b.shards.Load() {
+			if sq != nil {
+				gauge(b, sq)
+			}
+		}
+		for _, sq := range *b.staged.Load() {
+			gauge(b, sq)
+		}
+	}
+	return dst
+}

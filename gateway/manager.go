@@ -584,7 +584,11 @@ func (m *Manager) Close(ctx context.Context) error {
 
 // Status returns a snapshot of every shard, bot by bot in shard order
 // (during a re-shard, the old set's shards then the new set's).
-func (m *Manager) Status() []ShardStatus {
+func (m *Manager) Status() []ShardStatus { return m.AppendStatus(nil) }
+
+// AppendStatus appends Status to dst and returns it: a caller polling every
+// second reuses its slice.
+func (m *Manager) AppendStatus(dst []ShardStatus) []ShardStatus {
 	// StartShard and StopShard change the shard lists: copy them.
 	m.mu.Lock()
 	var shards []*shard
@@ -595,7 +599,7 @@ func (m *Manager) Status() []ShardStatus {
 		}
 	}
 	m.mu.Unlock()
-	out := make([]ShardStatus, 0, len(shards))
+	out := slices.Grow(dst, len(shards))
 	for _, s := range shards {
 		out = append(out, s.status())
 	}

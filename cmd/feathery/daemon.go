@@ -146,6 +146,8 @@ type daemon struct {
 	fleet   *broker.Fleet // nil when fleet mode is off
 
 	meter rateMeter
+	// statusBuf is eventsTotal's, reused each second (the meter's goroutine).
+	statusBuf []gateway.ShardStatus
 
 	// The operations console: metrics, stream sampler, node status.
 	metrics *metrics
@@ -388,7 +390,8 @@ func (d *daemon) Close(ctx context.Context) error {
 // eventsTotal is the number of dispatches the shards received.
 func (d *daemon) eventsTotal() uint64 {
 	var n uint64
-	for _, s := range d.mgr.Status() {
+	d.statusBuf = d.mgr.AppendStatus(d.statusBuf[:0])
+	for _, s := range d.statusBuf {
 		n += s.Events
 	}
 	return n

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -127,6 +128,14 @@ type nodeStatus struct {
 	fleetAt   time.Time
 	fleetLast fleetView
 	fleetMu   sync.Mutex // serialises fleet reads
+
+	// Reused by every tick (the run goroutine's): a node with thousands
+	// of shards builds its snapshot every second.
+	status []gateway.ShardStatus
+	gauges []broker.ShardGauge
+	queue  map[shardKey]int
+	cells  []shardCell
+	buf    bytes.Buffer
 }
 
 type shardKey struct {
@@ -193,11 +202,12 @@ func (n *nodeStatus) run(ctx context.Context) {
 // tick writes one snapshot and runs the commands forwarded to this node.
 func (n *nodeStatus) tick(ctx context.Context, now time.Time) {
 	snap := n.snapshot(now)
-	b, err := json.Marshal(snap)
-	if err != nil {
+	n.buf.Reset()
+	if err := json.NewEncoder(&n.buf).Encode(snap); err != nil {
 		n.log.Error("encode node status", "err", err)
 		return
 	}
+	b := bytes.TrimSuffix(n.buf.Bytes(), []byte("\n"))
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	c := n.c
@@ -222,21 +232,31 @@ func (n *nodeStatus) tick(ctx context.Context, now time.Time) {
 	}
 }
 
-// snapshot builds this node's status and advances the progress log.
+// snapshot builds this node's status and advances the progress log. The
+// snapshot's Shards share the node's reused cells: it is valid until the
+// next call.
 func (n *nodeStatus) snapshot(now time.Time) nodeSnapshot {
 	d := n.d
-	shards := d.mgr.Status()
+	n.status = d.mgr.AppendStatus(n.status[:0])
+	shards := n.status
 	n.prog.update(now, d.started, shards)
-	ps := d.pub.Stats()
-	queue := map[shardKey]int{}
-	for _, s := range ps.Shards {
-		queue[shardKey{s.Bot, s.Shard}] = s.QueueDepth
+	n.gauges = d.pub.AppendGauges(n.gauges[:0])
+	if n.queue == nil {
+		n.queue = map[shardKey]int{}
+	}
+	queue := n.queue
+	clear(queue)
+	var published, filtered uint64
+	for _, g := range n.gauges {
+		queue[shardKey{g.Bot, g.Shard}] = g.QueueDepth
+		published += g.Published
+		filtered += g.Filtered
 	}
 	var total uint64
 	snap := nodeSnapshot{
 		Node: n.id, Host: n.host, PID: os.Getpid(), Version: version(), StartedAt: d.started, At: now,
 		Progress: n.prog.snapshot(), ShardCounts: map[string]int{},
-		Shards: make([]shardCell, 0, len(shards)),
+		Shards: n.cells[:0],
 	}
 	if d.admin != nil {
 		snap.Admin = d.admin.Addr()
@@ -268,8 +288,9 @@ func (n *nodeStatus) snapshot(now time.Time) nodeSnapshot {
 	snap.EventsPerSecond = rate
 	snap.Commands = append([]commandDone(nil), n.commands...)
 	n.mu.Unlock()
+	n.cells = snap.Shards
 	snap.RedisOK = d.sampler.last().Redis.OK
-	snap.Published, snap.Filtered, _ = publisherTotals(ps)
+	snap.Published, snap.Filtered = int64(published), int64(filtered)
 	return snap
 }
 
