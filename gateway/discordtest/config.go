@@ -21,7 +21,10 @@ type Config struct {
 	// MaxConcurrency is session_start_limit.max_concurrency; default 1.
 	MaxConcurrency int
 	// IdentifyWindow is the time one identify bucket needs between two
-	// IDENTIFYs; default 5s.
+	// IDENTIFYs; default 5s. Two IDENTIFYs are timed by their arrival at
+	// the fake's socket (on Linux the kernel's receive time from TCP_INFO,
+	// within a few ms and never early; elsewhere when the fake read them),
+	// not by when a busy fake got round to reading them.
 	IdentifyWindow time.Duration
 	// IdentifyTolerance is how much earlier than IdentifyWindow a bucket's
 	// next IDENTIFY may arrive before it counts as "identify_rate" (network

@@ -39,7 +39,8 @@
 // MaxGuildsPerShard (2500) guilds on the shard 4011. Then
 // session_start_limit.remaining exhausted or a second IDENTIFY of a bucket
 // (shard_id % MaxConcurrency) within IdentifyWindow (less IdentifyTolerance,
-// default a tenth of the window, for jitter) answer op 9 false and
+// default a tenth of the window, for jitter; timed by the IDENTIFYs'
+// arrival at the socket, see Config.IdentifyWindow) answer op 9 false and
 // record a violation ("session_start_limit", "identify_rate"); the
 // connection may IDENTIFY again. Any other payload before IDENTIFY/RESUME
 // closes 4003 (heartbeats are allowed); unknown opcodes 4001; payloads over

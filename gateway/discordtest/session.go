@@ -228,7 +228,7 @@ func (c *gwConn) handlePayload(p []byte) {
 			c.enqueue([]byte(msgHeartbeatACK))
 		}
 	case 2:
-		c.identify(d, now)
+		c.identify(d, arrivedAt(c.nc, now))
 	case 6:
 		c.resume(d)
 	case 3, 4, 8, 31, 43:
@@ -281,8 +281,10 @@ func (c *gwConn) identify(d []byte, now time.Time) {
 		return
 	}
 	bucket := shard[0] % s.cfg.MaxConcurrency
-	// now is when the IDENTIFY was read; one read earlier may take the
-	// lock after a later one: the gap between the two reads counts.
+	// now is when the IDENTIFY arrived (arrivedAt: the kernel's receive
+	// time, not when this busy process got round to reading it); one
+	// arriving earlier may take the lock after a later one: the gap between
+	// the two arrivals counts.
 	last, ok := s.identifyLast[bucket]
 	gap := now.Sub(last)
 	if gap < 0 {
