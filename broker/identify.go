@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/feathery/feathery/luascripts"
@@ -56,8 +57,10 @@ const (
 	defaultResetAfter     = 24 * time.Hour
 )
 
-// Wait blocks until shard may IDENTIFY, then takes the slot (for the
-// window plus identifyMargin). The daily
+// Wait blocks until shard may IDENTIFY, then takes the slot: the bucket
+// stays held until Sent reports the IDENTIFY written (then for the window
+// plus identifyMargin from that send), or for luascripts.IdentifyHold
+// windows plus margins if Sent never comes. The daily
 // counter is initialised from lim.Remaining (TTL lim.ResetAfter) when Redis
 // has none. It returns an error wrapping ErrStartLimitExhausted (with the
 // time left until the reset) when no start is left, or ctx's error.
@@ -84,6 +87,23 @@ func (l *IdentifyLimiter) Wait(ctx context.Context, bot string, shard int, lim L
 	}
 }
 
+// Sent reports that shard's IDENTIFY, granted by Wait, has just been
+// written: the bucket's next IDENTIFY, in any process, comes a window plus
+// identifyMargin after this actual send, however late it came after the
+// grant. Redis' clock times it (the call runs after the write), so the
+// processes' clocks do not matter.
+func (l *IdentifyLimiter) Sent(ctx context.Context, bot string, shard int, lim Limits) error {
+	window := lim.Window
+	if window <= 0 {
+		window = defaultIdentifyWindow
+	}
+	bucket := shard % max(lim.MaxConcurrency, 1)
+	if err := luascripts.IdentifySent(ctx, l.c, l.keys.IdentifyBucket(bot, bucket), strconv.Itoa(shard), window+identifyMargin(window)); err != nil {
+		return fmt.Errorf("record identify sent %s shard %d: %w", bot, shard, err)
+	}
+	return nil
+}
+
 // try makes one attempt at the slot.
 func (l *IdentifyLimiter) try(ctx context.Context, bot string, shard int, lim Limits) (luascripts.IdentifyResult, error) {
 	conc := max(lim.MaxConcurrency, 1)
@@ -97,7 +117,7 @@ func (l *IdentifyLimiter) try(ctx context.Context, bot string, shard int, lim Li
 	}
 	bucket := shard % conc
 	r, err := luascripts.Identify(ctx, l.c, l.keys.IdentifyBucket(bot, bucket), l.keys.IdentifyRemaining(bot),
-		window+identifyMargin(window), lim.Remaining, reset)
+		strconv.Itoa(shard), window+identifyMargin(window), lim.Remaining, reset)
 	if err != nil {
 		return r, fmt.Errorf("identify %s shard %d: %w", bot, shard, err)
 	}

@@ -167,3 +167,67 @@ func TestIdentifyLimiter_MarginAfterWindow(t *testing.T) {
 		t.Fatalf("three IDENTIFYs of one bucket took %s, want at least 2 × (100ms window + 50ms margin)", d)
 	}
 }
+
+// A granted shard whose IDENTIFY is written late (1.6s after its slot:
+// more than the 1.25s window plus margin, less than the 2.5s hold of an
+// unreported slot): the next shard of the bucket, in another process, is
+// spaced from that actual send, not from the slot.
+func TestIdentifyLimiter_SpacedFromLateSend(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	keys := broker.NewKeys("")
+	cfg := broker.IdentifyConfig{Keys: keys, MaxPoll: 10 * time.Millisecond}
+	limA := broker.NewIdentifyLimiter(srv.Client(t), cfg)
+	limB := broker.NewIdentifyLimiter(srv.Client(t), cfg)
+	lim := broker.Limits{MaxConcurrency: 2, Window: time.Second, Remaining: 100, ResetAfter: time.Hour}
+	gap := lim.Window + 250*time.Millisecond
+	if err := limA.Wait(t.Context(), "bot", 0, lim); err != nil {
+		t.Fatal(err)
+	}
+	next := make(chan time.Time, 1)
+	go func() {
+		// Shard 2 shares bucket 0.
+		if err := limB.Wait(t.Context(), "bot", 2, lim); err != nil {
+			t.Error(err)
+		}
+		next <- time.Now()
+	}()
+	time.Sleep(1600 * time.Millisecond) // shard 0's write is late
+	select {
+	case at := <-next:
+		t.Fatalf("shard 2 granted (%v ago) while shard 0's IDENTIFY was still unsent", time.Since(at))
+	default:
+	}
+	sent := time.Now()
+	if err := limA.Sent(t.Context(), "bot", 0, lim); err != nil {
+		t.Fatal(err)
+	}
+	at := <-next
+	// Redis times the key in whole milliseconds: allow 5ms of rounding.
+	if d := at.Sub(sent); d < gap-5*time.Millisecond {
+		t.Fatalf("shard 2 granted %v after shard 0's actual send, want at least the %v window plus margin", d, gap)
+	}
+}
+
+// Garbage in a bucket key: a TTL longer than any hold is a clear error (not
+// an endless wait); a key without TTL is taken over.
+func TestIdentifyLimiter_GarbageBucket(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	c := srv.Client(t)
+	keys := broker.NewKeys("")
+	l := broker.NewIdentifyLimiter(srv.Client(t), broker.IdentifyConfig{Keys: keys})
+	lim := broker.Limits{MaxConcurrency: 1, Window: time.Second, Remaining: 100, ResetAfter: time.Hour}
+	key := keys.IdentifyBucket("bot", 0)
+	c.Do(t.Context(), c.B().Set().Key(key).Value("x").Px(1000*time.Hour).Build())
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := l.Wait(ctx, "bot", 0, lim); err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("bucket key expiring in 1000h: %v, want an error naming it", err)
+	}
+	c.Do(t.Context(), c.B().Set().Key(key).Value("x").Build())
+	if err := l.Wait(ctx, "bot", 0, lim); err != nil {
+		t.Fatalf("bucket key without TTL: %v", err)
+	}
+	if err := l.Sent(ctx, "bot", 0, lim); err != nil {
+		t.Fatal(err)
+	}
+}

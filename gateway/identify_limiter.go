@@ -19,6 +19,14 @@ type IdentifyLimiter interface {
 	// slot. It returns ErrStartLimitExhausted (wrapped, with the reset time)
 	// when no start is left, or ctx's error.
 	Wait(ctx context.Context, bot string, shard int, lim Limits) error
+	// Sent reports that shard's IDENTIFY, granted by Wait, has just been
+	// written (or its write failed): the bucket's next IDENTIFY is spaced
+	// from this actual send, not only from the granted slot, so a send
+	// delayed after its grant (a stalled goroutine, a loaded machine)
+	// cannot bring two IDENTIFYs of a bucket within the window. Until Sent,
+	// the bucket stays held (at most two windows plus margins after the
+	// grant, for a sender that never reports).
+	Sent(ctx context.Context, bot string, shard int, lim Limits) error
 }
 
 // Limits are the identify limits of one bot, from GET /gateway/bot.

@@ -133,3 +133,66 @@ func TestWithGatewayQuery(t *testing.T) {
 		t.Errorf("got %q for no compression", got)
 	}
 }
+
+// A granted shard whose IDENTIFY is written late (1.6s after its slot, more
+// than the 1.25s window plus margin, less than the 2.5s hold of an
+// unreported grant): the next shard of the bucket is spaced from that
+// actual send, not from the slot.
+func TestMemoryIdentifyLimiter_SpacedFromLateSend(t *testing.T) {
+	l := NewMemoryIdentifyLimiter()
+	lim := Limits{MaxConcurrency: 2, Window: time.Second, Total: 1000, Remaining: 100, ResetAfter: time.Hour}
+	gap := lim.Window + identifyMargin(lim.Window)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := l.Wait(ctx, "b", 0, lim); err != nil {
+		t.Fatal(err)
+	}
+	next := make(chan time.Time, 1)
+	go func() {
+		// Shard 2 shares bucket 0; its slot comes while shard 0 is late.
+		if err := l.Wait(ctx, "b", 2, lim); err != nil {
+			t.Error(err)
+		}
+		next <- time.Now()
+	}()
+	// Shard 1 (bucket 1) is not held up by bucket 0.
+	if err := l.Wait(ctx, "b", 1, lim); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Sent(ctx, "b", 1, lim); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1600 * time.Millisecond) // shard 0's write is late
+	select {
+	case at := <-next:
+		t.Fatalf("shard 2 granted (%v ago) while shard 0's IDENTIFY was still unsent", time.Since(at))
+	default:
+	}
+	sent := time.Now()
+	if err := l.Sent(ctx, "b", 0, lim); err != nil {
+		t.Fatal(err)
+	}
+	at := <-next
+	if d := at.Sub(sent); d < gap {
+		t.Fatalf("shard 2 granted %v after shard 0's actual send, want at least the %v window plus margin", d, gap)
+	}
+}
+
+// A grant never reported by Sent (its sender gone) holds its bucket for two
+// windows plus margins, then the bucket goes on: no waiter hangs.
+func TestMemoryIdentifyLimiter_UnreportedGrantExpires(t *testing.T) {
+	l := NewMemoryIdentifyLimiter()
+	lim := Limits{MaxConcurrency: 1, Window: 100 * time.Millisecond, Total: 1000, Remaining: 100, ResetAfter: time.Hour}
+	gap := lim.Window + identifyMargin(lim.Window)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	for s := range 3 {
+		if err := l.Wait(ctx, "b", s, lim); err != nil {
+			t.Fatalf("shard %d: %v", s, err)
+		}
+	}
+	if d := time.Since(start); d < 2*2*gap {
+		t.Fatalf("three unreported grants of one bucket took %v, want at least 2 × 2 × %v", d, gap)
+	}
+}

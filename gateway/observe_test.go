@@ -25,6 +25,8 @@ func (l slowLimiter) Wait(ctx context.Context, _ string, _ int, _ gateway.Limits
 	}
 }
 
+func (slowLimiter) Sent(context.Context, string, int, gateway.Limits) error { return nil }
+
 // TestShard_LatencyLeavesOutIdentifyWait: a heartbeat sent while the shard
 // waits 3 s for its identify slot is ACKed at once but read only after the
 // wait; the latency counts the round trip, not the wait.

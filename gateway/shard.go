@@ -847,13 +847,28 @@ func (s *shard) authenticate(c *conn) error {
 	if err != nil {
 		return fmt.Errorf("wait for identify slot: %w", err)
 	}
-	if err := s.send(ctx, c, p); err != nil {
+	err = s.send(ctx, c, p)
+	// Right after the write, failed or not (part of it may have left): the
+	// bucket's next IDENTIFY is spaced from here.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), identifySentTimeout)
+	start = c.busyStart()
+	serr := s.m.limiter.Sent(sctx, s.bot.cfg.Name, s.id, s.bot.limits)
+	c.busyEnd(start)
+	cancel()
+	if serr != nil {
+		s.log.Warn("record identify send failed; the bucket frees when its hold expires", "err", serr)
+	}
+	if err != nil {
 		return fmt.Errorf("send identify: %w", err)
 	}
 	s.identifies.Add(1)
 	s.log.Debug("identify sent")
 	return nil
 }
+
+// identifySentTimeout bounds recording an IDENTIFY's send with the limiter
+// (a Redis round trip), even when the shard is stopping.
+const identifySentTimeout = 5 * time.Second
 
 func (s *shard) send(ctx context.Context, c *conn, p []byte) error {
 	start := c.busyStart()

@@ -15,6 +15,11 @@ var identifySrc string
 
 var identifyScript = rueidis.NewLuaScript(identifySrc)
 
+//go:embed identify_sent.lua
+var identifySentSrc string
+
+var identifySentScript = rueidis.NewLuaScript(identifySentSrc)
+
 // IdentifyOutcome is what one identify attempt got.
 type IdentifyOutcome int
 
@@ -35,14 +40,24 @@ type IdentifyResult struct {
 	Wait time.Duration
 }
 
-// Identify tries to take an IDENTIFY slot in bucketKey, counting it against
-// remainingKey (initialised to remaining with TTL resetAfter when missing).
+// IdentifyHold is how long a taken slot keeps its bucket, in windows, until
+// IdentifySent reports the IDENTIFY written: a sender that never reports
+// (gone) frees the bucket after that.
+const IdentifyHold = 2
+
+// Identify tries to take an IDENTIFY slot in bucketKey for holder,
+// counting it against remainingKey (initialised to remaining with TTL
+// resetAfter when missing). The slot holds the bucket for IdentifyHold
+// windows, or until IdentifySent re-arms it for one window from the send.
 // Both keys must share a hash tag.
-func Identify(ctx context.Context, c rueidis.Client, bucketKey, remainingKey string, window time.Duration, remaining int, resetAfter time.Duration) (IdentifyResult, error) {
+func Identify(ctx context.Context, c rueidis.Client, bucketKey, remainingKey, holder string, window time.Duration, remaining int, resetAfter time.Duration) (IdentifyResult, error) {
+	w := max(window.Milliseconds(), 1)
 	args := []string{
-		strconv.FormatInt(max(window.Milliseconds(), 1), 10),
+		strconv.FormatInt(w, 10),
 		strconv.Itoa(remaining),
 		strconv.FormatInt(max(resetAfter.Milliseconds(), 1), 10),
+		holder,
+		strconv.FormatInt(IdentifyHold*w, 10),
 	}
 	vals, err := identifyScript.Exec(ctx, c, []string{bucketKey, remainingKey}, args).AsIntSlice()
 	if err != nil {
@@ -61,4 +76,19 @@ func Identify(ctx context.Context, c rueidis.Client, bucketKey, remainingKey str
 		return IdentifyResult{}, fmt.Errorf("run identify script: unknown outcome %d", vals[0])
 	}
 	return r, nil
+}
+
+// IdentifySent reports that holder's IDENTIFY, granted by Identify on
+// bucketKey, has just been written: the bucket stays busy for window from
+// now (the actual send), which ends holder's hold early.
+func IdentifySent(ctx context.Context, c rueidis.Client, bucketKey, holder string, window time.Duration) error {
+	args := []string{strconv.FormatInt(max(window.Milliseconds(), 1), 10), holder}
+	n, err := identifySentScript.Exec(ctx, c, []string{bucketKey}, args).AsInt64()
+	if err != nil {
+		return fmt.Errorf("run identify_sent script: %w", err)
+	}
+	if n != 1 {
+		return fmt.Errorf("run identify_sent script: reply %d, want 1", n)
+	}
+	return nil
 }

@@ -116,24 +116,24 @@ func TestIdentify(t *testing.T) {
 	servers(t, func(t *testing.T, c rueidis.Client) {
 		ctx := context.Background()
 		b0, rem := "p:{bot:x}:identify:bucket:0", "p:{bot:x}:identify:remaining"
-		r, err := luascripts.Identify(ctx, c, b0, rem, time.Hour, 2, time.Hour)
+		r, err := luascripts.Identify(ctx, c, b0, rem, "0", time.Hour, 2, time.Hour)
 		if err != nil || r.Outcome != luascripts.IdentifyTaken || r.Remaining != 1 {
 			t.Fatalf("first: %+v %v", r, err)
 		}
-		r, err = luascripts.Identify(ctx, c, b0, rem, time.Hour, 2, time.Hour)
-		if err != nil || r.Outcome != luascripts.IdentifyWait || r.Wait <= 0 || r.Wait > time.Hour {
+		r, err = luascripts.Identify(ctx, c, b0, rem, "0", time.Hour, 2, time.Hour)
+		if err != nil || r.Outcome != luascripts.IdentifyWait || r.Wait <= time.Hour || r.Wait > luascripts.IdentifyHold*time.Hour {
 			t.Fatalf("busy bucket: %+v %v", r, err)
 		}
-		r, err = luascripts.Identify(ctx, c, "p:{bot:x}:identify:bucket:1", rem, time.Hour, 2, time.Hour)
+		r, err = luascripts.Identify(ctx, c, "p:{bot:x}:identify:bucket:1", rem, "0", time.Hour, 2, time.Hour)
 		if err != nil || r.Outcome != luascripts.IdentifyTaken || r.Remaining != 0 {
 			t.Fatalf("other bucket: %+v %v", r, err)
 		}
-		r, err = luascripts.Identify(ctx, c, "p:{bot:x}:identify:bucket:2", rem, time.Hour, 2, time.Hour)
+		r, err = luascripts.Identify(ctx, c, "p:{bot:x}:identify:bucket:2", rem, "0", time.Hour, 2, time.Hour)
 		if err != nil || r.Outcome != luascripts.IdentifyExhausted || r.Wait <= 0 {
 			t.Fatalf("exhausted: %+v %v", r, err)
 		}
 		c.Do(ctx, c.B().Set().Key(rem).Value("lots").Build())
-		if _, err := luascripts.Identify(ctx, c, b0, rem, time.Hour, 2, time.Hour); err == nil {
+		if _, err := luascripts.Identify(ctx, c, b0, rem, "0", time.Hour, 2, time.Hour); err == nil {
 			t.Fatalf("non-integer counter: no error")
 		}
 	})

@@ -108,6 +108,10 @@ func (a limiterAdapter) Wait(ctx context.Context, bot string, shard int, lim gat
 	return err
 }
 
+func (a limiterAdapter) Sent(ctx context.Context, bot string, shard int, lim gateway.Limits) error {
+	return a.l.Sent(ctx, bot, shard, broker.Limits(lim))
+}
+
 // daemonDeps are what runDaemon takes from its caller besides the config.
 type daemonDeps struct {
 	// Logger; nil discards.
