@@ -343,6 +343,75 @@ func TestManager_IdentifyBuckets(t *testing.T) {
 	}
 }
 
+// lateLimiter holds back the IDENTIFY of some shards after their slot is
+// granted, as a goroutine stalled on a loaded machine would: the write comes
+// late after the grant.
+type lateLimiter struct {
+	gateway.IdentifyLimiter
+	late   time.Duration
+	isLate func(shard int) bool
+}
+
+func (l lateLimiter) Wait(ctx context.Context, bot string, shard int, lim gateway.Limits) error {
+	if err := l.IdentifyLimiter.Wait(ctx, bot, shard, lim); err != nil {
+		return err
+	}
+	if !l.isLate(shard) {
+		return nil
+	}
+	t := time.NewTimer(l.late)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// TestManager_IdentifyLateSendKeepsWindow: 24 shards start in 6 buckets of
+// a 1s window; half the shards of each bucket (0-5 and 12-17) write their
+// IDENTIFY 600ms after its slot (more than the 250ms margin plus the fake's
+// 100ms tolerance). The next IDENTIFY of each bucket is spaced from that
+// late write, so the fake sees no identify_rate violation and every shard
+// identifies once.
+func TestManager_IdentifyLateSendKeepsWindow(t *testing.T) {
+	t.Parallel()
+	const shards, conc = 24, 6
+	window := time.Second
+	fake := startFake(t, discordtest.Config{Shards: shards, MaxConcurrency: conc, Guilds: 2 * shards, IdentifyWindow: window})
+	h := startManager(t, fake, gateway.BotConfig{}, newRecordingSink(), func(c *gateway.ManagerConfig) {
+		c.IdentifyWindow = window
+		c.Limiter = lateLimiter{
+			IdentifyLimiter: gateway.NewMemoryIdentifyLimiter(),
+			late:            600 * time.Millisecond,
+			isLate:          func(shard int) bool { return shard/conc%2 == 0 },
+		}
+	})
+	testkit.EventuallyWhy(t, 120*time.Second, func() string {
+		if v := fake.Stats().Violations; len(v) > 0 {
+			return "" // reported below
+		}
+		ready := 0
+		for _, st := range h.m.Status() {
+			if st.State == gateway.StateReady {
+				ready++
+			}
+		}
+		if ready < shards {
+			return fmt.Sprintf("%d of %d shards ready", ready, shards)
+		}
+		return ""
+	})
+	st := fake.Stats()
+	for _, v := range st.Violations {
+		t.Errorf("fake recorded violation %s on shard %d: %s", v.Kind, v.Shard, v.Detail)
+	}
+	if st.Identifies != shards {
+		t.Errorf("got %d identifies, want %d", st.Identifies, shards)
+	}
+}
+
 // scenario is one thing the gateway does to one shard, and what must follow.
 type scenario struct {
 	name   string
