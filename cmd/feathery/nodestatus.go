@@ -219,6 +219,9 @@ func (n *nodeStatus) tick(ctx context.Context, now time.Time) {
 	)
 	for _, r := range res[:3] {
 		if err := r.Error(); err != nil {
+			// A command that timed out may still sit in the client's
+			// queue, its value viewing n.buf: leave that buffer to it.
+			n.buf = bytes.Buffer{}
 			n.log.Debug("write node status", "err", err) // Redis down: the dashboard says so
 			return
 		}

@@ -235,14 +235,22 @@ func testReshardCrash(t *testing.T, bin string) {
 	r.phase("reshard 4 -> 6 (reload)")
 	r.rewrite(func(c *bench.Config) { c.Bots[0].Shards = 6 })
 	r.reload("shards: 6")
-	testkit.Eventually(t, 60*time.Second, "two shards of the new set ready", func() bool {
-		ready := 0
+	// Two sessions of the new set ready and recorded in Redis (their
+	// staged checkpoints): a session killed before its READY was durable
+	// left nothing to report, the old set's resume covers it.
+	testkit.Eventually(t, 60*time.Second, "two shards of the new set ready, their sessions checkpointed", func() bool {
+		recorded := 0
 		for _, s := range featheryStatus(t, r.ctx, r.f).Shards {
-			if s.ShardCount == 6 && s.State == "ready" {
-				ready++
+			if s.ShardCount != 6 || s.State != "ready" {
+				continue
+			}
+			key := r.keys.StagedSession(deliveryBot, s.Shard, 6)
+			got, err := r.rc.Do(r.ctx, r.rc.B().Hget().Key(key).Field("session").Build()).ToString()
+			if err == nil && got != "" {
+				recorded++
 			}
 		}
-		return ready >= 2
+		return recorded >= 2
 	})
 	r.phase("kill -9 during the overlap")
 	if err := r.f.Kill(); err != nil {
