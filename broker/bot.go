@@ -256,7 +256,8 @@ func (b *botState) lookup(shard int) *shardQueue {
 // maxShardID bounds shard ids so a wild value cannot allocate a huge slice.
 const maxShardID = 1 << 20
 
-// shard returns the shard's queue, starting its flusher on first use.
+// shard returns the shard's queue, creating it on first use (its flusher
+// starts with its first event).
 func (b *botState) shard(shard int) (*shardQueue, error) {
 	if sq := b.lookup(shard); sq != nil {
 		return sq, nil
@@ -283,11 +284,6 @@ func (b *botState) shard(shard int) (*shardQueue, error) {
 	sq := newShardQueue(b, shard)
 	next[shard] = sq
 	b.shards.Store(&next)
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		sq.run(p.ctx)
-	}()
 	return sq, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/feathery/feathery/luascripts"
 	"github.com/redis/rueidis"
 )
 
@@ -28,8 +29,9 @@ type CacheWriter interface {
 // entries of Redis streams, in order, once, and advances the shard's
 // checkpoint in the same atomic step.
 //
-// Each (bot, shard) has a bounded queue (grown on demand) and one flusher
-// goroutine that takes micro-batches off it and filters them; the batches
+// Each (bot, shard) has a bounded queue (grown on demand) and, while it
+// holds events, one flusher goroutine that takes micro-batches off it and
+// filters them (an idle shard has no goroutine and no batch buffers); the batches
 // of a bot's shards then go to Redis together: one Cache.Apply and one
 // publish script call with a section per shard batch, each section checked
 // (checkpoint, fence) and answered on its own (see pubWriter). While Redis
@@ -59,6 +61,13 @@ type Publisher struct {
 	wg      sync.WaitGroup
 	closeMu sync.Mutex
 	closed  bool
+	// runMu guards stopped: flushers start (wg.Add) only before Close
+	// waits for them.
+	runMu   sync.RWMutex
+	stopped bool
+	// scratch holds the batch scratch of flushers that went idle, for the
+	// next flusher to start (see takeScratch).
+	scratch sync.Pool
 }
 
 // NewPublisher validates cfg and returns a Publisher writing through c. It
@@ -241,6 +250,9 @@ func (p *Publisher) Close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("flush control events: %w", err))
 	}
 	p.cancel()
+	p.runMu.Lock()
+	p.stopped = true
+	p.runMu.Unlock()
 	p.wg.Wait()
 	if len(errs) > 0 {
 		return fmt.Errorf("close publisher: %w", errors.Join(errs...))
@@ -271,4 +283,57 @@ func (p *Publisher) bot(name string) (*botState, error) {
 	next[b.name] = b
 	p.bots.Store(&next)
 	return b, nil
+}
+
+// startFlusher starts sq's flusher, owned by p; false once Close stopped
+// the goroutines.
+func (p *Publisher) startFlusher(sq *shardQueue) bool {
+	p.runMu.RLock()
+	defer p.runMu.RUnlock()
+	if p.stopped {
+		return false
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		sq.run(p.ctx)
+	}()
+	return true
+}
+
+// maxKeptScratch is the largest scratch (bytes of its buffers, roughly)
+// given back to the pool: a burst's large buffers are not kept once its
+// shard goes idle.
+const maxKeptScratch = 64 << 10
+
+// takeScratch returns a batch scratch for a flusher that starts: one an
+// idle flusher gave back, or a new one. A busy shard keeps its flusher and
+// so its scratch; the pool is what lets the many shards of a bot at a
+// modest rate, whose flushers come and go, share a few scratches without
+// allocating per batch. The pool empties itself across garbage collections
+// while no flusher takes from it.
+func (p *Publisher) takeScratch() *scratch {
+	if sc, _ := p.scratch.Get().(*scratch); sc != nil {
+		return sc
+	}
+	return new(scratch)
+}
+
+// putScratch gives an idle flusher's scratch back, without the references
+// it holds to events and configuration.
+func (p *Publisher) putScratch(sc *scratch) {
+	if sc == nil || sc.footprint() > maxKeptScratch {
+		return
+	}
+	clear(sc.batch[:cap(sc.batch)])
+	clear(sc.content[:cap(sc.content)])
+	clear(sc.evs[:cap(sc.evs)])
+	clear(sc.before[:cap(sc.before)])
+	clear(sc.entries[:cap(sc.entries)])
+	clear(sc.streams[:cap(sc.streams)])
+	clear(sc.args.Keys[:cap(sc.args.Keys)])
+	clear(sc.args.Args[:cap(sc.args.Args)])
+	sc.conf = nil
+	sc.expect = luascripts.Expectation{}
+	p.scratch.Put(sc)
 }

@@ -39,6 +39,7 @@ func BenchmarkBuildBatch(b *testing.B) {
 			defer p.Close(context.Background())
 			bs, _ := p.bot("b")
 			sq := newShardQueue(bs, 0) // no flusher: the benchmark drives it
+			sq.sc = new(scratch)
 			const n = 512
 			run := make([]*item, n)
 			for i := range run {

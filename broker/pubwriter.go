@@ -346,6 +346,10 @@ func (l *writerLane) round(ctx context.Context, w *pubWriter) {
 		}
 		clear(outs)
 		l.outs = outs[:0]
+		// The arguments view the batches' events and scratch: let them
+		// go (a lane outlives its round).
+		clear(l.multi.Keys)
+		clear(l.multi.Args)
 	}
 	clear(l.live)
 }

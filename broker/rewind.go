@@ -191,7 +191,7 @@ func (sq *shardQueue) retry(ctx context.Context, f func() error) error {
 // buildRepair fills the script arguments for a call without entries that
 // overwrites a checkpoint found as status with what exp says was published.
 func (sq *shardQueue) buildRepair(run []*item, exp luascripts.Expectation, status luascripts.CheckpointStatus) {
-	sc := &sq.sc
+	sc := sq.sc
 	last := &run[len(run)-1].ev
 	session := run[0].ev.Session
 	sc.args = luascripts.PublishArgs{} // the refused call's args may still be referenced

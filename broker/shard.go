@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/feathery/feathery/luascripts"
 )
@@ -120,18 +121,24 @@ type shardQueue struct {
 	dropped    atomic.Uint64 // events dropped after a refusal (replayed)
 	incident   atomic.Pointer[CheckpointIncident]
 
-	// Owned by the flusher goroutine.
+	// running is set while the queue has a flusher goroutine: one runs
+	// only while the shard has work (see kick).
+	running atomic.Bool
+
+	// Owned by the flusher goroutine (the one running; the next one
+	// started after it cleared running).
 	ck        checkpoint // what this process believes is stored
 	ckWritten bool       // ck was written by this process (not a resume point)
 	unchecked bool       // promoted: the next checkpoint written expects nothing
 	curGen    uint64     // gen of the last refusal
-	batch     []*item
 	carry     *item
-	timer     *time.Timer
 	lastBatch int // events in the previous batch
-	sc        scratch
-	failing   int       // consecutive failed attempts
-	lastLog   time.Time // last failure log line
+	// sc is the flusher's batch scratch, taken from the Publisher's pool
+	// when the flusher starts and given back when it exits: an idle
+	// shard holds none.
+	sc      *scratch
+	failing int       // consecutive failed attempts
+	lastLog time.Time // last failure log line
 }
 
 type checkpoint struct {
@@ -200,6 +207,7 @@ func (sq *shardQueue) enqueue(ctx context.Context, ev *Event) error {
 		ok, space := sq.q.push(it)
 		if ok {
 			sq.enq.Add(1)
+			sq.kick()
 			return nil
 		}
 		select {
@@ -284,25 +292,53 @@ func (sq *shardQueue) advance(n int, size int64) {
 	sq.waitMu.Unlock()
 }
 
-// run is the flusher: it takes micro-batches off the queue until ctx ends.
+// kick makes sure the queue has a flusher: it starts one unless one runs.
+// Called after each push, so an event is never left without one: a
+// flusher that finds the queue empty clears running before it looks at
+// the queue a last time (see run).
+func (sq *shardQueue) kick() {
+	if sq.running.Load() || !sq.running.CompareAndSwap(false, true) {
+		return
+	}
+	if !sq.b.p.startFlusher(sq) {
+		// Closed: nothing is published any more.
+		sq.running.Store(false)
+	}
+}
+
+// run is the flusher: it takes micro-batches off the queue until the queue
+// is empty (nothing carried, no batch in flight or being retried), then
+// exits; kick starts the next one. It stops early when ctx ends. running
+// is set on entry.
 func (sq *shardQueue) run(ctx context.Context) {
+	p := sq.b.p
+	sq.sc = p.takeScratch()
 	for {
-		cfg := sq.b.p.tuning()
+		cfg := p.tuning()
 		var first *item
 		if sq.carry != nil {
 			first, sq.carry = sq.carry, nil
 		}
-		for first == nil {
-			if first = sq.q.pop(); first != nil {
-				break
-			}
-			select {
-			case <-sq.q.ready:
-			case <-ctx.Done():
+		if first == nil {
+			if ctx.Err() != nil {
 				return
 			}
+			if first = sq.q.pop(); first == nil {
+				// Idle: give the scratch back and exit. An event pushed
+				// after running is cleared starts a flusher of its own
+				// (kick); one pushed before is seen here.
+				p.putScratch(sq.sc)
+				sq.sc = nil
+				sq.running.Store(false)
+				if sq.q.len() == 0 || !sq.running.CompareAndSwap(false, true) {
+					return
+				}
+				sq.sc = p.takeScratch()
+				continue
+			}
 		}
-		batch := append(sq.batch[:0], first)
+		sc := sq.sc
+		batch := append(sc.batch[:0], first)
 		size := len(first.ev.Data)
 		// A batch waits for company only while the shard is busy: events
 		// were already queued behind its first one, or the last batch
@@ -321,21 +357,21 @@ func (sq *shardQueue) run(ctx context.Context) {
 				}
 				if !lingering {
 					lingering = true
-					if sq.timer == nil {
-						sq.timer = time.NewTimer(cfg.MaxDelay)
+					if sc.timer == nil {
+						sc.timer = time.NewTimer(cfg.MaxDelay)
 					} else {
-						sq.timer.Reset(cfg.MaxDelay)
+						sc.timer.Reset(cfg.MaxDelay)
 					}
 				}
 				select {
 				case <-sq.q.ready:
 					continue
-				case <-sq.timer.C:
+				case <-sc.timer.C:
 					expired = true
 					continue
 				case <-ctx.Done():
-					sq.timer.Stop()
-					sq.batch = batch
+					sc.timer.Stop()
+					sc.batch = batch
 					return
 				}
 			}
@@ -347,10 +383,10 @@ func (sq *shardQueue) run(ctx context.Context) {
 			size += len(it.ev.Data)
 		}
 		if lingering && !expired {
-			sq.timer.Stop()
+			sc.timer.Stop()
 		}
 		sq.lastBatch = len(batch)
-		sq.batch = batch
+		sc.batch = batch
 		if k := sq.promoteTo.Swap(nil); k != nil {
 			sq.ckKey = *k
 			sq.ck, sq.ckWritten, sq.unchecked = checkpoint{}, false, true
@@ -398,8 +434,11 @@ func (sq *shardQueue) drop(run []*item, tainted bool) {
 	sq.advance(len(run), size)
 }
 
-// scratch holds the flusher's reusable batch buffers.
+// scratch holds a flusher's reusable batch buffers, from the Publisher's
+// pool (takeScratch, putScratch).
 type scratch struct {
+	batch    []*item
+	timer    *time.Timer // MaxDelay: the wait of a batch for company
 	dec      []decision
 	content  []string
 	evs      []*Event
@@ -415,11 +454,22 @@ type scratch struct {
 	conf     *botConf               // the bot's configuration for this run
 }
 
+// footprint is roughly the bytes sc's buffers hold (the script arguments'
+// number buffer aside).
+func (sc *scratch) footprint() int {
+	const ptr, str, slice = int(unsafe.Sizeof(uintptr(0))), int(unsafe.Sizeof("")), int(unsafe.Sizeof([]byte(nil)))
+	return cap(sc.batch)*ptr + cap(sc.dec) + cap(sc.content)*str + cap(sc.evs)*ptr +
+		cap(sc.before)*slice + cap(sc.cacheIdx)*int(unsafe.Sizeof(0)) +
+		cap(sc.entries)*int(unsafe.Sizeof(luascripts.PublishEntry{})) +
+		cap(sc.streams)*int(unsafe.Sizeof(luascripts.PublishStream{})) +
+		(cap(sc.args.Keys)+cap(sc.args.Args))*str + cap(sc.guilds)*8
+}
+
 // publishRun handles one run of items of one session, retrying until it
 // succeeds or ctx ends; false when stopped.
 func (sq *shardQueue) publishRun(ctx context.Context, run []*item) bool {
 	p := sq.b.p
-	sc := &sq.sc
+	sc := sq.sc
 	began := time.Now()
 	sq.decide(run)
 	cfg := p.tuning()
@@ -534,7 +584,7 @@ func (sq *shardQueue) publishRun(ctx context.Context, run []*item) bool {
 // the bot's configuration in force, which it keeps in sc.conf for the rest
 // of the run.
 func (sq *shardQueue) decide(run []*item) {
-	sc := &sq.sc
+	sc := sq.sc
 	b := sq.b
 	conf := b.conf.Load()
 	sc.conf = conf
@@ -614,7 +664,7 @@ func actionDecision(a action) decision {
 // attempt resolves pending prefix checks, then has the bot's writer apply
 // the cache and run the publish script once.
 func (sq *shardQueue) attempt(ctx context.Context, run []*item) (luascripts.PublishResult, error) {
-	sc := &sq.sc
+	sc := sq.sc
 	if !sc.resolved {
 		if err := sq.resolvePrefixes(ctx, run); err != nil {
 			return luascripts.PublishResult{}, err
@@ -667,7 +717,7 @@ func (sq *shardQueue) expectation(run []*item) luascripts.Expectation {
 // build fills the scratch's script arguments for run; decide and the cache
 // have run.
 func (sq *shardQueue) build(run []*item, now time.Time, expect luascripts.Expectation) {
-	sc := &sq.sc
+	sc := sq.sc
 	sc.streams = sc.streams[:0]
 	for i := range sc.conf.streams {
 		s := &sc.conf.streams[i]
@@ -720,7 +770,7 @@ func (sq *shardQueue) build(run []*item, now time.Time, expect luascripts.Expect
 
 // resolvePrefixes settles decPrefixPending items with the guilds' prefixes.
 func (sq *shardQueue) resolvePrefixes(ctx context.Context, run []*item) error {
-	sc := &sq.sc
+	sc := sq.sc
 	sc.guilds = sc.guilds[:0]
 	for i, d := range sc.dec {
 		if d == decPrefixPending {

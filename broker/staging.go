@@ -200,8 +200,7 @@ func (p *Publisher) DropStaged(ctx context.Context, bot string) ([]StagedSession
 	return out, nil
 }
 
-// stagedShard returns the staged queue of shard, starting its flusher on
-// first use.
+// stagedShard returns the staged queue of shard, creating it on first use.
 func (b *botState) stagedShard(shard, count int) (*shardQueue, error) {
 	if sq := (*b.staged.Load())[shard]; sq != nil {
 		return sq, nil
@@ -232,11 +231,6 @@ func (b *botState) stagedShard(shard, count int) (*shardQueue, error) {
 	}
 	next[shard] = sq
 	b.staged.Store(&next)
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		sq.run(p.ctx)
-	}()
 	return sq, nil
 }
 
