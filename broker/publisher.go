@@ -65,6 +65,9 @@ type Publisher struct {
 	// waits for them.
 	runMu   sync.RWMutex
 	stopped bool
+	// linger is how long an idle shard keeps its flusher (flusherLinger;
+	// tests shorten it before the first event).
+	linger time.Duration
 	// scratch holds the batch scratch of flushers that went idle, for the
 	// next flusher to start (see takeScratch).
 	scratch sync.Pool
@@ -82,7 +85,7 @@ func NewPublisher(c rueidis.Client, cfg PublisherConfig) (*Publisher, error) {
 	}
 	cfg.setDefaults()
 	cfg.Bots = append([]BotConfig(nil), cfg.Bots...)
-	p := &Publisher{c: c, cfg: cfg, keys: NewKeys(cfg.Prefix), log: cfg.Logger}
+	p := &Publisher{c: c, cfg: cfg, keys: NewKeys(cfg.Prefix), log: cfg.Logger, linger: flusherLinger}
 	live := cfg
 	p.live.Store(&live)
 	p.ctx, p.cancel = context.WithCancel(context.Background())

@@ -307,8 +307,8 @@ func (sq *shardQueue) kick() {
 }
 
 // run is the flusher: it takes micro-batches off the queue until the queue
-// is empty (nothing carried, no batch in flight or being retried), then
-// exits; kick starts the next one. It stops early when ctx ends. running
+// is empty (nothing carried, no batch in flight or being retried) and no
+// event came for a while (linger), then exits; kick starts the next one. It stops early when ctx ends. running
 // is set on entry.
 func (sq *shardQueue) run(ctx context.Context) {
 	p := sq.b.p
@@ -323,7 +323,10 @@ func (sq *shardQueue) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			if first = sq.q.pop(); first == nil {
+			if first = sq.q.pop(); first == nil && sq.linger(ctx) {
+				continue
+			}
+			if first == nil {
 				// Idle: give the scratch back and exit. An event pushed
 				// after running is cleared starts a flusher of its own
 				// (kick); one pushed before is seen here.
@@ -399,6 +402,37 @@ func (sq *shardQueue) run(ctx context.Context) {
 	}
 }
 
+// flusherLinger is how long a flusher waits for its shard's next event
+// before it exits (Publisher.linger): a shard with an event a second or
+// more keeps its flusher (waking one costs less than starting one, see
+// BenchmarkPublishTick), an idle one gives it up.
+const flusherLinger = time.Second
+
+// linger waits up to the Publisher's linger for an event; false when none
+// came.
+func (sq *shardQueue) linger(ctx context.Context) bool {
+	d := sq.b.p.linger
+	if d <= 0 {
+		return false
+	}
+	sc := sq.sc
+	if sc.idle == nil {
+		sc.idle = time.NewTimer(d)
+	} else {
+		sc.idle.Reset(d)
+	}
+	select {
+	case <-sq.q.ready:
+		sc.idle.Stop()
+		return true
+	case <-sc.idle.C:
+		return false
+	case <-ctx.Done():
+		sc.idle.Stop()
+		return true // run sees ctx end
+	}
+}
+
 // process publishes batch, one run per session, gen and fence; false
 // when stopped. Items queued before the last refusal of the checkpoint are
 // dropped.
@@ -439,6 +473,7 @@ func (sq *shardQueue) drop(run []*item, tainted bool) {
 type scratch struct {
 	batch    []*item
 	timer    *time.Timer // MaxDelay: the wait of a batch for company
+	idle     *time.Timer // flusherLinger
 	dec      []decision
 	content  []string
 	evs      []*Event

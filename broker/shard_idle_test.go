@@ -70,6 +70,9 @@ func TestShardQueue_IdleHasNoFlusher(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Flushers exit as soon as their queue is empty: the exits race with
+	// the events below as often as can be.
+	p.linger = 0
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -129,15 +132,15 @@ func TestShardQueue_IdleHasNoFlusher(t *testing.T) {
 	flushAll()
 	waitIdle("after the first events")
 
-	// Idle shards get events again, one at a time with a flush between
-	// them, so each starts a flusher that exits.
-	for range 5 {
+	// Idle shards get events again, one at a time, each round after the
+	// flushers exited, so each event starts a flusher.
+	for i := range 5 {
 		for s := range shards {
 			publish(s, 1)
 		}
 		flushAll()
+		waitIdle("after single events, round " + strconv.Itoa(i))
 	}
-	waitIdle("after single events")
 
 	// Bursts from one goroutine per shard, publishing while that shard's
 	// flusher drains and exits: no event may be left without a flusher
@@ -191,7 +194,8 @@ func TestShardQueue_IdleHasNoFlusher(t *testing.T) {
 }
 
 // TestShardQueue_FlusherStaysWhileRetrying: a batch that fails is retried
-// by a flusher that stays until Redis is back; then the shard goes idle.
+// by a flusher that stays until Redis is back; then the shard goes idle and
+// its flusher exits (after the default linger).
 func TestShardQueue_FlusherStaysWhileRetrying(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	c := srv.Client(t)

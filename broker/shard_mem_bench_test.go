@@ -44,7 +44,8 @@ func BenchmarkIdleShardQueue(b *testing.B) {
 // its start-up events: 1,000 shards of a Publisher on a real redis-server
 // each publish a few events and go idle; then the heap (after garbage
 // collection), the goroutine stacks and the goroutines the Publisher holds
-// for them, per shard.
+// for them, per shard (each iteration waits for the flushers to linger
+// and exit: run it with -benchtime 1x).
 func BenchmarkIdleShards(b *testing.B) {
 	const shards, events = 1000, 3
 	srv := redistest.Start(b, redistest.Options{})
