@@ -30,11 +30,12 @@ type CacheWriter interface {
 // checkpoint in the same atomic step.
 //
 // Each (bot, shard) has a bounded queue (grown on demand) and, while it
-// holds events, one flusher goroutine that takes micro-batches off it and
-// filters them (an idle shard has no goroutine and no batch buffers); the batches
-// of a bot's shards then go to Redis together: one Cache.Apply and one
-// publish script call with a section per shard batch, each section checked
-// (checkpoint, fence) and answered on its own (see pubWriter). While Redis
+// has events, one flusher goroutine that takes micro-batches off it and
+// filters them (a shard idle for flusherLinger has neither goroutine nor
+// batch buffers); the batches of a bot's shards then go to Redis
+// together: one Cache.Apply and one publish script call with a section per
+// shard batch, each section checked (checkpoint, fence) and answered on its
+// own (see pubWriter). While Redis
 // fails the flushers retry with backoff; the queues fill and Publish
 // blocks — backpressure for the shard.
 type Publisher struct {
