@@ -290,7 +290,8 @@ func (p *Publisher) bot(name string) (*botState, error) {
 }
 
 // startFlusher starts sq's flusher, owned by p; false once Close stopped
-// the goroutines.
+// the goroutines. A shard keeps its flusher while it has an event a second
+// or more (flusherLinger), so a start is rare next to the events.
 func (p *Publisher) startFlusher(sq *shardQueue) bool {
 	p.runMu.RLock()
 	defer p.runMu.RUnlock()
@@ -298,26 +299,11 @@ func (p *Publisher) startFlusher(sq *shardQueue) bool {
 		return false
 	}
 	p.wg.Add(1)
-	flusherStarts <- sq
-	go runFlusher()
+	go func() {
+		defer p.wg.Done()
+		sq.run(p.ctx)
+	}()
 	return true
-}
-
-// flusherStarts hands a starting flusher goroutine its queue: a go
-// statement with an argument allocates its closure, one without does not,
-// and a quiet shard starts a flusher per event. The queue is sent before
-// its goroutine starts, so the goroutine finds one waiting (no wake-up of
-// its own); a send into a full channel waits only for goroutines already
-// started, one per queue in it.
-var flusherStarts = make(chan *shardQueue, 256)
-
-// runFlusher is a flusher goroutine: it takes a queue from flusherStarts
-// and runs its flusher, for the queue's Publisher (startFlusher).
-func runFlusher() {
-	sq := <-flusherStarts
-	p := sq.b.p
-	defer p.wg.Done()
-	sq.run(p.ctx)
 }
 
 // maxKeptScratch is the largest scratch (bytes of its buffers, roughly)

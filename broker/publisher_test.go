@@ -531,7 +531,7 @@ func publisherGoroutines() int {
 	n := 0
 	for _, g := range strings.Split(string(buf), "\n\n") {
 		// The entry closures: present even before a goroutine first runs.
-		if strings.Contains(g, "broker.runFlusher()") || strings.Contains(g, "broker.NewPublisher.func1()") {
+		if strings.Contains(g, "broker.(*Publisher).startFlusher.func1()") || strings.Contains(g, "broker.NewPublisher.func1()") {
 			n++
 		}
 	}

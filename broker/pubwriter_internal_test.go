@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"context"
 	"strconv"
 	"syscall"
 	"testing"
@@ -29,15 +28,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestPubWriter_OneCallForManyShards(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	c := srv.Client(t)
-	p, err := NewPublisher(c, PublisherConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = p.Close(ctx)
-	})
+	p := startPublisher(t, c, PublisherConfig{})
 	ctx := t.Context()
 	const shards = 32
 	evOf := func(shard int, seq int64) *Event {
@@ -210,15 +201,7 @@ func TestItemQueue(t *testing.T) {
 // of 16 shards, handed in together, goes in one call.
 func TestPubWriter_GatherDelay(t *testing.T) {
 	c := redistest.Start(t, redistest.Options{}).Client(t)
-	p, err := NewPublisher(c, PublisherConfig{GatherDelay: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = p.Close(ctx)
-	})
+	p := startPublisher(t, c, PublisherConfig{GatherDelay: time.Second})
 	ctx := t.Context()
 	const shards = 16
 	publish := func(seq int64) {

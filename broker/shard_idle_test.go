@@ -15,6 +15,21 @@ import (
 	"github.com/redis/rueidis"
 )
 
+// startPublisher returns a Publisher on c, closed when the test ends.
+func startPublisher(t *testing.T, c rueidis.Client, cfg PublisherConfig) *Publisher {
+	t.Helper()
+	p, err := NewPublisher(c, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = p.Close(ctx)
+	})
+	return p
+}
+
 // flusherGoroutines counts the goroutines running a shard queue's flusher.
 func flusherGoroutines() int {
 	buf := make([]byte, 1<<20)
@@ -66,18 +81,10 @@ func streamSeqs(t *testing.T, c rueidis.Client, key string) []int64 {
 func TestShardQueue_IdleHasNoFlusher(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	c := srv.Client(t)
-	p, err := NewPublisher(c, PublisherConfig{Bots: []BotConfig{{Name: "b", Routes: []Route{{Events: []string{"TYPING_START"}, StreamConfig: StreamConfig{Stream: "t"}}}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := startPublisher(t, c, PublisherConfig{Bots: []BotConfig{{Name: "b", Routes: []Route{{Events: []string{"TYPING_START"}, StreamConfig: StreamConfig{Stream: "t"}}}}}})
 	// Flushers exit as soon as their queue is empty: the exits race with
 	// the events below as often as can be.
 	p.linger = 0
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = p.Close(ctx)
-	})
 	ctx := t.Context()
 	const shards = 16
 	// Shard s publishes on its own stream (by type) so its order can be
@@ -199,15 +206,7 @@ func TestShardQueue_IdleHasNoFlusher(t *testing.T) {
 func TestShardQueue_FlusherStaysWhileRetrying(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	c := srv.Client(t)
-	p, err := NewPublisher(c, PublisherConfig{RetryMin: time.Millisecond, RetryMax: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = p.Close(ctx)
-	})
+	p := startPublisher(t, c, PublisherConfig{RetryMin: time.Millisecond, RetryMax: 20 * time.Millisecond})
 	ctx := t.Context()
 	ev := func(seq int64) *Event {
 		return &Event{Bot: "b", Shard: 0, ShardCount: 1, Session: "s", Seq: seq, Type: "MESSAGE_CREATE", Data: []byte(`{}`)}
