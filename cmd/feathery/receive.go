@@ -32,11 +32,7 @@ func (m *Main) runReceive(ctx context.Context, g globalFlags, args []string) err
 	if err != nil {
 		return err
 	}
-	log, err := m.newLogger(m.Stderr, logOptions{
-		Level:   firstNonEmpty(g.logLevel, cfg.Log.Level),
-		Format:  firstNonEmpty(g.logFormat, cfg.Log.Format),
-		Secrets: cfg.secrets(),
-	})
+	log, err := m.configLogger(g, cfg, nil)
 	if err != nil {
 		return err
 	}

@@ -25,12 +25,7 @@ func (m *Main) runRun(ctx context.Context, g globalFlags, args []string) error {
 		return nil
 	}
 	level := new(slog.LevelVar)
-	log, err := m.newLogger(m.Stderr, logOptions{
-		Level:    firstNonEmpty(g.logLevel, cfg.Log.Level),
-		Format:   firstNonEmpty(g.logFormat, cfg.Log.Format),
-		Secrets:  cfg.secrets(),
-		LevelVar: level,
-	})
+	log, err := m.configLogger(g, cfg, level)
 	if err != nil {
 		return err
 	}
@@ -87,4 +82,16 @@ func firstNonEmpty(s ...string) string {
 		}
 	}
 	return ""
+}
+
+// configLogger is the logger of a command run from cfg: the command line's
+// --log-level and --log-format over the config's, the config's secrets
+// redacted; level, when set, is the handler's level (changed by reloads).
+func (m *Main) configLogger(g globalFlags, cfg *Config, level *slog.LevelVar) (*slog.Logger, error) {
+	return m.newLogger(m.Stderr, logOptions{
+		Level:    firstNonEmpty(g.logLevel, cfg.Log.Level),
+		Format:   firstNonEmpty(g.logFormat, cfg.Log.Format),
+		Secrets:  cfg.secrets(),
+		LevelVar: level,
+	})
 }
